@@ -1,0 +1,86 @@
+"""minerva-dask: render composites of huge multiplexed microscopy pyramids, lazily, with dask.
+
+>>> import minerva_dask as md
+>>> src = md.open_image(md.demo_image_path())
+>>> req = md.parse_request("/0/0/0/?c=1|300:20000$0000FF,3|500:12000$FF0000&region=0,0,2048,2048&max_size=512")
+>>> rgb = md.render(src, req)           # lazy: nothing read yet
+>>> rgb.shape, rgb.level
+((512, 512, 3), 2)
+
+Heavy modules (dask, zarr, tifffile) load on first use of the names that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    MinervaDaskError,
+    MissingDependencyError,
+    OutputError,
+    RequestError,
+    SourceError,
+    SourceNotFoundError,
+    TileReadError,
+)
+from .geometry import Rect
+from .request import ChannelSetting, RenderRequest, parse_request
+
+try:
+    __version__ = version("minerva-dask")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ChannelSetting",
+    "MinervaDaskError",
+    "MissingDependencyError",
+    "OutputError",
+    "Rect",
+    "RenderRequest",
+    "Rendering",
+    "RequestError",
+    "SourceError",
+    "SourceNotFoundError",
+    "TileReadError",
+    "__version__",
+    "channel_arrays",
+    "crop",
+    "demo_image_path",
+    "open_image",
+    "parse_request",
+    "render",
+    "to_png",
+]
+
+_LAZY = {
+    "open_image": "minerva_dask.sources",
+    "render": "minerva_dask.graph",
+    "Rendering": "minerva_dask.graph",
+    "channel_arrays": "minerva_dask.graph",
+    "to_png": "minerva_dask.writers.png",
+    "crop": "minerva_dask.api",
+    "demo_image_path": "minerva_dask._demo",
+}
+
+if TYPE_CHECKING:
+    from ._demo import demo_image_path
+    from .api import crop
+    from .graph import Rendering, channel_arrays, render
+    from .sources import open_image
+    from .writers.png import to_png
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'minerva_dask' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,157 @@
+"""The ``minerva-dask`` command line: a thin layer over :func:`minerva_dask.crop`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import MinervaDaskError, RequestError
+
+__all__ = ["main"]
+
+_CROP_HELP = """\
+Render a composite of chosen channels of a microscopy image to a picture file.
+
+REQUEST is an OMERO.figure render_scaled_region URL, or just its path and query:
+    '/0/0/0/?c=1|300:12000$0000FF,-2|0:65535$00FF00,3|500:9000$FF0000&region=0,0,8192,8192'
+  c=         channels, 1-based: INDEX|START:END$COLOUR, comma-separated. START:END is the
+             intensity window in raw pixel values; COLOUR is hex (FF0000 = red).
+             A leading '-' lists a channel but hides it.
+  region=    x,y,width,height in full-resolution pixels (may reach outside the image).
+  max_size=  the largest side of the output in pixels (default 2000); the pyramid level
+             is chosen so the output is no bigger, never upsampled.
+Quote the request: it contains characters the shell treats specially ($ and |).
+
+With no REQUEST, the image's own channel settings are used for the whole image.
+With neither REQUEST nor --image, the built-in demo image is rendered to out.png.
+
+examples:
+  minerva-dask crop
+  minerva-dask crop '/0/0/0/?c=1|0:30000$0000FF&region=0,0,4096,4096' --image slide.ome.tif -o fig.png
+  minerva-dask crop --image s3://bucket/slide.ome.zarr --max-size 1024 -o overview.png
+"""
+
+
+def _storage_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    lowered = value.lower()
+    parsed: object = {"true": True, "false": False}.get(lowered, value)
+    return key, parsed
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minerva-dask",
+        description="Render composites of huge multiplexed microscopy images, tile by tile.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    crop = commands.add_parser("crop", help="render a region to a PNG file",
+                               description=_CROP_HELP,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    crop.add_argument("request", nargs="?", help="OMERO.figure URL or /id/z/t/?c=...&region=...")
+    crop.add_argument("--image", "-i", metavar="PATH_OR_URL",
+                      help="OME-TIFF or OME-Zarr: local path, s3://..., https://...")
+    crop.add_argument("-o", "--output", default="out.png", metavar="OUT.png",
+                      help="output file (default: out.png)")
+    crop.add_argument("--max-size", type=int, metavar="PIXELS",
+                      help="largest output side; overrides max_size in the request")
+    crop.add_argument("--background", default="black", metavar="COLOUR",
+                      help="colour outside the image: black (default), omero (#DDDDDD), or hex")
+    crop.add_argument("--gamma", type=float, help="output gamma (default 1, or 2.2 for minerva-2018)")
+    crop.add_argument("--preset", default="linear", choices=("linear", "omero", "minerva-2018"),
+                      help="rendering maths: linear (default), omero (OMERO server's 8-bit maths), "
+                           "minerva-2018 (the 2018 crop script)")
+    crop.add_argument("--scheduler", metavar="ADDRESS",
+                      help="compute on a running dask cluster, e.g. tcp://10.0.0.5:8786")
+    crop.add_argument("--storage-option", action="append", type=_storage_option, default=[],
+                      metavar="KEY=VALUE", help="fsspec option for remote images (repeatable)")
+    crop.add_argument("--no-overwrite", action="store_true", help="fail if the output exists")
+    crop.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    crop.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    return parser
+
+
+def _configure_logging(quiet: bool, verbose: int) -> None:
+    """Our own INFO lines (the chosen scale) unless quiet; other libraries' with -v."""
+    level = logging.WARNING if quiet else logging.INFO
+    others = logging.DEBUG if verbose >= 2 else (logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=min(level, others), format="%(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(others if not quiet else logging.WARNING)
+    logging.getLogger("minerva_dask").setLevel(min(level, others))
+
+
+def _run_crop(args: argparse.Namespace) -> int:
+    from .api import crop
+    from .request import default_request, parse_request
+    from .sources import open_image
+
+    storage_options = dict(args.storage_option) or None
+    if args.request is None and args.image is None:
+        from ._demo import DEMO_REQUEST, demo_image_path
+
+        if not args.quiet:
+            print("No request or image given: rendering the built-in demo image.", file=sys.stderr)
+        args.request, args.image = DEMO_REQUEST, str(demo_image_path())
+    request = parse_request(args.request) if args.request is not None else None
+    if args.image is None:
+        if request is not None and request.server:
+            raise RequestError(
+                f"the request names the OMERO server {request.server}, but reading from "
+                "OMERO is not supported by this version; give --image PATH_OR_URL"
+            )
+        raise RequestError("no image given: add --image PATH_OR_URL (OME-TIFF or OME-Zarr)")
+    source = open_image(args.image, storage_options=storage_options)
+    if request is None:
+        request = default_request(source.info)
+    if args.max_size is not None:
+        from dataclasses import replace
+
+        request = replace(request, max_size=args.max_size)
+    started = time.perf_counter()
+    result = crop(request, args.output, image=source, preset=args.preset, gamma=args.gamma,
+                  background=args.background, scheduler=args.scheduler,
+                  progress=not args.quiet and sys.stderr.isatty(),
+                  overwrite=not args.no_overwrite)
+    if not args.quiet:
+        height, width = result.shape
+        print(f"Wrote {result.path} ({width} x {height} px, {_human(result.size_bytes)}) in "
+              f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", 0))
+    try:
+        return _run_crop(args)
+    except MinervaDaskError as exc:
+        print(f"minerva-dask: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minerva-dask: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

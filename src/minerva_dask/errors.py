@@ -1,0 +1,47 @@
+"""The error tree of minerva-dask.
+
+Every error the library raises on purpose derives from :class:`MinervaDaskError`, and also
+from the builtin exception that fits, so ``except ValueError`` keeps working for callers
+who do not know this package. The CLI prints a ``MinervaDaskError`` as one line and exits
+with status 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MinervaDaskError",
+    "MissingDependencyError",
+    "OutputError",
+    "RequestError",
+    "SourceError",
+    "SourceNotFoundError",
+    "TileReadError",
+]
+
+
+class MinervaDaskError(Exception):
+    """Base class of every error raised by minerva-dask on purpose."""
+
+
+class RequestError(MinervaDaskError, ValueError):
+    """A render request is malformed, or does not fit the image it is applied to."""
+
+
+class SourceError(MinervaDaskError, OSError):
+    """An image source cannot be opened or understood."""
+
+
+class SourceNotFoundError(SourceError, FileNotFoundError):
+    """The image named by a path or URL does not exist."""
+
+
+class TileReadError(SourceError):
+    """Reading or decoding one tile failed; the message names image, level and tile."""
+
+
+class OutputError(MinervaDaskError, OSError):
+    """An output file cannot be written."""
+
+
+class MissingDependencyError(MinervaDaskError, ImportError):
+    """An optional dependency is needed for what was asked; the message names the extra."""

@@ -1,0 +1,252 @@
+"""Pyramid geometry: rectangles, level choice, region scaling and the output chunk grid.
+
+Conventions used everywhere in minerva-dask:
+
+* ``x`` grows to the right, ``y`` grows down; sizes are ``width`` and ``height``.
+* Arrays are indexed ``[..., y, x]`` (row, then column).
+* Pyramid ``level`` 0 is full resolution; level ``l`` has a downsampling factor
+  ``(fx, fy)`` >= 1 per axis relative to level 0.
+* Unless a name says otherwise the unit is the pixel of the level in question.
+
+Everything here is pure: no I/O, no dask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "Rect",
+    "TileGrid",
+    "choose_level",
+    "choose_level_omero_figure",
+    "floor_tolerant",
+    "plan_tile_grid",
+    "region_at_level",
+    "split_edges",
+]
+
+# Level factors read from metadata are often ratios such as 250 / 62; x / f then lands a
+# hair below an integer (61.99999999999999). Values within this distance of an integer are
+# taken to be that integer before flooring.
+_INTEGER_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Rect:
+    """An axis-aligned rectangle: origin ``(x, y)`` (top-left) and ``width`` x ``height``.
+
+    Units are pixels of whatever grid the rectangle lives in (full resolution for a
+    request's region, level pixels after :func:`region_at_level`). Floats are allowed for
+    requests; level rectangles are integers.
+    """
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+    @property
+    def right(self) -> float:
+        """``x + width``: one past the last column."""
+        return self.x + self.width
+
+    @property
+    def bottom(self) -> float:
+        """``y + height``: one past the last row."""
+        return self.y + self.height
+
+    def intersection(self, other: Rect) -> Rect | None:
+        """The overlap of two rectangles, or ``None`` when they do not overlap.
+
+        >>> Rect(-5, -5, 10, 10).intersection(Rect(0, 0, 100, 100))
+        Rect(x=0, y=0, width=5, height=5)
+        """
+        x0, y0 = max(self.x, other.x), max(self.y, other.y)
+        x1, y1 = min(self.right, other.right), min(self.bottom, other.bottom)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return Rect(x0, y0, x1 - x0, y1 - y0)
+
+
+def floor_tolerant(value: float) -> int:
+    """``floor(value)``, treating values within 1e-6 of an integer as that integer.
+
+    >>> floor_tolerant(250 / (250 / 62)), floor_tolerant(-0.5), floor_tolerant(2.9)
+    (62, -1, 2)
+    """
+    nearest = round(value)
+    if abs(value - nearest) <= _INTEGER_TOLERANCE:
+        return int(nearest)
+    return math.floor(value)
+
+
+def choose_level(
+    downsamples: Sequence[tuple[float, float]], width: float, height: float, max_size: int
+) -> int:
+    """The pyramid level to render a ``width`` x ``height`` full-resolution region at.
+
+    The general rule of ``rendering.md`` section 2: the finest level whose scaled longest
+    side ``max(width / fx, height / fy)`` is <= ``max_size``; if none is, the coarsest.
+    For power-of-two pyramids this equals the 2018 rule
+    ``clip(ceil(log2(max(w, h) / max_size)), 0, L - 1)``. Never upsamples.
+
+    Parameters
+    ----------
+    downsamples
+        ``(fx, fy)`` per level, level 0 first (``(1, 1)``).
+    width, height
+        Region size in full-resolution pixels.
+    max_size
+        Largest output side wanted, in output pixels.
+
+    >>> choose_level([(1, 1), (2, 2), (4, 4)], 4000, 1000, 1000)
+    2
+    >>> choose_level([(1, 1), (2, 2), (4, 4)], 4000, 1000, 10)
+    2
+    >>> choose_level([(1, 1), (2, 2)], 1000, 1000, 1000)
+    0
+    """
+    for level, (fx, fy) in enumerate(downsamples):
+        if max(width / fx, height / fy) <= max_size * (1 + 1e-12):
+            return level
+    return len(downsamples) - 1
+
+
+def choose_level_omero_figure(
+    downsamples: Sequence[tuple[float, float]], width: float, height: float, max_size: int
+) -> int:
+    """The level OMERO.figure's ``render_scaled_region`` picks (``api-contract.md`` 3).
+
+    Start at the smallest level and move to finer ones while the next finer level's
+    scaled longest side is strictly below ``max_size``. The output may exceed ``max_size``
+    (omero-figure#449).
+
+    >>> choose_level_omero_figure([(1, 1), (2, 2), (4, 4), (8, 8), (16, 16)], 48960, 48960, 2000)
+    4
+    """
+    longest = max(width, height)
+    level = len(downsamples) - 1
+    while level > 0 and longest / downsamples[level - 1][0] < max_size:
+        level -= 1
+    return level
+
+
+def region_at_level(region: Rect, downsample: tuple[float, float]) -> Rect:
+    """Scale a full-resolution region to a level by truncation (2018 script, OMERO.figure).
+
+    Origin ``floor(x / fx)``, size ``floor(width / fx)`` (likewise y), with the size kept at
+    least 1 pixel so that a tiny region still renders something. Returns integer pixels of
+    the level; the result may extend beyond the level (negative origin, past the edge).
+
+    >>> region_at_level(Rect(-2000, -1000, 40000, 40000), (4, 4))
+    Rect(x=-500, y=-250, width=10000, height=10000)
+    """
+    fx, fy = downsample
+    return Rect(
+        floor_tolerant(region.x / fx),
+        floor_tolerant(region.y / fy),
+        max(1, floor_tolerant(region.width / fx)),
+        max(1, floor_tolerant(region.height / fy)),
+    )
+
+
+def split_edges(start: int, size: int, tile: int, extent: int) -> tuple[int, ...]:
+    """Boundaries that cut ``[start, start + size)`` into chunks along one axis.
+
+    Cuts fall on multiples of ``tile`` and on the image edges ``0`` and ``extent``, so every
+    chunk lies inside one source tile or entirely outside the image, and no chunk is longer
+    than ``tile``. Returned as absolute level coordinates, first ``start``, last
+    ``start + size``.
+
+    >>> split_edges(-300, 1500, 512, 900)
+    (-300, 0, 512, 900, 1024, 1200)
+    """
+    if size < 1 or tile < 1:
+        raise ValueError(f"size and tile must be >= 1, got size={size}, tile={tile}")
+    stop = start + size
+    cuts = set(range((start // tile + 1) * tile, stop, tile))
+    cuts.update(edge for edge in (0, extent) if start < edge < stop)
+    return (start, *sorted(cuts), stop)
+
+
+@dataclass(frozen=True, slots=True)
+class TileGrid:
+    """Where each output chunk of a render comes from, at one pyramid level.
+
+    ``region`` is the rendered area in level pixels (may extend outside the level);
+    ``x_edges``/``y_edges`` are the chunk boundaries in level pixels (see
+    :func:`split_edges`). Chunk ``(i, j)`` (row ``i``, column ``j``) covers
+    ``x_edges[j]:x_edges[j+1]`` and ``y_edges[i]:y_edges[i+1]`` and is either entirely
+    inside the level or entirely outside.
+    """
+
+    level: int
+    region: Rect
+    level_width: int
+    level_height: int
+    x_edges: tuple[int, ...]
+    y_edges: tuple[int, ...]
+
+    @property
+    def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Chunk sizes as dask wants them: ``(row heights, column widths)``."""
+        return (_diffs(self.y_edges), _diffs(self.x_edges))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Output ``(height, width)`` in level pixels."""
+        return (int(self.region.height), int(self.region.width))
+
+    def chunk_rect(self, row: int, col: int) -> Rect:
+        """The level-pixel rectangle of chunk ``(row, col)``."""
+        x0, x1 = self.x_edges[col], self.x_edges[col + 1]
+        y0, y1 = self.y_edges[row], self.y_edges[row + 1]
+        return Rect(x0, y0, x1 - x0, y1 - y0)
+
+    @property
+    def inside_range(self) -> tuple[int, int, int, int]:
+        """``(row0, row1, col0, col1)``: chunk rows ``row0:row1`` and columns
+        ``col0:col1`` lie inside the level; every other chunk is entirely outside."""
+        rows = [i for i, y in enumerate(self.y_edges[:-1]) if 0 <= y < self.level_height]
+        cols = [j for j, x in enumerate(self.x_edges[:-1]) if 0 <= x < self.level_width]
+        if not rows or not cols:
+            return (0, 0, 0, 0)
+        return (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+
+
+def plan_tile_grid(
+    region: Rect,
+    level: int,
+    level_size: tuple[int, int],
+    tile_size: tuple[int, int],
+) -> TileGrid:
+    """Cut a level-pixel ``region`` into chunks aligned with the level's tiles.
+
+    Parameters
+    ----------
+    region
+        Integer rectangle in level pixels, as from :func:`region_at_level`.
+    level
+        The pyramid level index (0 = full resolution), carried along for the reader.
+    level_size
+        ``(width, height)`` of the level.
+    tile_size
+        ``(tile_width, tile_height)`` of the level's tiles.
+    """
+    width, height = level_size
+    tile_width, tile_height = tile_size
+    return TileGrid(
+        level=level,
+        region=region,
+        level_width=width,
+        level_height=height,
+        x_edges=split_edges(int(region.x), int(region.width), tile_width, width),
+        y_edges=split_edges(int(region.y), int(region.height), tile_height, height),
+    )
+
+
+def _diffs(edges: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(b - a for a, b in zip(edges, edges[1:], strict=False))

@@ -1,0 +1,323 @@
+"""The dask graph: per-channel lazy arrays of a region, and the composite over them.
+
+Data flow for one request: choose the level (``geometry``), cut the region into chunks
+aligned with the level's tiles, make one lazy read per chunk that fetches every shown
+channel of that tile at once (``source.read_region``), and map the composite kernel
+(``render.composite``) over the chunks. Read and composite are both blockwise, so dask's
+optimiser fuses them into one task per output chunk. Chunks wholly outside the image
+read nothing and become background.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+
+from .errors import RequestError
+from .geometry import (
+    Rect,
+    TileGrid,
+    choose_level,
+    choose_level_omero_figure,
+    plan_tile_grid,
+    region_at_level,
+)
+from .render import PRESETS, check_styles, composite, fill_background
+from .request import RenderRequest, ResolvedChannel
+from .sources.base import ImageInfo, Source
+
+__all__ = ["RenderPlan", "Rendering", "channel_arrays", "plan_render", "render"]
+
+# Source tiles smaller than this are grouped so that a chunk is at least this many pixels
+# a side: a 100k x 100k slide in 256-pixel OMERO tiles would otherwise make 150k tasks.
+MIN_CHUNK_SIDE = 512
+LEVEL_RULES = ("general", "omero-figure")
+
+
+@dataclass(frozen=True, slots=True)
+class RenderPlan:
+    """Everything decided before any pixel is read.
+
+    ``grid`` holds the level, the region in level pixels and the chunk edges;
+    ``channels`` the shown channels with their windows and colours resolved.
+    """
+
+    grid: TileGrid
+    channels: tuple[ResolvedChannel, ...]
+    z: int
+    t: int
+
+    @property
+    def level(self) -> int:
+        """Pyramid level read (0 = full resolution)."""
+        return self.grid.level
+
+
+def _chunk_side(tile: int, requested: int | None) -> int:
+    if requested is not None:
+        if requested < 1:
+            raise RequestError(f"chunk size must be >= 1 pixel, got {requested}")
+        return requested
+    return tile * max(1, math.ceil(MIN_CHUNK_SIDE / tile))
+
+
+def plan_render(info: ImageInfo, request: RenderRequest, *, level: int | None = None,
+                level_rule: str = "general",
+                chunk_size: int | tuple[int, int] | None = None) -> RenderPlan:
+    """Check ``request`` against ``info``, choose the level and cut the output into chunks.
+
+    Parameters
+    ----------
+    level
+        Force this pyramid level instead of choosing one from ``max_size``.
+    level_rule
+        ``"general"`` (finest level whose scaled longest side is <= max_size, rendering.md
+        section 2) or ``"omero-figure"`` (OMERO.figure's own rule; may exceed max_size).
+    chunk_size
+        Output chunk side in level pixels, or ``(width, height)``; default the source's
+        tile size (grouped up to at least 512 pixels).
+    """
+    channels = request.resolve(info)
+    region = request.region or Rect(0, 0, info.width, info.height)
+    if level is None:
+        if level_rule not in LEVEL_RULES:
+            raise RequestError(f"level_rule must be one of {LEVEL_RULES}, got {level_rule!r}")
+        chooser = choose_level if level_rule == "general" else choose_level_omero_figure
+        level = chooser(info.downsamples, region.width, region.height, request.max_size)
+    elif not 0 <= level < len(info.levels):
+        raise RequestError(f"level {level} does not exist: the image has {len(info.levels)}")
+    spec = info.levels[level]
+    if isinstance(chunk_size, tuple):
+        chunk_w, chunk_h = chunk_size
+    else:
+        chunk_w = chunk_h = chunk_size  # type: ignore[assignment]
+    grid = plan_tile_grid(
+        region_at_level(region, spec.downsample),
+        level,
+        (spec.width, spec.height),
+        (_chunk_side(spec.tile_width, chunk_w), _chunk_side(spec.tile_height, chunk_h)),
+    )
+    return RenderPlan(grid=grid, channels=channels, z=request.z, t=request.t)
+
+
+class _RegionReader:
+    """Array-like view ``(c, y, x)`` of a region of one level, for ``da.from_array``.
+
+    Indexing reads through ``source.read_region``; parts outside the level are zeros
+    (broadcast, never allocated when a whole chunk is outside).
+    """
+
+    def __init__(self, source: Source, plan: RenderPlan) -> None:
+        self.source = source
+        self.grid = plan.grid
+        self.channels = tuple(c.index for c in plan.channels)
+        self.z, self.t = plan.z, plan.t
+        self.dtype = np.dtype(source.info.dtype)
+        self.shape = (len(self.channels), *plan.grid.shape)
+        self.ndim = 3
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        key = tuple(key) + (slice(None),) * (3 - len(key))
+        bounds = [s.indices(n) if isinstance(s, slice) else None
+                  for s, n in zip(key, self.shape, strict=True)]
+        if any(b is None or b[2] != 1 for b in bounds[1:]):  # rare: ints or steps
+            ys, xs = (k if isinstance(k, slice) else slice(k, k + 1) for k in key[1:])
+            full = self[key[0], slice(*ys.indices(self.shape[1])[:2]),
+                        slice(*xs.indices(self.shape[2])[:2])]
+            return full[(slice(None), *(
+                slice(None, None, k.step) if isinstance(k, slice) else 0 for k in key[1:]))]
+        (y0, y1, _), (x0, x1) = bounds[1], bounds[2][:2]
+        channels = self.channels[key[0]] if isinstance(key[0], slice) else (self.channels[key[0]],)
+        region = self.grid.region
+        rect = Rect(int(region.x) + x0, int(region.y) + y0, x1 - x0, y1 - y0)
+        level_rect = rect.intersection(Rect(0, 0, self.grid.level_width, self.grid.level_height))
+        shape = (len(channels), y1 - y0, x1 - x0)
+        if level_rect is None:
+            return np.broadcast_to(np.zeros((), self.dtype), shape)
+        block = self.source.read_region(self.grid.level, level_rect, channels, z=self.z, t=self.t)
+        if level_rect == rect:
+            return block
+        out = np.zeros(shape, self.dtype)
+        dx, dy = int(level_rect.x - rect.x), int(level_rect.y - rect.y)
+        out[:, dy : dy + block.shape[1], dx : dx + block.shape[2]] = block
+        return out
+
+
+def _stack(source: Source, plan: RenderPlan) -> da.Array:
+    reader = _RegionReader(source, plan)
+    name = "read-" + tokenize(source, plan.grid, reader.channels, plan.z, plan.t)
+    return da.from_array(
+        reader,
+        chunks=((len(reader.channels),), *plan.grid.chunks),
+        name=name,
+        asarray=False,
+        fancy=False,
+        meta=np.empty((0, 0, 0), reader.dtype),
+    )
+
+
+def channel_arrays(source: Source, request: RenderRequest, *, level: int | None = None,
+                   level_rule: str = "general",
+                   chunk_size: int | tuple[int, int] | None = None) -> dict[int, da.Array]:
+    """Lazy raw arrays ``(y, x)`` of the shown channels over the region, at the render level.
+
+    Keys are 0-based channel indices. Chunks line up with the level's tiles; each chunk
+    read fetches all shown channels of its tile together, so compute them together
+    (``dask.compute(*arrays.values())``). Pixels outside the image are 0.
+    """
+    plan = plan_render(source.info, request, level=level, level_rule=level_rule,
+                       chunk_size=chunk_size)
+    stack = _stack(source, plan)
+    return {channel.index: stack[i] for i, channel in enumerate(plan.channels)}
+
+
+def _composite_block(block: np.ndarray, styles: tuple[ResolvedChannel, ...], preset: str,
+                     gamma: float | None, background: tuple[int, int, int],
+                     inside: tuple[int, int, int, int], block_id: tuple[int, ...]) -> np.ndarray:
+    row, col = block_id[0], block_id[1]  # index of the output block (y, x, rgb)
+    row0, row1, col0, col1 = inside
+    if not (row0 <= row < row1 and col0 <= col < col1):
+        return fill_background(block.shape[1:], background)
+    return composite(block, styles, preset=preset, gamma=gamma)
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """A lazy rendered composite and how it was made.
+
+    ``data`` is a dask array ``(height, width, 3)`` uint8 (axes ``y, x, rgb``) whose
+    chunks line up with the source tiles at ``plan.level``. Nothing is read until it is
+    computed (``rendering.compute()``, ``np.asarray(rendering)``, or a writer).
+    """
+
+    data: da.Array
+    plan: RenderPlan
+    request: RenderRequest
+    image: ImageInfo
+    preset: str
+    gamma: float
+    background: tuple[int, int, int]
+    source: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def level(self) -> int:
+        """The pyramid level read (0 = full resolution)."""
+        return self.plan.level
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(height, width, 3)`` in output pixels."""
+        return tuple(self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def downsample(self) -> tuple[float, float]:
+        """``(fx, fy)``: level-0 pixels per output pixel."""
+        return self.image.levels[self.level].downsample
+
+    @property
+    def pixel_size_um(self) -> tuple[float, float] | None:
+        """Physical ``(x, y)`` size of one output pixel in µm, when the image knows it."""
+        if self.image.pixel_size_um is None:
+            return None
+        (px, py), (fx, fy) = self.image.pixel_size_um, self.downsample
+        return (px * fx, py * fy)
+
+    def compute(self, **kwargs: Any) -> np.ndarray:
+        """Compute the whole image as a numpy ``(height, width, 3)`` uint8 array."""
+        return self.data.compute(**kwargs)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        result = self.compute()
+        return result if dtype is None else result.astype(dtype)
+
+
+def parse_background(color: str | Sequence[int]) -> tuple[int, int, int]:
+    """Background colour from a hex string (``"#DDDDDD"``, ``"000"``), a name
+    (``black``, ``white``, ``omero`` = ``#DDDDDD``) or an RGB triple of 0..255 ints.
+
+    >>> parse_background("omero"), parse_background("#FFF")
+    ((221, 221, 221), (255, 255, 255))
+    """
+    from .request import parse_color
+
+    if isinstance(color, str):
+        named = {"black": "000000", "white": "FFFFFF", "omero": "DDDDDD", "grey": "DDDDDD"}
+        rgb, _ = parse_color(named.get(color.lower(), color))
+        return tuple(round(v * 255) for v in rgb)  # type: ignore[return-value]
+    values = tuple(int(v) for v in color)
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise RequestError(f"background {color!r} is not three integers in 0..255")
+    return values  # type: ignore[return-value]
+
+
+def render(source: Source, request: RenderRequest, *, preset: str = "linear",
+           gamma: float | None = None, background: str | Sequence[int] = "black",
+           level: int | None = None, level_rule: str = "general",
+           chunk_size: int | tuple[int, int] | None = None) -> Rendering:
+    """Render ``request`` from ``source`` lazily.
+
+    Parameters
+    ----------
+    source
+        An open image (:func:`minerva_dask.open_image`).
+    request
+        What to draw (:func:`minerva_dask.parse_request` or :class:`RenderRequest`).
+    preset
+        ``"linear"`` (default), ``"omero"`` or ``"minerva-2018"``; see :mod:`.render`.
+    gamma
+        Output gamma; ``None`` takes the preset's (1, or 2.2 for ``minerva-2018``).
+    background
+        Colour of output pixels outside the image: ``"black"`` (default), ``"omero"``
+        (``#DDDDDD`` like OMERO.figure), a hex string or an RGB triple.
+    level, level_rule, chunk_size
+        See :func:`plan_render`.
+
+    Returns
+    -------
+    Rendering
+        ``.data`` is a dask array ``(height, width, 3)`` uint8.
+
+    >>> import minerva_dask as md
+    >>> src = md.open_image(md.demo_image_path())
+    >>> req = md.parse_request("/0/0/0/?c=1|0:30000$0000FF&region=-512,0,4096,4096&max_size=512")
+    >>> rgb = md.render(src, req)
+    >>> rgb.shape, rgb.level
+    ((512, 512, 3), 3)
+    """
+    try:
+        check_styles(request.resolve(source.info), preset)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    if gamma is not None and not gamma > 0:
+        raise RequestError(f"gamma must be > 0, got {gamma}")
+    background_rgb = parse_background(background)
+    plan = plan_render(source.info, request, level=level, level_rule=level_rule,
+                       chunk_size=chunk_size)
+    stack = _stack(source, plan)
+    grid = plan.grid
+    inside = grid.inside_range
+    rows, cols = grid.chunks
+    data = stack.map_blocks(
+        _composite_block,
+        plan.channels,
+        preset,
+        gamma,
+        background_rgb,
+        inside,
+        drop_axis=0,
+        new_axis=2,
+        chunks=(rows, cols, (3,)),
+        dtype=np.uint8,
+        meta=np.empty((0, 0, 0), np.uint8),
+        name="composite-" + tokenize(stack.name, plan.channels, preset, gamma, background_rgb),
+    )
+    used_gamma = PRESETS[preset]["gamma"] if gamma is None else float(gamma)
+    return Rendering(data=data, plan=plan, request=request, image=source.info, preset=preset,
+                     gamma=used_gamma, background=background_rgb, source=source)
+

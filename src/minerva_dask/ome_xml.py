@@ -1,0 +1,140 @@
+"""Read the parts of an OME-XML document that rendering needs. Standard library only.
+
+OME colours are signed 32-bit RGBA integers (``-1`` is opaque white); physical sizes carry
+a unit attribute that defaults to micrometres.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+__all__ = ["OmeChannel", "OmeImage", "color_from_ome_int", "parse_ome_images"]
+
+_UNIT_TO_UM = {
+    "µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "Å": 1e-4, "pm": 1e-6,
+    "mm": 1e3, "cm": 1e4, "m": 1e6,
+}
+
+
+def color_from_ome_int(value: int) -> tuple[tuple[float, float, float], float]:
+    """Split an OME signed int32 RGBA colour into ``((r, g, b), alpha)`` in 0..1.
+
+    >>> color_from_ome_int(-1)
+    ((1.0, 1.0, 1.0), 1.0)
+    >>> color_from_ome_int(-16776961)[0]
+    (1.0, 0.0, 0.0)
+    """
+    rgba = value & 0xFFFFFFFF
+    r, g, b, a = (rgba >> 24) & 255, (rgba >> 16) & 255, (rgba >> 8) & 255, rgba & 255
+    return (r / 255, g / 255, b / 255), a / 255
+
+
+@dataclass(frozen=True, slots=True)
+class OmeChannel:
+    """One ``<Channel>``: name, colour, wavelengths in nm, samples per pixel."""
+
+    name: str | None
+    color: tuple[float, float, float] | None
+    emission_wavelength_nm: float | None
+    excitation_wavelength_nm: float | None
+    samples_per_pixel: int
+
+
+@dataclass(frozen=True, slots=True)
+class OmeImage:
+    """One ``<Image>`` with its ``<Pixels>``. Sizes in pixels, physical sizes in µm."""
+
+    id: str
+    name: str | None
+    pixel_type: str
+    size_x: int
+    size_y: int
+    size_z: int
+    size_c: int
+    size_t: int
+    dimension_order: str
+    significant_bits: int | None
+    physical_size_um: tuple[float | None, float | None, float | None]
+    channels: tuple[OmeChannel, ...]
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _children(element: ET.Element, name: str) -> list[ET.Element]:
+    return [child for child in element if _local(child.tag) == name]
+
+
+def _float(element: ET.Element, key: str) -> float | None:
+    text = element.get(key)
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _physical(pixels: ET.Element, axis: str) -> float | None:
+    value = _float(pixels, f"PhysicalSize{axis}")
+    if value is None:
+        return None
+    factor = _UNIT_TO_UM.get(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+    return None if factor is None else value * factor
+
+
+def parse_ome_images(xml: str | bytes) -> list[OmeImage]:
+    """Every ``<Image>`` of an OME-XML document, in document order.
+
+    Raises ``ValueError`` when the text is not XML or holds no ``<Image>``.
+    """
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise ValueError(f"not valid OME-XML: {exc}") from None
+    images = []
+    for image in root.iter():
+        if _local(image.tag) != "Image":
+            continue
+        pixels_list = _children(image, "Pixels")
+        if not pixels_list:
+            continue
+        pixels = pixels_list[0]
+        channels = []
+        for channel in _children(pixels, "Channel"):
+            color = None
+            if channel.get("Color") not in (None, ""):
+                try:
+                    color = color_from_ome_int(int(channel.get("Color", "-1")))[0]
+                except ValueError:
+                    color = None
+            channels.append(
+                OmeChannel(
+                    name=channel.get("Name") or None,
+                    color=color,
+                    emission_wavelength_nm=_float(channel, "EmissionWavelength"),
+                    excitation_wavelength_nm=_float(channel, "ExcitationWavelength"),
+                    samples_per_pixel=int(channel.get("SamplesPerPixel") or 1),
+                )
+            )
+        bits = pixels.get("SignificantBits")
+        images.append(
+            OmeImage(
+                id=image.get("ID", ""),
+                name=image.get("Name") or None,
+                pixel_type=pixels.get("Type", ""),
+                size_x=int(pixels.get("SizeX", "0")),
+                size_y=int(pixels.get("SizeY", "0")),
+                size_z=int(pixels.get("SizeZ", "1")),
+                size_c=int(pixels.get("SizeC", "1")),
+                size_t=int(pixels.get("SizeT", "1")),
+                dimension_order=pixels.get("DimensionOrder", "XYZCT"),
+                significant_bits=int(bits) if bits and bits.isdigit() else None,
+                physical_size_um=(_physical(pixels, "X"), _physical(pixels, "Y"),
+                                  _physical(pixels, "Z")),
+                channels=tuple(channels),
+            )
+        )
+    if not images:
+        raise ValueError("the OME-XML document holds no <Image> with <Pixels>")
+    return images

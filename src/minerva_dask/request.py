@@ -1,0 +1,551 @@
+"""Render requests: the model, and the parser for OMERO.figure ``render_scaled_region`` URLs.
+
+A :class:`RenderRequest` says what to draw: which channels (with window, colour,
+inversion), which region of the full-resolution image, how large at most, and which focal
+plane ``z`` and time point ``t``. It says nothing about the image's data; it is checked
+against an image with :meth:`RenderRequest.resolve`.
+
+The URL grammar is that of ``rendering.md`` section 1 and ``api-contract.md`` 1.3::
+
+    [https://host[/prefix]/figure/render_scaled_region]/{image_id}/{z}/{t}/?c=...&region=x,y,w,h
+        [&max_size=N][&m=c|g][&maps=[...]][&q=0.9][&p=...]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from .errors import RequestError
+from .geometry import Rect
+
+if TYPE_CHECKING:
+    from .sources.base import ImageInfo
+
+__all__ = ["ChannelSetting", "RenderRequest", "ResolvedChannel", "parse_color", "parse_request"]
+
+DEFAULT_MAX_SIZE = 2000
+FAMILIES = ("linear", "polynomial", "exponential", "logarithmic")
+_FIGURE_MARKER = "/figure/render_scaled_region/"
+_IGNORED_PARAMS = frozenset({"p", "ia", "format", "zm", "_", "callback"})
+_KNOWN_PARAMS = frozenset({"c", "region", "max_size", "m", "maps", "q"}) | _IGNORED_PARAMS
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
+def parse_color(text: str) -> tuple[tuple[float, float, float], float]:
+    """Parse an OMERO hex colour into ``((r, g, b), alpha)``, each in 0..1.
+
+    Accepts ``RGB``, ``RGBA``, ``RRGGBB`` and ``RRGGBBAA`` with or without a leading ``#``
+    (OMERO's ``splitHTMLColor``: short forms have each digit doubled).
+
+    >>> parse_color("F00")
+    ((1.0, 0.0, 0.0), 1.0)
+    >>> parse_color("00FF0080")[1]
+    0.5019607843137255
+    """
+    digits = text[1:] if text.startswith("#") else text
+    if len(digits) not in (3, 4, 6, 8) or not _HEX.fullmatch(digits):
+        raise RequestError(
+            f"colour {text!r} is not 3, 4, 6 or 8 hexadecimal digits (RGB, RGBA, RRGGBB, RRGGBBAA)"
+        )
+    if len(digits) in (3, 4):
+        digits = "".join(ch * 2 for ch in digits)
+    values = [int(digits[i : i + 2], 16) / 255 for i in range(0, len(digits), 2)]
+    alpha = values[3] if len(values) == 4 else 1.0
+    return (values[0], values[1], values[2]), alpha
+
+
+def _color_hex(rgb: tuple[float, float, float]) -> str:
+    return "".join(f"{round(v * 255):02X}" for v in rgb)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelSetting:
+    """How to draw one channel.
+
+    Parameters
+    ----------
+    index
+        0-based channel index in the image (the URL's ``c`` is 1-based).
+    window
+        ``(start, end)`` in raw pixel values of the image's dtype; ``None`` takes the image's
+        own default window (OME metadata, else the dtype's range).
+    color
+        RGB triple in 0..1, or a hex string (``"FF0000"``, ``"F00"``, ``"FF000080"``);
+        ``None`` takes the image's default colour for that channel.
+    alpha
+        Colour alpha in 0..1 (from 4/8-digit colours); scales the colour as OMERO does.
+    lut
+        Name of an OMERO lookup table (``"cool.lut"``) instead of a colour. Only the OMERO
+        server can render these.
+    active
+        ``False`` for a channel listed but hidden (``-`` in the URL): it is not rendered.
+    inverted
+        Draw ``1 - n`` instead of ``n`` (OMERO's reverse intensity).
+    family, coefficient
+        OMERO quantization family and its coefficient (used by the ``omero`` preset).
+    """
+
+    index: int
+    window: tuple[float, float] | None = None
+    color: tuple[float, float, float] | str | None = None
+    alpha: float = 1.0
+    lut: str | None = None
+    active: bool = True
+    inverted: bool = False
+    family: str = "linear"
+    coefficient: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
+            raise RequestError(f"channel index must be an integer >= 0, got {self.index!r}")
+        if self.window is not None:
+            start, end = (float(v) for v in self.window)
+            if not (math.isfinite(start) and math.isfinite(end)):
+                raise RequestError(f"channel {self.index + 1}: window {self.window} is not finite")
+            if start > end:
+                raise RequestError(
+                    f"channel {self.index + 1}: window start {start:g} is greater than end {end:g}"
+                )
+            object.__setattr__(self, "window", (start, end))
+        if isinstance(self.color, str):
+            rgb, alpha = parse_color(self.color)
+            object.__setattr__(self, "color", rgb)
+            if alpha != 1.0:
+                object.__setattr__(self, "alpha", alpha)
+        elif self.color is not None:
+            rgb = tuple(float(v) for v in self.color)
+            if len(rgb) != 3 or not all(0.0 <= v <= 1.0 for v in rgb):
+                raise RequestError(f"channel {self.index + 1}: colour {self.color} is not RGB in 0..1")
+            object.__setattr__(self, "color", rgb)
+        if self.family not in FAMILIES:
+            raise RequestError(
+                f"channel {self.index + 1}: quantization family {self.family!r} is not one of "
+                f"{', '.join(FAMILIES)}"
+            )
+        if not (math.isfinite(self.coefficient) and self.coefficient > 0):
+            raise RequestError(
+                f"channel {self.index + 1}: quantization coefficient {self.coefficient!r} must be > 0"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedChannel:
+    """A shown channel with every default filled in from the image: ready for the kernel.
+
+    ``start``/``end`` are raw pixel values, ``color`` is RGB in 0..1 and ``alpha`` the
+    colour's opacity in 0..1 (the kernel scales the colour by it, as OMERO does).
+    """
+
+    index: int
+    start: float
+    end: float
+    color: tuple[float, float, float]
+    inverted: bool = False
+    family: str = "linear"
+    coefficient: float = 1.0
+    alpha: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderRequest:
+    """What to render: channels, region, size limit, plane.
+
+    Parameters
+    ----------
+    channels
+        One :class:`ChannelSetting` per listed channel; hidden ones have ``active=False``.
+    region
+        ``(x, y, width, height)`` in full-resolution pixels (floats allowed); it may start at
+        negative coordinates and extend past the image. ``None`` means the whole image.
+    max_size
+        Largest output side wanted, in output pixels (the level choice never upsamples).
+    z, t
+        0-based focal plane and time point.
+    image_id
+        The image id from the URL path, if any (an OMERO id; a placeholder for files).
+    model
+        ``"color"`` (additive composite) or ``"greyscale"`` (first shown channel, grey).
+    quality
+        JPEG quality 0..1 asked of an OMERO server (``q``), if given.
+    server
+        Base URL of the OMERO.web server when the request was a full URL.
+    """
+
+    channels: tuple[ChannelSetting, ...] = ()
+    region: Rect | None = None
+    max_size: int = DEFAULT_MAX_SIZE
+    z: int = 0
+    t: int = 0
+    image_id: str | None = None
+    model: str = "color"
+    quality: float | None = None
+    server: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        channels = tuple(self.channels)
+        object.__setattr__(self, "channels", channels)
+        seen: set[int] = set()
+        for channel in channels:
+            if not isinstance(channel, ChannelSetting):
+                raise RequestError(f"channels must be ChannelSetting objects, got {channel!r}")
+            if channel.index in seen:
+                raise RequestError(f"channel {channel.index + 1} is listed twice in c")
+            seen.add(channel.index)
+        if self.region is not None and not isinstance(self.region, Rect):
+            object.__setattr__(self, "region", Rect(*self.region))
+        if self.region is not None:
+            values = (self.region.x, self.region.y, self.region.width, self.region.height)
+            if not all(math.isfinite(v) for v in values):
+                raise RequestError(f"region {values} is not finite")
+            if self.region.width <= 0 or self.region.height <= 0:
+                raise RequestError(
+                    f"region width and height must be > 0, got {self.region.width:g} x "
+                    f"{self.region.height:g}"
+                )
+        if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < 1:
+            raise RequestError(f"max_size must be an integer >= 1, got {self.max_size!r}")
+        for name in ("z", "t"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RequestError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.model not in ("color", "greyscale"):
+            raise RequestError(f"model must be 'color' or 'greyscale', got {self.model!r}")
+        if self.quality is not None and not 0 <= self.quality <= 1:
+            raise RequestError(f"q (JPEG quality) must be within 0..1, got {self.quality!r}")
+
+    @property
+    def shown(self) -> tuple[ChannelSetting, ...]:
+        """The active channels in ascending channel order (greyscale: only the first)."""
+        shown = tuple(sorted((c for c in self.channels if c.active), key=lambda c: c.index))
+        return shown[:1] if self.model == "greyscale" else shown
+
+    def with_channel(self, index: int, **changes: Any) -> RenderRequest:
+        """A copy with channel ``index`` (0-based) changed, or added when not listed.
+
+        >>> req = parse_request("?c=1|0:100$FF0000&region=0,0,10,10")
+        >>> req.with_channel(0, window=(5, 50)).channels[0].window
+        (5.0, 50.0)
+        """
+        channels = list(self.channels)
+        for i, channel in enumerate(channels):
+            if channel.index == index:
+                channels[i] = replace(channel, **changes)
+                break
+        else:
+            channels.append(ChannelSetting(index=index, **changes))
+        return replace(self, channels=tuple(channels))
+
+    def resolve(self, info: ImageInfo) -> tuple[ResolvedChannel, ...]:
+        """Check this request against an image and fill in defaults from it.
+
+        Raises :class:`RequestError` naming the offending part: a channel index beyond the
+        image, ``z``/``t`` out of range, nothing shown, a LUT colour. Returns the shown
+        channels with concrete windows and colours.
+        """
+        if self.z >= info.size_z:
+            raise RequestError(f"z={self.z} is out of range: the image has {info.size_z} z-planes")
+        if self.t >= info.size_t:
+            raise RequestError(f"t={self.t} is out of range: the image has {info.size_t} time points")
+        for channel in self.channels:
+            if channel.index >= info.size_c:
+                raise RequestError(
+                    f"channel {channel.index + 1} in c is beyond the image's {info.size_c} "
+                    f"channel{'s' if info.size_c != 1 else ''} (c is 1-based)"
+                )
+        shown = self.shown
+        if not shown:
+            raise RequestError("no channel is shown: list at least one channel without '-' in c")
+        resolved = []
+        for channel in shown:
+            if channel.lut is not None:
+                raise RequestError(
+                    f"channel {channel.index + 1}: lookup table {channel.lut!r} can only be "
+                    "rendered by an OMERO server; give a hex colour instead"
+                )
+            default = info.channels[channel.index]
+            start, end = channel.window if channel.window is not None else default.window
+            color = channel.color if channel.color is not None else default.color
+            if self.model == "greyscale":
+                color = (1.0, 1.0, 1.0)
+            alpha = channel.alpha
+            resolved.append(
+                ResolvedChannel(
+                    index=channel.index,
+                    start=float(start),
+                    end=float(end),
+                    color=tuple(color),  # type: ignore[arg-type]
+                    inverted=channel.inverted,
+                    family=channel.family,
+                    coefficient=channel.coefficient,
+                    alpha=alpha,
+                )
+            )
+        return tuple(resolved)
+
+    def to_url(self) -> str:
+        """This request as an OMERO.figure ``render_scaled_region`` URL (path and query).
+
+        Channels are emitted sorted by index, as OMERO pairs windows with channels in
+        ascending order. The server part is included when the request carries one.
+
+        >>> parse_request("/5/0/0/?c=2|0:9$00FF00,-1&region=0,0,10,10&max_size=64").to_url()
+        '/5/0/0/?c=-1,2|0:9$00FF00&region=0,0,10,10&max_size=64'
+        """
+        entries, maps = [], []
+        for channel in sorted(self.channels, key=lambda c: c.index):
+            entry = ("" if channel.active else "-") + str(channel.index + 1)
+            detail = ""
+            if channel.window is not None:
+                detail += f"{_num(channel.window[0])}:{_num(channel.window[1])}"
+            if channel.lut is not None:
+                detail += "$" + channel.lut
+            elif channel.color is not None:
+                alpha = "" if channel.alpha == 1.0 else f"{round(channel.alpha * 255):02X}"
+                detail += "$" + _color_hex(channel.color) + alpha  # type: ignore[arg-type]
+            entries.append(entry + ("|" + detail if detail else ""))
+            item: dict[str, Any] = {}
+            if channel.inverted:
+                item["inverted"] = {"enabled": True}
+            if channel.family != "linear" or channel.coefficient != 1.0:
+                item["quantization"] = {
+                    "family": channel.family,
+                    "coefficient": channel.coefficient,
+                }
+            maps.append(item)
+        query = [("c", ",".join(entries))]
+        if self.region is not None:
+            r = self.region
+            query.append(("region", ",".join(_num(v) for v in (r.x, r.y, r.width, r.height))))
+        if self.max_size != DEFAULT_MAX_SIZE:
+            query.append(("max_size", str(self.max_size)))
+        if self.model == "greyscale":
+            query.append(("m", "g"))
+        if any(maps):
+            query.append(("maps", json.dumps(maps, separators=(",", ":"))))
+        if self.quality is not None:
+            query.append(("q", _num(self.quality)))
+        safe = "|$:,-.[]{}\"'"
+        text = "&".join(f"{k}={quote(v, safe=safe)}" for k, v in query)
+        image = self.image_id if self.image_id is not None else "0"
+        path = f"/{image}/{self.z}/{self.t}/?{text}"
+        if self.server:
+            return self.server.rstrip("/") + _FIGURE_MARKER.rstrip("/") + path
+        return path
+
+
+def _num(value: float) -> str:
+    """Shortest text that parses back to the same float (ints without a decimal point)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _parse_float(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise RequestError(f"{what}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise RequestError(f"{what}: {text!r} is not a finite number")
+    return value
+
+
+def _parse_channel_entry(entry: str) -> ChannelSetting:
+    """One ``c`` entry: ``[-]index[|start:end][$colour]`` (also ``index$colour``)."""
+    where = f"c entry {entry!r}"
+    if not entry:
+        raise RequestError("c has an empty entry (two commas in a row, or a trailing comma)")
+    head, _, detail = entry.partition("|")
+    if "|" not in entry and "$" in head:
+        head, _, colour = head.partition("$")
+        detail = "$" + colour
+    active = not head.startswith("-")
+    digits = head[1:] if not active else head
+    if not digits.isdigit():
+        raise RequestError(f"{where}: channel index {head!r} is not a 1-based integer")
+    index = int(digits)
+    if index < 1:
+        raise RequestError(f"{where}: channel index must be >= 1 (c is 1-based)")
+    window_text, has_colour, colour_text = detail.partition("$")
+    window = None
+    if window_text:
+        start_text, colon, end_text = window_text.partition(":")
+        if not colon:
+            raise RequestError(f"{where}: window {window_text!r} is not start:end")
+        window = (
+            _parse_float(start_text, f"{where}: window start"),
+            _parse_float(end_text, f"{where}: window end"),
+        )
+    color, lut, alpha = None, None, 1.0
+    if has_colour:
+        if colour_text.lower().endswith(".lut"):
+            lut = colour_text
+        else:
+            try:
+                color, alpha = parse_color(colour_text)
+            except RequestError as exc:
+                raise RequestError(f"{where}: {exc}") from None
+    try:
+        return ChannelSetting(
+            index=index - 1, window=window, color=color, alpha=alpha, lut=lut, active=active
+        )
+    except RequestError as exc:
+        raise RequestError(f"{where}: {exc}") from None
+
+
+def _parse_maps(text: str, channels: list[ChannelSetting]) -> list[ChannelSetting]:
+    try:
+        maps = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"maps is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(maps, list):
+        raise RequestError("maps must be a JSON list with one object per c entry")
+    if len(maps) != len(channels):
+        raise RequestError(f"maps has {len(maps)} entries but c has {len(channels)}")
+    out = []
+    for i, (item, channel) in enumerate(zip(maps, channels, strict=True)):
+        if item is None:
+            out.append(channel)
+            continue
+        if not isinstance(item, dict):
+            raise RequestError(f"maps[{i}] must be an object, got {item!r}")
+        changes: dict[str, Any] = {}
+        for key in ("inverted", "reverse"):
+            if key in item:
+                flag = item[key]
+                enabled = flag.get("enabled") if isinstance(flag, dict) else None
+                if not isinstance(enabled, bool):
+                    raise RequestError(f'maps[{i}].{key} must be {{"enabled": true|false}}')
+                changes["inverted"] = enabled
+        if "quantization" in item:
+            quant = item["quantization"]
+            if not isinstance(quant, dict):
+                raise RequestError(f"maps[{i}].quantization must be an object")
+            changes["family"] = quant.get("family", "linear")
+            coefficient = quant.get("coefficient", 1.0)
+            if isinstance(coefficient, bool) or not isinstance(coefficient, int | float):
+                raise RequestError(f"maps[{i}].quantization.coefficient must be a number")
+            changes["coefficient"] = float(coefficient)
+        try:
+            out.append(replace(channel, **changes))
+        except RequestError as exc:
+            raise RequestError(f"maps[{i}]: {exc}") from None
+    return out
+
+
+def _parse_path(path: str) -> tuple[str | None, int, int]:
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return None, 0, 0
+    if len(parts) != 3:
+        raise RequestError(
+            f"path {path!r} must be /{{image_id}}/{{z}}/{{t}}/ (three parts), found {len(parts)}"
+        )
+    image_id, z_text, t_text = parts
+    if not image_id.isdigit() and not re.fullmatch(r"[0-9a-fA-F-]{8,}", image_id):
+        raise RequestError(f"image id {image_id!r} in the path is not a number or uuid")
+    for name, text in (("z", z_text), ("t", t_text)):
+        if not text.isdigit():
+            raise RequestError(f"{name} {text!r} in the path is not an integer >= 0")
+    return image_id, int(z_text), int(t_text)
+
+
+def parse_request(url: str) -> RenderRequest:
+    """Parse an OMERO.figure ``render_scaled_region`` URL into a :class:`RenderRequest`.
+
+    Accepts the full URL with host and ``/figure/render_scaled_region`` prefix, the bare
+    path ``/{image_id}/{z}/{t}/?...`` or just the query ``?c=...&region=...``. Raises
+    :class:`RequestError` naming the malformed part. ``region`` is required, as in OMERO.
+
+    >>> req = parse_request("/1/0/0/?c=1|300:12000$0000FF,-2|0:65535$00FF00&region=0,0,512,256")
+    >>> [(c.index, c.window, c.active) for c in req.channels]
+    [(0, (300.0, 12000.0), True), (1, (0.0, 65535.0), False)]
+    >>> req.region, req.max_size
+    (Rect(x=0.0, y=0.0, width=512.0, height=256.0), 2000)
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise RequestError("the request is empty: expected /{image_id}/{z}/{t}/?c=...&region=...")
+    text = url.strip()
+    parts = urlsplit(text)
+    server = None
+    path = parts.path
+    if parts.scheme or parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise RequestError(f"URL scheme {parts.scheme!r} is not http or https")
+        marker = path.find(_FIGURE_MARKER)
+        if marker < 0:
+            raise RequestError(
+                f"URL path {path!r} does not contain {_FIGURE_MARKER!r}: copy the URL of an "
+                "OMERO.figure render_scaled_region request"
+            )
+        server = f"{parts.scheme}://{parts.netloc}{path[:marker]}"
+        path = path[marker + len(_FIGURE_MARKER) :]
+    elif path.startswith(_FIGURE_MARKER) or path.startswith(_FIGURE_MARKER[1:]):
+        path = path.split(_FIGURE_MARKER.strip("/"), 1)[1]
+    image_id, z, t = _parse_path(path)
+    if parts.fragment:
+        raise RequestError(f"unexpected fragment #{parts.fragment} in the request")
+    if not parts.query:
+        raise RequestError("the request has no query: expected ?c=...&region=x,y,w,h")
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in params:
+            raise RequestError(f"query parameter {key!r} is given twice")
+        if key not in _KNOWN_PARAMS:
+            raise RequestError(
+                f"unknown query parameter {key!r} (known: {', '.join(sorted(_KNOWN_PARAMS))})"
+            )
+        params[key] = value
+    if "c" not in params or not params["c"]:
+        raise RequestError("missing c: list the channels, e.g. c=1|0:65535$FF0000")
+    channels = [_parse_channel_entry(entry) for entry in params["c"].split(",")]
+    if "maps" in params:
+        channels = _parse_maps(params["maps"], channels)
+    if "region" not in params:
+        raise RequestError("missing region=x,y,width,height (full-resolution pixels)")
+    values = params["region"].split(",")
+    if len(values) != 4:
+        raise RequestError(f"region {params['region']!r} must be four numbers x,y,width,height")
+    region = Rect(*(_parse_float(v, f"region {params['region']!r}") for v in values))
+    max_size = DEFAULT_MAX_SIZE
+    if "max_size" in params:
+        if not params["max_size"].isdigit() or int(params["max_size"]) < 1:
+            raise RequestError(f"max_size {params['max_size']!r} is not an integer >= 1")
+        max_size = int(params["max_size"])
+    model = {"c": "color", "g": "greyscale", None: "color"}.get(params.get("m"))
+    if model is None:
+        raise RequestError(f"m {params['m']!r} is not c (colour) or g (greyscale)")
+    quality = _parse_float(params["q"], "q (JPEG quality)") if "q" in params else None
+    return RenderRequest(
+        channels=tuple(channels),
+        region=region,
+        max_size=max_size,
+        z=z,
+        t=t,
+        image_id=image_id,
+        model=model,
+        quality=quality,
+        server=server,
+    )
+
+
+def default_request(info: ImageInfo, channels: Iterable[int] | None = None, **kwargs: Any) -> RenderRequest:
+    """A request showing ``channels`` (default: the image's first up to 4 active ones)
+    with the image's own windows and colours, over the whole image.
+
+    Keyword arguments are passed to :class:`RenderRequest` (``region``, ``max_size``...).
+    """
+    if channels is None:
+        picked: Sequence[int] = [c.index for c in info.channels if c.active][:4] or [0]
+    else:
+        picked = list(channels)
+    settings = tuple(
+        ChannelSetting(index=i, window=info.channels[i].window, color=info.channels[i].color)
+        for i in picked
+    )
+    return RenderRequest(channels=settings, **kwargs)

@@ -1,0 +1,228 @@
+"""The source protocol: image metadata plus "read one tile", and helpers on any source.
+
+A source is anything with an ``info`` (:class:`ImageInfo`) and a ``read_region`` method.
+Sources return raw pixels only; windows, colours and compositing happen in
+:mod:`minerva_dask.render`. Sources must pickle into plain configuration (path or URL and
+options) and reopen lazily, so a dask worker process can read tiles.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..geometry import Rect
+
+__all__ = [
+    "ChannelInfo",
+    "HandleCache",
+    "ImageInfo",
+    "LevelInfo",
+    "Source",
+    "default_channel_color",
+    "default_window",
+    "read_level",
+]
+
+# Default colours for channels without one: blue first (DNA stains come first in most
+# multiplexed panels), then the other additive primaries and secondaries.
+_DEFAULT_COLORS = (
+    (0.0, 0.0, 1.0),
+    (0.0, 1.0, 0.0),
+    (1.0, 0.0, 0.0),
+    (1.0, 0.0, 1.0),
+    (0.0, 1.0, 1.0),
+    (1.0, 1.0, 0.0),
+    (1.0, 1.0, 1.0),
+)
+
+
+def default_channel_color(index: int, size_c: int) -> tuple[float, float, float]:
+    """Colour for channel ``index`` (0-based) of ``size_c`` when the metadata gives none.
+
+    A single channel is white; otherwise blue, green, red, magenta, cyan, yellow, white,
+    repeating.
+
+    >>> default_channel_color(0, 1), default_channel_color(2, 4)
+    ((1.0, 1.0, 1.0), (1.0, 0.0, 0.0))
+    """
+    if size_c == 1:
+        return (1.0, 1.0, 1.0)
+    return _DEFAULT_COLORS[index % len(_DEFAULT_COLORS)]
+
+
+def default_window(dtype: np.dtype, significant_bits: int | None = None) -> tuple[float, float]:
+    """The display window to use when the metadata gives none, in raw pixel values.
+
+    Integers: the dtype's range, or ``0 .. 2**significant_bits - 1`` for unsigned data with
+    fewer significant bits. Floats: ``0 .. 1``.
+
+    >>> default_window(np.dtype("uint16")), default_window(np.dtype("uint16"), 12)
+    ((0.0, 65535.0), (0.0, 4095.0))
+    >>> default_window(np.dtype("int8"))
+    (-128.0, 127.0)
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        limits = np.iinfo(dtype)
+        if dtype.kind == "u" and significant_bits and 0 < significant_bits < limits.bits:
+            return (0.0, float(2**significant_bits - 1))
+        return (float(limits.min), float(limits.max))
+    if dtype.kind == "b":
+        return (0.0, 1.0)
+    return (0.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LevelInfo:
+    """One pyramid level.
+
+    ``width``/``height`` in pixels of this level; ``tile_width``/``tile_height`` the size of
+    the blocks the source reads best (a TIFF tile, a zarr chunk or shard, an OMERO tile);
+    ``downsample`` the ``(fx, fy)`` factor of this level relative to level 0 (``(1, 1)``
+    for level 0).
+    """
+
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+    downsample: tuple[float, float] = (1.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """What the image says about one channel: name, default colour and window.
+
+    ``color`` is RGB in 0..1; ``window`` is ``(start, end)`` in raw pixel values.
+    """
+
+    index: int
+    name: str
+    color: tuple[float, float, float]
+    window: tuple[float, float]
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageInfo:
+    """Metadata of one image: dimensions, pixel type, pyramid levels, channels.
+
+    ``levels[0]`` is full resolution. ``pixel_size_um`` is the ``(x, y)`` physical size of
+    a level-0 pixel in micrometres, when known.
+    """
+
+    name: str
+    dtype: np.dtype
+    size_c: int
+    size_z: int
+    size_t: int
+    levels: tuple[LevelInfo, ...]
+    channels: tuple[ChannelInfo, ...]
+    pixel_size_um: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != self.size_c:
+            raise ValueError(f"{len(self.channels)} channel infos for size_c={self.size_c}")
+        if not self.levels:
+            raise ValueError("an image needs at least one level")
+
+    @property
+    def width(self) -> int:
+        """Full-resolution width in pixels."""
+        return self.levels[0].width
+
+    @property
+    def height(self) -> int:
+        """Full-resolution height in pixels."""
+        return self.levels[0].height
+
+    @property
+    def downsamples(self) -> list[tuple[float, float]]:
+        """``(fx, fy)`` of every level, level 0 first."""
+        return [level.downsample for level in self.levels]
+
+
+@runtime_checkable
+class Source(Protocol):
+    """What every image source provides.
+
+    ``read_region(level, rect, channels, z=, t=)`` returns raw pixels shaped
+    ``(len(channels), rect.height, rect.width)`` (axes ``c, y, x``) in the image's dtype.
+    ``rect`` is in pixels of ``level`` and lies inside it; callers ask for at most one
+    tile (see ``LevelInfo.tile_width``) at a time. ``channels`` are 0-based indices.
+    """
+
+    @property
+    def info(self) -> ImageInfo: ...
+
+    def read_region(
+        self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
+    ) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class HandleCache:
+    """A small per-process LRU of open handles keyed by the arguments that opened them.
+
+    Sources keep only their arguments; each read asks this cache for the handle, so a
+    worker process opens a file once, not once per tile. Thread-safe.
+    """
+
+    def __init__(self, max_entries: int = 32) -> None:
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def get(self, key: Hashable, opener: Callable[[], Any]) -> Any:
+        """The handle for ``key``, opening it with ``opener()`` on first use."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        handle = opener()
+        with self._lock:
+            if key in self._entries:  # another thread won the race; keep its handle
+                _close(handle)
+                return self._entries[key]
+            self._entries[key] = handle
+            while len(self._entries) > self.max_entries:
+                _, old = self._entries.popitem(last=False)
+                _close(old)
+        return handle
+
+    def discard(self, key: Hashable) -> None:
+        """Close and forget the handle for ``key``, if open."""
+        with self._lock:
+            handle = self._entries.pop(key, None)
+        if handle is not None:
+            _close(handle)
+
+
+def _close(handle: Any) -> None:
+    close = getattr(handle, "close", None)
+    if callable(close):
+        close()
+
+
+def read_level(source: Source, level: int, channels: Sequence[int] | None = None, *, z: int = 0,
+               t: int = 0) -> np.ndarray:
+    """Read a whole level eagerly as ``(c, y, x)``, tile by tile. For small levels and tests."""
+    info = source.info
+    spec = info.levels[level]
+    channels = list(range(info.size_c)) if channels is None else list(channels)
+    out = np.empty((len(channels), spec.height, spec.width), dtype=info.dtype)
+    for y in range(0, spec.height, spec.tile_height):
+        for x in range(0, spec.width, spec.tile_width):
+            w = min(spec.tile_width, spec.width - x)
+            h = min(spec.tile_height, spec.height - y)
+            out[:, y : y + h, x : x + w] = source.read_region(
+                level, Rect(x, y, w, h), channels, z=z, t=t
+            )
+    return out

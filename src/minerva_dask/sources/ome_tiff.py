@@ -1,0 +1,285 @@
+"""OME-TIFF (and other tiled TIFF pyramids) through tifffile.
+
+Handles SubIFD pyramids, one-series-per-level and page pyramids, flat images, strips or
+tiles, either byte order, any dtype, interleaved samples as channels. Level shapes and
+factors come from the file. Channel names, colours and pixel size come from OME-XML when
+it agrees with what the TIFF really holds; otherwise the TIFF wins, with a warning.
+
+Tiles are read through tifffile's zarr store (``series.aszarr()``), which decodes only the
+TIFF tiles or strips that a read touches, with imagecodecs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tifffile
+import zarr
+
+from ..errors import SourceError, TileReadError
+from ..geometry import Rect
+from ..ome_xml import OmeImage, parse_ome_images
+from ._axes import check_axes, read_block
+from ._fs import exists_or_raise, is_url, local_path, redact_url
+from .base import (
+    ChannelInfo,
+    HandleCache,
+    ImageInfo,
+    LevelInfo,
+    default_channel_color,
+    default_window,
+)
+
+__all__ = ["OmeTiffSource"]
+
+logger = logging.getLogger(__name__)
+
+_HANDLES = HandleCache()
+# Strip-organised levels are read in blocks of about this many pixels, full width.
+_STRIP_BLOCK_PIXELS = 1 << 20
+# More samples per pixel than this is not a colour image: such files hold planes.
+_MAX_PLAUSIBLE_SAMPLES = 4
+
+
+class _Opened:
+    """An open TIFF: the file, the chosen series, its zarr levels and parsed metadata."""
+
+    def __init__(self, ref: str, storage_options: dict[str, Any], series: int) -> None:
+        self._fileobj = None
+        if is_url(ref):
+            import fsspec
+
+            self._fileobj = fsspec.open(ref, mode="rb", **storage_options).open()
+            target: Any = self._fileobj
+        else:
+            target = local_path(ref)
+        tiff_logger = logging.getLogger("tifffile")
+        previous = tiff_logger.level
+        tiff_logger.setLevel(logging.ERROR)  # we summarise inconsistencies ourselves
+        try:
+            self.tif = tifffile.TiffFile(target)
+            if not 0 <= series < len(self.tif.series):
+                raise SourceError(
+                    f"{redact_url(ref)} has {len(self.tif.series)} series; series={series} "
+                    "does not exist"
+                )
+            self.series = self.tif.series[series]
+            store = self.series.aszarr()
+        except tifffile.TiffFileError as exc:
+            self.close()
+            raise SourceError(f"{redact_url(ref)} is not a readable TIFF: {exc}") from None
+        finally:
+            tiff_logger.setLevel(previous)
+        node = zarr.open(store, mode="r")
+        if isinstance(node, zarr.Group):
+            self.levels = [node[str(i)] for i in range(len(self.series.levels))]
+        else:
+            self.levels = [node]
+
+    def close(self) -> None:
+        if getattr(self, "tif", None) is not None:
+            self.tif.close()
+        if self._fileobj is not None:
+            self._fileobj.close()
+
+
+class OmeTiffSource:
+    """A TIFF pyramid (OME-TIFF, SVS, QPTIFF, plain tiled TIFF) as a minerva-dask source.
+
+    Parameters
+    ----------
+    ref
+        Local path, ``file://`` URL or any fsspec URL (``s3://``, ``https://``...).
+    series
+        Which TIFF series to open (default 0, the main image).
+    storage_options
+        Passed to fsspec for remote URLs (credentials, endpoint, ``anon``...).
+    """
+
+    schemes = ("file", "s3", "http", "https", "gs", "az", "memory")
+    suffixes = (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".btf", ".svs", ".qptiff", ".ndpi")
+
+    def __init__(self, ref: str | os.PathLike[str], *, series: int = 0,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        self.ref = os.fspath(ref)
+        self.series = series
+        self.storage_options = dict(storage_options or {})
+        exists_or_raise(self.ref, self.storage_options)
+        self._info: ImageInfo | None = None
+        self._axes = ""
+        self._load_info()
+
+    # -- pickling: arguments only, handles reopen lazily in the worker -----------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.ref, self.series, self.storage_options, self._info, self._axes))
+
+    def __repr__(self) -> str:
+        return f"OmeTiffSource({redact_url(self.ref)!r}, series={self.series})"
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return self._key()
+
+    def _key(self) -> tuple[Any, ...]:
+        return ("tiff", self.ref, self.series, repr(sorted(self.storage_options.items())))
+
+    def _opened(self) -> _Opened:
+        return _HANDLES.get(
+            self._key(), lambda: _Opened(self.ref, self.storage_options, self.series)
+        )
+
+    def close(self) -> None:
+        """Close the file handle of this process (it reopens on the next read)."""
+        _HANDLES.discard(self._key())
+
+    def __enter__(self) -> OmeTiffSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def info(self) -> ImageInfo:
+        """Image metadata (see :class:`ImageInfo`)."""
+        assert self._info is not None
+        return self._info
+
+    # -- metadata --------------------------------------------------------------------
+    def _load_info(self) -> None:
+        opened = self._opened()
+        series = opened.series
+        axes = series.axes.upper()
+        shape = tuple(series.shape)
+        ome = _ome_image(opened.tif, self.series) if series.kind == "ome" else None
+        if opened.tif.is_ome and series.kind != "ome":
+            declared = _ome_image(opened.tif, self.series)
+            what = (f"{declared.size_c} channels of {declared.size_x} x {declared.size_y}"
+                    if declared else "a different layout")
+            warnings.warn(
+                f"{redact_url(self.ref)}: the OME-XML declares {what}, which the TIFF does not "
+                f"hold; reading what the TIFF holds: axes {axes}, shape {shape}",
+                stacklevel=3,
+            )
+            ome = None
+        axes = _normalise_axes(axes, shape, self.ref)
+        check_axes(axes)
+        self._axes = axes
+        size = dict(zip(axes, shape, strict=True))
+        size_c = size.get("C", 1)
+        levels = []
+        width0, height0 = size["X"], size["Y"]
+        for level_index, array in enumerate(opened.levels):
+            lsize = dict(zip(axes, array.shape, strict=True))
+            width, height = lsize["X"], lsize["Y"]
+            tile_w, tile_h = _tile_size(series.levels[level_index].keyframe, width, height)
+            levels.append(LevelInfo(width, height, tile_w, tile_h,
+                                    (width0 / width, height0 / height)))
+        dtype = np.dtype(series.dtype)
+        names = _channel_names(ome, size_c)
+        colors = _channel_colors(ome, size_c, series.keyframe)
+        window = default_window(dtype, ome.significant_bits if ome else None)
+        channels = tuple(
+            ChannelInfo(i, names[i], colors[i], window) for i in range(size_c)
+        )
+        pixel_size = None
+        if ome and ome.physical_size_um[0] and ome.physical_size_um[1]:
+            pixel_size = (ome.physical_size_um[0], ome.physical_size_um[1])
+        name = (ome.name if ome and ome.name else None) or os.path.basename(
+            redact_url(self.ref) if is_url(self.ref) else local_path(self.ref)
+        )
+        self._info = ImageInfo(
+            name=name, dtype=dtype, size_c=size_c, size_z=size.get("Z", 1),
+            size_t=size.get("T", 1), levels=tuple(levels), channels=channels,
+            pixel_size_um=pixel_size,
+        )
+
+    # -- pixels ----------------------------------------------------------------------
+    def read_region(self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0,
+                    t: int = 0) -> np.ndarray:
+        """Raw pixels of ``rect`` (level pixels) as ``(c, y, x)`` in the image's dtype."""
+        try:
+            array = self._opened().levels[level]
+            return read_block(array, self._axes, rect, channels, z, t)
+        except Exception as exc:
+            raise TileReadError(
+                f"{redact_url(self.ref)}: reading level {level}, x={rect.x:g}, y={rect.y:g}, "
+                f"{rect.width:g} x {rect.height:g} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _rebuild(ref: str, series: int, storage_options: dict[str, Any], info: ImageInfo | None,
+             axes: str) -> OmeTiffSource:
+    source = OmeTiffSource.__new__(OmeTiffSource)
+    source.ref, source.series, source.storage_options = ref, series, storage_options
+    source._info, source._axes = info, axes
+    return source
+
+
+def _normalise_axes(axes: str, shape: tuple[int, ...], ref: str) -> str:
+    """Map tifffile's axis letters onto T, C, Z, Y, X (samples or pages become channels)."""
+    if "S" in axes and shape[axes.index("S")] > _MAX_PLAUSIBLE_SAMPLES and axes.endswith("YXS"):
+        ny, nx, ns = shape[-3:]
+        warnings.warn(
+            f"{redact_url(ref)}: the TIFF declares {ns} samples per pixel on a {nx} x {ny} "
+            f"image, which no colour image has; reading the same bytes as {ny} channels of "
+            f"{ns} x {nx} pixels",
+            stacklevel=4,
+        )
+        return axes[:-3] + "CYX"
+    mapped = []
+    channel_taken = "C" in axes
+    for letter, size in zip(axes, shape, strict=True):
+        if letter in "SIQ" and not channel_taken:
+            mapped.append("C")
+            channel_taken = True
+        elif letter in "TCZYX":
+            mapped.append(letter)
+        elif size == 1:
+            mapped.append("_")  # a unit axis: always read at index 0
+        else:
+            raise SourceError(
+                f"{redact_url(ref)}: TIFF axes {axes} (shape {shape}) hold {letter} of size "
+                f"{size} beside the channels; this layout is not supported"
+            )
+    return "".join(mapped)
+
+
+def _tile_size(page: Any, width: int, height: int) -> tuple[int, int]:
+    """The block a read should cover: the TIFF tile, or a full-width band of strips."""
+    if page.is_tiled:
+        return int(page.tilewidth), int(page.tilelength)
+    rows_per_strip = max(1, min(int(page.rowsperstrip or height), height))
+    rows = max(rows_per_strip, _STRIP_BLOCK_PIXELS // max(width, 1))
+    rows -= rows % rows_per_strip
+    return width, max(1, min(rows, height))
+
+
+def _ome_image(tif: tifffile.TiffFile, series: int) -> OmeImage | None:
+    try:
+        images = parse_ome_images(tif.ome_metadata or "")
+    except ValueError:
+        return None
+    return images[series] if series < len(images) else None
+
+
+def _channel_names(ome: OmeImage | None, size_c: int) -> list[str]:
+    names = [f"Channel {i}" for i in range(size_c)]
+    if ome and len(ome.channels) == size_c:
+        names = [c.name or names[i] for i, c in enumerate(ome.channels)]
+    return names
+
+
+def _channel_colors(ome: OmeImage | None, size_c: int, page: Any) -> list[tuple[float, ...]]:
+    if page.photometric == tifffile.PHOTOMETRIC.RGB and size_c in (3, 4):
+        return [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 1.0)][:size_c]
+    colors = [default_channel_color(i, size_c) for i in range(size_c)]
+    if ome and len(ome.channels) == size_c:
+        # OME's default Color is -1 (white) on every channel; only trust distinct colours.
+        given = [c.color for c in ome.channels]
+        if all(given) and len(set(given)) > 1:
+            colors = given  # type: ignore[assignment]
+    return colors

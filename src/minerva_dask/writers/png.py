@@ -1,0 +1,59 @@
+"""PNG output: compute the rendered array, encode it with imagecodecs, write atomically.
+
+imagecodecs (libpng + zlib-ng) at level 6 encodes a 4096^2 RGB composite 2.6x faster than
+Pillow at level 6 for a file 3% larger (bench/png_encoders.py), so it is the default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import OutputError
+from ._atomic import atomic_write, check_output_path
+
+__all__ = ["encode_png", "to_png"]
+
+
+def encode_png(rgb: np.ndarray, *, level: int = 6) -> bytes:
+    """Encode ``(height, width, 3)`` (or ``(height, width)``) uint8 pixels as PNG bytes."""
+    import imagecodecs
+
+    rgb = np.ascontiguousarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3):
+        raise ValueError(f"PNG needs (height, width[, 3]) uint8, got {rgb.shape} {rgb.dtype}")
+    return imagecodecs.png_encode(rgb, level=level)
+
+
+def to_png(image: Any, path: str | os.PathLike[str], *, level: int = 6,
+           overwrite: bool = True, **compute_kwargs: Any) -> Path:
+    """Compute ``image`` and write it as a PNG file at ``path``, atomically.
+
+    Parameters
+    ----------
+    image
+        A :class:`~minerva_dask.Rendering`, or a dask or numpy array ``(height, width, 3)``
+        uint8 (axes ``y, x, rgb``).
+    path
+        Output file. Written to a temporary file beside it, then renamed.
+    level
+        zlib compression level 0-9.
+    overwrite
+        Replace an existing file (default) or fail.
+    **compute_kwargs
+        Passed to dask's ``compute`` (``scheduler=``...).
+    """
+    target = check_output_path(path, overwrite=overwrite)
+    data = getattr(image, "data", image)
+    if hasattr(data, "compute"):
+        data = data.compute(**compute_kwargs)
+    try:
+        payload = encode_png(np.asarray(data), level=level)
+    except ValueError as exc:
+        raise OutputError(f"cannot write {target}: {exc}") from None
+    with atomic_write(target) as fh:
+        fh.write(payload)
+    return target
