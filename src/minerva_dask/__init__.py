@@ -2,7 +2,8 @@
 
 >>> import minerva_dask as md
 >>> src = md.open_image(md.demo_image_path())
->>> req = md.parse_request("/0/0/0/?c=1|300:20000$0000FF,3|500:12000$FF0000&region=0,0,2048,2048&max_size=512")
+>>> req = md.parse_request("/0/0/0/?c=1|300:20000$0000FF,3|500:12000$FF0000"
+...                         "&region=0,0,2048,2048&max_size=512")
 >>> rgb = md.render(src, req)           # lazy: nothing read yet
 >>> rgb.shape, rgb.level
 ((512, 512, 3), 2)

@@ -17,11 +17,25 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEMO_CHANNELS", "demo_image_path", "pyramid_levels", "synthetic_tissue",
-           "write_ome_tiff_pyramid", "write_ome_zarr_pyramid"]
+__all__ = [
+    "DEMO_CHANNELS",
+    "demo_image_path",
+    "pyramid_levels",
+    "synthetic_tissue",
+    "write_ome_tiff_pyramid",
+    "write_ome_zarr_pyramid",
+]
 
-DEMO_CHANNELS = ("DNA", "Membrane", "Keratin", "CD8", "Autofluorescence",
-                 "Ki67", "Vimentin", "CD45")
+DEMO_CHANNELS = (
+    "DNA",
+    "Membrane",
+    "Keratin",
+    "CD8",
+    "Autofluorescence",
+    "Ki67",
+    "Vimentin",
+    "CD45",
+)
 DEMO_SIZE = (4096, 3072)  # width, height: not square, so x/y mix-ups show
 DEMO_VERSION = 1
 _CELL_SPACING = 24  # pixels between cell centres
@@ -40,8 +54,9 @@ def _smooth_field(rng: np.random.Generator, width: int, height: int, scale: int)
     return top * (1 - fy) + bottom * fy
 
 
-def synthetic_tissue(width: int = DEMO_SIZE[0], height: int = DEMO_SIZE[1], channels: int = 4,
-                     seed: int = 0) -> np.ndarray:
+def synthetic_tissue(
+    width: int = DEMO_SIZE[0], height: int = DEMO_SIZE[1], channels: int = 4, seed: int = 0
+) -> np.ndarray:
     """A ``(channels, height, width)`` uint16 tissue-like image. Deterministic in ``seed``.
 
     Channels cycle through DNA, membrane, keratin (cytoplasm), CD8 (sparse immune cells),
@@ -50,15 +65,18 @@ def synthetic_tissue(width: int = DEMO_SIZE[0], height: int = DEMO_SIZE[1], chan
     rng = np.random.default_rng(seed)
     spacing = _CELL_SPACING
     gw, gh = width // spacing + 3, height // spacing + 3
-    seeds_x = ((np.arange(gw)[None, :] - 1 + rng.uniform(0.15, 0.85, (gh, gw))) * spacing
-               ).astype(np.float32)
-    seeds_y = ((np.arange(gh)[:, None] - 1 + rng.uniform(0.15, 0.85, (gh, gw))) * spacing
-               ).astype(np.float32)
+    seeds_x = ((np.arange(gw)[None, :] - 1 + rng.uniform(0.15, 0.85, (gh, gw))) * spacing).astype(
+        np.float32
+    )
+    seeds_y = ((np.arange(gh)[:, None] - 1 + rng.uniform(0.15, 0.85, (gh, gw))) * spacing).astype(
+        np.float32
+    )
     nucleus_radius = rng.uniform(4.5, 8.0, (gh, gw))
     brightness = rng.uniform(0.5, 1.0, (gh, gw))
     cell_kind = rng.random((gh, gw))
-    tissue = (_smooth_field(rng, width, height, 384) * 0.7
-              + _smooth_field(rng, width, height, 96) * 0.3)
+    tissue = (
+        _smooth_field(rng, width, height, 384) * 0.7 + _smooth_field(rng, width, height, 96) * 0.3
+    )
     keratin_patch = _smooth_field(rng, width, height, 160)
     out = np.empty((channels, height, width), np.uint16)
     band = 256
@@ -118,16 +136,23 @@ def pyramid_levels(data: np.ndarray, min_side: int = 256) -> list[np.ndarray]:
         prev = levels[-1]
         h, w = (prev.shape[-2] // 2) * 2, (prev.shape[-1] // 2) * 2
         p = prev[..., :h, :w].astype(np.uint32)
-        mean = (p[..., 0::2, 0::2] + p[..., 1::2, 0::2] + p[..., 0::2, 1::2]
-                + p[..., 1::2, 1::2] + 2) // 4
+        mean = (
+            p[..., 0::2, 0::2] + p[..., 1::2, 0::2] + p[..., 0::2, 1::2] + p[..., 1::2, 1::2] + 2
+        ) // 4
         levels.append(mean.astype(data.dtype))
     return levels
 
 
-def write_ome_tiff_pyramid(path: str | os.PathLike[str], data: np.ndarray, *,
-                           channel_names: tuple[str, ...] | None = None,
-                           tile: int = 512, compression: str | None = "zlib",
-                           pixel_size_um: float = 0.65, min_side: int = 256) -> Path:
+def write_ome_tiff_pyramid(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    *,
+    channel_names: tuple[str, ...] | None = None,
+    tile: int = 512,
+    compression: str | None = "zlib",
+    pixel_size_um: float = 0.65,
+    min_side: int = 256,
+) -> Path:
     """Write ``(c, y, x)`` data as a tiled OME-TIFF with a SubIFD pyramid, atomically."""
     import tifffile
 
@@ -141,11 +166,20 @@ def write_ome_tiff_pyramid(path: str | os.PathLike[str], data: np.ndarray, *,
         if compression == "zlib":
             options["compressionargs"] = {"level": 6}
         with tifffile.TiffWriter(tmp, ome=True, bigtiff=data.nbytes > 2**31) as tw:
-            tw.write(levels[0], subifds=len(levels) - 1, metadata={
-                "axes": "CYX", "Channel": {"Name": names[: data.shape[0]]},
-                "PhysicalSizeX": pixel_size_um, "PhysicalSizeY": pixel_size_um,
-                "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm",
-                "Name": path.name.split(".")[0]}, **options)
+            tw.write(
+                levels[0],
+                subifds=len(levels) - 1,
+                metadata={
+                    "axes": "CYX",
+                    "Channel": {"Name": names[: data.shape[0]]},
+                    "PhysicalSizeX": pixel_size_um,
+                    "PhysicalSizeY": pixel_size_um,
+                    "PhysicalSizeXUnit": "µm",
+                    "PhysicalSizeYUnit": "µm",
+                    "Name": path.name.split(".")[0],
+                },
+                **options,
+            )
             for level in levels[1:]:
                 tw.write(level, subfiletype=1, **options)
         os.replace(tmp, path)
@@ -155,10 +189,16 @@ def write_ome_tiff_pyramid(path: str | os.PathLike[str], data: np.ndarray, *,
     return path
 
 
-def write_ome_zarr_pyramid(path: str | os.PathLike[str], data: np.ndarray, *,
-                           channel_names: tuple[str, ...] | None = None, chunk: int = 256,
-                           version: str = "0.5", min_side: int = 64,
-                           scales: list[float] | None = None) -> Path:
+def write_ome_zarr_pyramid(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    *,
+    channel_names: tuple[str, ...] | None = None,
+    chunk: int = 256,
+    version: str = "0.5",
+    min_side: int = 64,
+    scales: list[float] | None = None,
+) -> Path:
     """Write ``(c, y, x)`` data as an OME-Zarr multiscale (NGFF 0.4 on zarr v2, 0.5 on v3)."""
     import zarr
 
@@ -169,22 +209,41 @@ def write_ome_zarr_pyramid(path: str | os.PathLike[str], data: np.ndarray, *,
     datasets = []
     for i, level in enumerate(levels):
         factor = scales[i] if scales else data.shape[-1] / level.shape[-1]
-        arr = root.create_array(str(i), shape=level.shape, dtype=level.dtype,
-                                chunks=(1, chunk, chunk))
+        arr = root.create_array(
+            str(i), shape=level.shape, dtype=level.dtype, chunks=(1, chunk, chunk)
+        )
         arr[...] = level
-        datasets.append({"path": str(i), "coordinateTransformations": [
-            {"type": "scale", "scale": [1.0, 0.65 * factor, 0.65 * factor]}]})
-    multiscales = [{
-        "name": Path(path).name, "datasets": datasets,
-        "axes": [{"name": "c", "type": "channel"},
-                 {"name": "y", "type": "space", "unit": "micrometer"},
-                 {"name": "x", "type": "space", "unit": "micrometer"}],
-    }]
+        datasets.append(
+            {
+                "path": str(i),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [1.0, 0.65 * factor, 0.65 * factor]}
+                ],
+            }
+        )
+    multiscales = [
+        {
+            "name": Path(path).name,
+            "datasets": datasets,
+            "axes": [
+                {"name": "c", "type": "channel"},
+                {"name": "y", "type": "space", "unit": "micrometer"},
+                {"name": "x", "type": "space", "unit": "micrometer"},
+            ],
+        }
+    ]
     colors = ["0000FF", "00FF00", "FF0000", "FF00FF", "00FFFF", "FFFF00", "FFFFFF"]
-    omero = {"channels": [
-        {"label": names[c], "color": colors[c % len(colors)], "active": True,
-         "window": {"start": 0, "end": 30000, "min": 0, "max": 65535}}
-        for c in range(data.shape[0])]}
+    omero = {
+        "channels": [
+            {
+                "label": names[c],
+                "color": colors[c % len(colors)],
+                "active": True,
+                "window": {"start": 0, "end": 30000, "min": 0, "max": 65535},
+            }
+            for c in range(data.shape[0])
+        ]
+    }
     if version == "0.5":
         root.attrs["ome"] = {"version": "0.5", "multiscales": multiscales, "omero": omero}
     else:
@@ -213,11 +272,14 @@ def demo_image_path() -> Path:
     path = folder / f"demo-tissue-v{DEMO_VERSION}.ome.tif"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        write_ome_tiff_pyramid(path, synthetic_tissue(*DEMO_SIZE, channels=4),
-                               channel_names=DEMO_CHANNELS[:4])
+        write_ome_tiff_pyramid(
+            path, synthetic_tissue(*DEMO_SIZE, channels=4), channel_names=DEMO_CHANNELS[:4]
+        )
     return path
 
 
 #: The request the CLI renders when given nothing: all four demo channels, whole image.
-DEMO_REQUEST = ("/0/0/0/?c=1|600:24000$0000FF,2|400:9000$00FF00,3|700:15000$FF0000,"
-                "4|500:20000$FFFF00&region=0,0,4096,3072&max_size=2048")
+DEMO_REQUEST = (
+    "/0/0/0/?c=1|600:24000$0000FF,2|400:9000$00FF00,3|700:15000$FF0000,"
+    "4|500:20000$FFFF00&region=0,0,4096,3072&max_size=2048"
+)

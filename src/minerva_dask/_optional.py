@@ -18,6 +18,5 @@ def import_optional(module: str, extra: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{purpose} needs the Python package {module!r}: "
-            f"pip install 'minerva-dask[{extra}]'"
+            f"{purpose} needs the Python package {module!r}: pip install 'minerva-dask[{extra}]'"
         ) from exc

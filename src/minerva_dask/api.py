@@ -47,8 +47,7 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
         if name.endswith(suffix):
             return fmt
     raise OutputError(
-        f"cannot tell the output format of {os.fspath(path)!r} from its extension; "
-        "supported: .png"
+        f"cannot tell the output format of {os.fspath(path)!r} from its extension; supported: .png"
     )
 
 
@@ -63,8 +62,9 @@ def compute_context(scheduler: Any = None, *, progress: bool = False) -> Iterato
         if isinstance(scheduler, str):
             from ._optional import import_optional
 
-            distributed = import_optional("distributed", "distributed",
-                                          "Computing on a dask cluster")
+            distributed = import_optional(
+                "distributed", "distributed", "Computing on a dask cluster"
+            )
             client = stack.enter_context(distributed.Client(scheduler))
         elif scheduler is not None:
             client = scheduler
@@ -86,12 +86,21 @@ def _compute(data: Any, client: Any, progress: bool) -> Any:
     return future.result()
 
 
-def crop(request: RenderRequest | str | None, output: str | os.PathLike[str], *,
-         image: str | os.PathLike[str] | Source | None = None,
-         storage_options: dict[str, Any] | None = None, preset: str = "linear",
-         gamma: float | None = None, background: str | Sequence[int] = "black",
-         max_size: int | None = None, scheduler: Any = None, progress: bool = False,
-         format: str | None = None, overwrite: bool = True) -> CropResult:
+def crop(
+    request: RenderRequest | str | None,
+    output: str | os.PathLike[str],
+    *,
+    image: str | os.PathLike[str] | Source | None = None,
+    storage_options: dict[str, Any] | None = None,
+    preset: str = "linear",
+    gamma: float | None = None,
+    background: str | Sequence[int] = "black",
+    max_size: int | None = None,
+    scheduler: Any = None,
+    progress: bool = False,
+    format: str | None = None,
+    overwrite: bool = True,
+) -> CropResult:
     """Render ``request`` from ``image`` and write it to ``output``.
 
     Parameters
@@ -117,8 +126,11 @@ def crop(request: RenderRequest | str | None, output: str | os.PathLike[str], *,
     from .writers._atomic import check_output_path
 
     check_output_path(output, overwrite=overwrite)
-    source = image if hasattr(image, "read_region") else open_image(
-        image, storage_options=storage_options)  # type: ignore[arg-type]
+    source = (
+        image
+        if hasattr(image, "read_region")
+        else open_image(image, storage_options=storage_options)
+    )  # type: ignore[arg-type]
     if isinstance(request, str):
         request = parse_request(request)
     elif request is None:
@@ -127,8 +139,9 @@ def crop(request: RenderRequest | str | None, output: str | os.PathLike[str], *,
         from dataclasses import replace
 
         request = replace(request, max_size=max_size)
-    rendering: Rendering = render(source, request, preset=preset, gamma=gamma,
-                                  background=background)
+    rendering: Rendering = render(
+        source, request, preset=preset, gamma=gamma, background=background
+    )
     logger.info("%s", describe_plan(rendering))
     with compute_context(scheduler, progress=progress) as client:
         pixels = _compute(rendering.data, client, progress)
@@ -136,9 +149,14 @@ def crop(request: RenderRequest | str | None, output: str | os.PathLike[str], *,
         from .writers.png import to_png
 
         path = to_png(pixels, output, overwrite=overwrite)
-    return CropResult(path=Path(path), shape=pixels.shape[:2], level=rendering.level,
-                      downsample=rendering.downsample, size_bytes=Path(path).stat().st_size,
-                      elapsed_s=time.perf_counter() - started)
+    return CropResult(
+        path=Path(path),
+        shape=pixels.shape[:2],
+        level=rendering.level,
+        downsample=rendering.downsample,
+        size_bytes=Path(path).stat().st_size,
+        elapsed_s=time.perf_counter() - started,
+    )
 
 
 def describe_plan(rendering: Rendering) -> str:
@@ -147,5 +165,7 @@ def describe_plan(rendering: Rendering) -> str:
     scale = f"1/{fx:g}" if fx == fy else f"1/{fx:g} x 1/{fy:g}"
     height, width = rendering.shape[:2]
     names = ", ".join(rendering.image.channels[c.index].name for c in rendering.plan.channels)
-    return (f"Cropping {scale} scale: level {rendering.level}, output {width} x {height} px, "
-            f"channels {names}")
+    return (
+        f"Cropping {scale} scale: level {rendering.level}, output {width} x {height} px, "
+        f"channels {names}"
+    )

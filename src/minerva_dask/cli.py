@@ -31,7 +31,8 @@ With neither REQUEST nor --image, the built-in demo image is rendered to out.png
 
 examples:
   minerva-dask crop
-  minerva-dask crop '/0/0/0/?c=1|0:30000$0000FF&region=0,0,4096,4096' --image slide.ome.tif -o fig.png
+  minerva-dask crop '/0/0/0/?c=1|0:30000$0000FF&region=0,0,4096,4096' \
+      --image slide.ome.tif -o fig.png
   minerva-dask crop --image s3://bucket/slide.ome.zarr --max-size 1024 -o overview.png
 """
 
@@ -52,29 +53,66 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    crop = commands.add_parser("crop", help="render a region to a PNG file",
-                               description=_CROP_HELP,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    crop = commands.add_parser(
+        "crop",
+        help="render a region to a PNG file",
+        description=_CROP_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     crop.add_argument("request", nargs="?", help="OMERO.figure URL or /id/z/t/?c=...&region=...")
-    crop.add_argument("--image", "-i", metavar="PATH_OR_URL",
-                      help="OME-TIFF or OME-Zarr: local path, s3://..., https://...")
-    crop.add_argument("-o", "--output", default="out.png", metavar="OUT.png",
-                      help="output file (default: out.png)")
-    crop.add_argument("--max-size", type=int, metavar="PIXELS",
-                      help="largest output side; overrides max_size in the request")
-    crop.add_argument("--background", default="black", metavar="COLOUR",
-                      help="colour outside the image: black (default), omero (#DDDDDD), or hex")
-    crop.add_argument("--gamma", type=float, help="output gamma (default 1, or 2.2 for minerva-2018)")
-    crop.add_argument("--preset", default="linear", choices=("linear", "omero", "minerva-2018"),
-                      help="rendering maths: linear (default), omero (OMERO server's 8-bit maths), "
-                           "minerva-2018 (the 2018 crop script)")
-    crop.add_argument("--scheduler", metavar="ADDRESS",
-                      help="compute on a running dask cluster, e.g. tcp://10.0.0.5:8786")
-    crop.add_argument("--storage-option", action="append", type=_storage_option, default=[],
-                      metavar="KEY=VALUE", help="fsspec option for remote images (repeatable)")
+    crop.add_argument(
+        "--image",
+        "-i",
+        metavar="PATH_OR_URL",
+        help="OME-TIFF or OME-Zarr: local path, s3://..., https://...",
+    )
+    crop.add_argument(
+        "-o",
+        "--output",
+        default="out.png",
+        metavar="OUT.png",
+        help="output file (default: out.png)",
+    )
+    crop.add_argument(
+        "--max-size",
+        type=int,
+        metavar="PIXELS",
+        help="largest output side; overrides max_size in the request",
+    )
+    crop.add_argument(
+        "--background",
+        default="black",
+        metavar="COLOUR",
+        help="colour outside the image: black (default), omero (#DDDDDD), or hex",
+    )
+    crop.add_argument(
+        "--gamma", type=float, help="output gamma (default 1, or 2.2 for minerva-2018)"
+    )
+    crop.add_argument(
+        "--preset",
+        default="linear",
+        choices=("linear", "omero", "minerva-2018"),
+        help="rendering maths: linear (default), omero (OMERO server's 8-bit maths), "
+        "minerva-2018 (the 2018 crop script)",
+    )
+    crop.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="compute on a running dask cluster, e.g. tcp://10.0.0.5:8786",
+    )
+    crop.add_argument(
+        "--storage-option",
+        action="append",
+        type=_storage_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for remote images (repeatable)",
+    )
     crop.add_argument("--no-overwrite", action="store_true", help="fail if the output exists")
     crop.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    crop.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    crop.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     return parser
 
 
@@ -115,14 +153,24 @@ def _run_crop(args: argparse.Namespace) -> int:
 
         request = replace(request, max_size=args.max_size)
     started = time.perf_counter()
-    result = crop(request, args.output, image=source, preset=args.preset, gamma=args.gamma,
-                  background=args.background, scheduler=args.scheduler,
-                  progress=not args.quiet and sys.stderr.isatty(),
-                  overwrite=not args.no_overwrite)
+    result = crop(
+        request,
+        args.output,
+        image=source,
+        preset=args.preset,
+        gamma=args.gamma,
+        background=args.background,
+        scheduler=args.scheduler,
+        progress=not args.quiet and sys.stderr.isatty(),
+        overwrite=not args.no_overwrite,
+    )
     if not args.quiet:
         height, width = result.shape
-        print(f"Wrote {result.path} ({width} x {height} px, {_human(result.size_bytes)}) in "
-              f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"Wrote {result.path} ({width} x {height} px, {_human(result.size_bytes)}) in "
+            f"{time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -13,6 +13,7 @@ Everything here is pure: no I/O, no dask.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -249,4 +250,4 @@ def plan_tile_grid(
 
 
 def _diffs(edges: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(b - a for a, b in zip(edges, edges[1:], strict=False))
+    return tuple(b - a for a, b in itertools.pairwise(edges))

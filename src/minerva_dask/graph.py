@@ -67,9 +67,14 @@ def _chunk_side(tile: int, requested: int | None) -> int:
     return tile * max(1, math.ceil(MIN_CHUNK_SIDE / tile))
 
 
-def plan_render(info: ImageInfo, request: RenderRequest, *, level: int | None = None,
-                level_rule: str = "general",
-                chunk_size: int | tuple[int, int] | None = None) -> RenderPlan:
+def plan_render(
+    info: ImageInfo,
+    request: RenderRequest,
+    *,
+    level: int | None = None,
+    level_rule: str = "general",
+    chunk_size: int | tuple[int, int] | None = None,
+) -> RenderPlan:
     """Check ``request`` against ``info``, choose the level and cut the output into chunks.
 
     Parameters
@@ -124,14 +129,21 @@ class _RegionReader:
 
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
         key = tuple(key) + (slice(None),) * (3 - len(key))
-        bounds = [s.indices(n) if isinstance(s, slice) else None
-                  for s, n in zip(key, self.shape, strict=True)]
+        bounds = [
+            s.indices(n) if isinstance(s, slice) else None
+            for s, n in zip(key, self.shape, strict=True)
+        ]
         if any(b is None or b[2] != 1 for b in bounds[1:]):  # rare: ints or steps
             ys, xs = (k if isinstance(k, slice) else slice(k, k + 1) for k in key[1:])
-            full = self[key[0], slice(*ys.indices(self.shape[1])[:2]),
-                        slice(*xs.indices(self.shape[2])[:2])]
-            return full[(slice(None), *(
-                slice(None, None, k.step) if isinstance(k, slice) else 0 for k in key[1:]))]
+            full = self[
+                key[0], slice(*ys.indices(self.shape[1])[:2]), slice(*xs.indices(self.shape[2])[:2])
+            ]
+            return full[
+                (
+                    slice(None),
+                    *(slice(None, None, k.step) if isinstance(k, slice) else 0 for k in key[1:]),
+                )
+            ]
         (y0, y1, _), (x0, x1) = bounds[1], bounds[2][:2]
         channels = self.channels[key[0]] if isinstance(key[0], slice) else (self.channels[key[0]],)
         region = self.grid.region
@@ -162,24 +174,36 @@ def _stack(source: Source, plan: RenderPlan) -> da.Array:
     )
 
 
-def channel_arrays(source: Source, request: RenderRequest, *, level: int | None = None,
-                   level_rule: str = "general",
-                   chunk_size: int | tuple[int, int] | None = None) -> dict[int, da.Array]:
+def channel_arrays(
+    source: Source,
+    request: RenderRequest,
+    *,
+    level: int | None = None,
+    level_rule: str = "general",
+    chunk_size: int | tuple[int, int] | None = None,
+) -> dict[int, da.Array]:
     """Lazy raw arrays ``(y, x)`` of the shown channels over the region, at the render level.
 
     Keys are 0-based channel indices. Chunks line up with the level's tiles; each chunk
     read fetches all shown channels of its tile together, so compute them together
     (``dask.compute(*arrays.values())``). Pixels outside the image are 0.
     """
-    plan = plan_render(source.info, request, level=level, level_rule=level_rule,
-                       chunk_size=chunk_size)
+    plan = plan_render(
+        source.info, request, level=level, level_rule=level_rule, chunk_size=chunk_size
+    )
     stack = _stack(source, plan)
     return {channel.index: stack[i] for i, channel in enumerate(plan.channels)}
 
 
-def _composite_block(block: np.ndarray, styles: tuple[ResolvedChannel, ...], preset: str,
-                     gamma: float | None, background: tuple[int, int, int],
-                     inside: tuple[int, int, int, int], block_id: tuple[int, ...]) -> np.ndarray:
+def _composite_block(
+    block: np.ndarray,
+    styles: tuple[ResolvedChannel, ...],
+    preset: str,
+    gamma: float | None,
+    background: tuple[int, int, int],
+    inside: tuple[int, int, int, int],
+    block_id: tuple[int, ...],
+) -> np.ndarray:
     row, col = block_id[0], block_id[1]  # index of the output block (y, x, rgb)
     row0, row1, col0, col1 = inside
     if not (row0 <= row < row1 and col0 <= col < col1):
@@ -256,10 +280,17 @@ def parse_background(color: str | Sequence[int]) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def render(source: Source, request: RenderRequest, *, preset: str = "linear",
-           gamma: float | None = None, background: str | Sequence[int] = "black",
-           level: int | None = None, level_rule: str = "general",
-           chunk_size: int | tuple[int, int] | None = None) -> Rendering:
+def render(
+    source: Source,
+    request: RenderRequest,
+    *,
+    preset: str = "linear",
+    gamma: float | None = None,
+    background: str | Sequence[int] = "black",
+    level: int | None = None,
+    level_rule: str = "general",
+    chunk_size: int | tuple[int, int] | None = None,
+) -> Rendering:
     """Render ``request`` from ``source`` lazily.
 
     Parameters
@@ -297,8 +328,9 @@ def render(source: Source, request: RenderRequest, *, preset: str = "linear",
     if gamma is not None and not gamma > 0:
         raise RequestError(f"gamma must be > 0, got {gamma}")
     background_rgb = parse_background(background)
-    plan = plan_render(source.info, request, level=level, level_rule=level_rule,
-                       chunk_size=chunk_size)
+    plan = plan_render(
+        source.info, request, level=level, level_rule=level_rule, chunk_size=chunk_size
+    )
     stack = _stack(source, plan)
     grid = plan.grid
     inside = grid.inside_range
@@ -318,6 +350,13 @@ def render(source: Source, request: RenderRequest, *, preset: str = "linear",
         name="composite-" + tokenize(stack.name, plan.channels, preset, gamma, background_rgb),
     )
     used_gamma = PRESETS[preset]["gamma"] if gamma is None else float(gamma)
-    return Rendering(data=data, plan=plan, request=request, image=source.info, preset=preset,
-                     gamma=used_gamma, background=background_rgb, source=source)
-
+    return Rendering(
+        data=data,
+        plan=plan,
+        request=request,
+        image=source.info,
+        preset=preset,
+        gamma=used_gamma,
+        background=background_rgb,
+        source=source,
+    )

@@ -12,8 +12,15 @@ from dataclasses import dataclass
 __all__ = ["OmeChannel", "OmeImage", "color_from_ome_int", "parse_ome_images"]
 
 _UNIT_TO_UM = {
-    "µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "Å": 1e-4, "pm": 1e-6,
-    "mm": 1e3, "cm": 1e4, "m": 1e6,
+    "µm": 1.0,
+    "um": 1.0,
+    "micron": 1.0,
+    "nm": 1e-3,
+    "Å": 1e-4,
+    "pm": 1e-6,
+    "mm": 1e3,
+    "cm": 1e4,
+    "m": 1e6,
 }
 
 
@@ -130,8 +137,11 @@ def parse_ome_images(xml: str | bytes) -> list[OmeImage]:
                 size_t=int(pixels.get("SizeT", "1")),
                 dimension_order=pixels.get("DimensionOrder", "XYZCT"),
                 significant_bits=int(bits) if bits and bits.isdigit() else None,
-                physical_size_um=(_physical(pixels, "X"), _physical(pixels, "Y"),
-                                  _physical(pixels, "Z")),
+                physical_size_um=(
+                    _physical(pixels, "X"),
+                    _physical(pixels, "Y"),
+                    _physical(pixels, "Z"),
+                ),
                 channels=tuple(channels),
             )
         )

@@ -122,8 +122,9 @@ def _normalise_into(plane: np.ndarray, style: Any, n: np.ndarray) -> None:
         np.subtract(np.float32(1.0), n, out=n)
 
 
-def _composite_linear(planes: np.ndarray, channels: Sequence[Any], gamma: float,
-                      out: np.ndarray) -> np.ndarray:
+def _composite_linear(
+    planes: np.ndarray, channels: Sequence[Any], gamma: float, out: np.ndarray
+) -> np.ndarray:
     height, width = planes.shape[1:]
     acc = np.zeros((3, height, width), np.float32)
     n = np.empty((height, width), np.float32)
@@ -190,8 +191,9 @@ def _dtype_max(dtype: np.dtype) -> float:
     return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
 
 
-def _composite_2018(planes: np.ndarray, channels: Sequence[Any], gamma: float,
-                    out: np.ndarray) -> np.ndarray:
+def _composite_2018(
+    planes: np.ndarray, channels: Sequence[Any], gamma: float, out: np.ndarray
+) -> np.ndarray:
     scale = _dtype_max(planes.dtype)
     acc = np.zeros((*planes.shape[1:], 3), np.float64)
     for plane, style in zip(planes, channels, strict=True):

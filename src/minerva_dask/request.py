@@ -121,7 +121,9 @@ class ChannelSetting:
         elif self.color is not None:
             rgb = tuple(float(v) for v in self.color)
             if len(rgb) != 3 or not all(0.0 <= v <= 1.0 for v in rgb):
-                raise RequestError(f"channel {self.index + 1}: colour {self.color} is not RGB in 0..1")
+                raise RequestError(
+                    f"channel {self.index + 1}: colour {self.color} is not RGB in 0..1"
+                )
             object.__setattr__(self, "color", rgb)
         if self.family not in FAMILIES:
             raise RequestError(
@@ -130,7 +132,8 @@ class ChannelSetting:
             )
         if not (math.isfinite(self.coefficient) and self.coefficient > 0):
             raise RequestError(
-                f"channel {self.index + 1}: quantization coefficient {self.coefficient!r} must be > 0"
+                f"channel {self.index + 1}: quantization coefficient "
+                f"{self.coefficient!r} must be > 0"
             )
 
 
@@ -160,6 +163,7 @@ class RenderRequest:
     ----------
     channels
         One :class:`ChannelSetting` per listed channel; hidden ones have ``active=False``.
+        Kept sorted by channel index.
     region
         ``(x, y, width, height)`` in full-resolution pixels (floats allowed); it may start at
         negative coordinates and extend past the image. ``None`` means the whole image.
@@ -189,11 +193,14 @@ class RenderRequest:
 
     def __post_init__(self) -> None:
         channels = tuple(self.channels)
-        object.__setattr__(self, "channels", channels)
-        seen: set[int] = set()
         for channel in channels:
             if not isinstance(channel, ChannelSetting):
                 raise RequestError(f"channels must be ChannelSetting objects, got {channel!r}")
+        # Canonical order: ascending channel index, as OMERO pairs windows with channels.
+        channels = tuple(sorted(channels, key=lambda c: c.index))
+        object.__setattr__(self, "channels", channels)
+        seen: set[int] = set()
+        for channel in channels:
             if channel.index in seen:
                 raise RequestError(f"channel {channel.index + 1} is listed twice in c")
             seen.add(channel.index)
@@ -208,7 +215,11 @@ class RenderRequest:
                     f"region width and height must be > 0, got {self.region.width:g} x "
                     f"{self.region.height:g}"
                 )
-        if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < 1:
+        if (
+            isinstance(self.max_size, bool)
+            or not isinstance(self.max_size, int)
+            or self.max_size < 1
+        ):
             raise RequestError(f"max_size must be an integer >= 1, got {self.max_size!r}")
         for name in ("z", "t"):
             value = getattr(self, name)
@@ -222,7 +233,7 @@ class RenderRequest:
     @property
     def shown(self) -> tuple[ChannelSetting, ...]:
         """The active channels in ascending channel order (greyscale: only the first)."""
-        shown = tuple(sorted((c for c in self.channels if c.active), key=lambda c: c.index))
+        shown = tuple(c for c in self.channels if c.active)
         return shown[:1] if self.model == "greyscale" else shown
 
     def with_channel(self, index: int, **changes: Any) -> RenderRequest:
@@ -251,7 +262,9 @@ class RenderRequest:
         if self.z >= info.size_z:
             raise RequestError(f"z={self.z} is out of range: the image has {info.size_z} z-planes")
         if self.t >= info.size_t:
-            raise RequestError(f"t={self.t} is out of range: the image has {info.size_t} time points")
+            raise RequestError(
+                f"t={self.t} is out of range: the image has {info.size_t} time points"
+            )
         for channel in self.channels:
             if channel.index >= info.size_c:
                 raise RequestError(
@@ -298,7 +311,7 @@ class RenderRequest:
         '/5/0/0/?c=-1,2|0:9$00FF00&region=0,0,10,10&max_size=64'
         """
         entries, maps = [], []
-        for channel in sorted(self.channels, key=lambda c: c.index):
+        for channel in self.channels:
             entry = ("" if channel.active else "-") + str(channel.index + 1)
             detail = ""
             if channel.window is not None:
@@ -534,7 +547,9 @@ def parse_request(url: str) -> RenderRequest:
     )
 
 
-def default_request(info: ImageInfo, channels: Iterable[int] | None = None, **kwargs: Any) -> RenderRequest:
+def default_request(
+    info: ImageInfo, channels: Iterable[int] | None = None, **kwargs: Any
+) -> RenderRequest:
     """A request showing ``channels`` (default: the image's first up to 4 active ones)
     with the image's own windows and colours, over the whole image.
 

@@ -66,8 +66,13 @@ def guess_format(ref: str, storage_options: dict[str, Any] | None = None) -> str
     )
 
 
-def open_image(ref: str | os.PathLike[str], *, format: str | None = None,
-               storage_options: dict[str, Any] | None = None, **options: Any) -> Source:
+def open_image(
+    ref: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Source:
     """Open an image as a :class:`Source`: an OME-TIFF or OME-Zarr path or fsspec URL.
 
     Parameters

@@ -19,7 +19,10 @@ _KNOWN = set("TCZYX")
 
 
 def check_axes(axes: str) -> None:
-    """Raise ``ValueError`` unless ``axes`` has Y and X and only known letters (``_`` = unit axis)."""
+    """Raise ``ValueError`` unless ``axes`` has Y and X and only known letters.
+
+    ``_`` marks an axis of size 1 that is always read at index 0.
+    """
     letters = axes.replace("_", "")
     if "Y" not in letters or "X" not in letters or len(set(letters)) != len(letters):
         raise ValueError(f"axes {axes!r} must hold Y and X once each, other letters at most once")
@@ -76,4 +79,3 @@ def read_block(
     if order != [0, 1, 2]:
         block = block.transpose(order)
     return block
-

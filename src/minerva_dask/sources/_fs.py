@@ -19,7 +19,7 @@ def is_url(ref: str) -> bool:
 def local_path(ref: str | os.PathLike[str]) -> str:
     """A local filesystem path for ``ref`` (strips ``file://``)."""
     text = os.fspath(ref)
-    return text[len("file://"):] if text.startswith("file://") else text
+    return text[len("file://") :] if text.startswith("file://") else text
 
 
 def redact_url(url: str) -> str:

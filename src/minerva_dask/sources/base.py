@@ -211,8 +211,9 @@ def _close(handle: Any) -> None:
         close()
 
 
-def read_level(source: Source, level: int, channels: Sequence[int] | None = None, *, z: int = 0,
-               t: int = 0) -> np.ndarray:
+def read_level(
+    source: Source, level: int, channels: Sequence[int] | None = None, *, z: int = 0, t: int = 0
+) -> np.ndarray:
     """Read a whole level eagerly as ``(c, y, x)``, tile by tile. For small levels and tests."""
     info = source.info
     spec = info.levels[level]

@@ -104,8 +104,13 @@ class OmeTiffSource:
     schemes = ("file", "s3", "http", "https", "gs", "az", "memory")
     suffixes = (".ome.tif", ".ome.tiff", ".tif", ".tiff", ".btf", ".svs", ".qptiff", ".ndpi")
 
-    def __init__(self, ref: str | os.PathLike[str], *, series: int = 0,
-                 storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        ref: str | os.PathLike[str],
+        *,
+        series: int = 0,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
         self.ref = os.fspath(ref)
         self.series = series
         self.storage_options = dict(storage_options or {})
@@ -157,8 +162,11 @@ class OmeTiffSource:
         ome = _ome_image(opened.tif, self.series) if series.kind == "ome" else None
         if opened.tif.is_ome and series.kind != "ome":
             declared = _ome_image(opened.tif, self.series)
-            what = (f"{declared.size_c} channels of {declared.size_x} x {declared.size_y}"
-                    if declared else "a different layout")
+            what = (
+                f"{declared.size_c} channels of {declared.size_x} x {declared.size_y}"
+                if declared
+                else "a different layout"
+            )
             warnings.warn(
                 f"{redact_url(self.ref)}: the OME-XML declares {what}, which the TIFF does not "
                 f"hold; reading what the TIFF holds: axes {axes}, shape {shape}",
@@ -176,15 +184,14 @@ class OmeTiffSource:
             lsize = dict(zip(axes, array.shape, strict=True))
             width, height = lsize["X"], lsize["Y"]
             tile_w, tile_h = _tile_size(series.levels[level_index].keyframe, width, height)
-            levels.append(LevelInfo(width, height, tile_w, tile_h,
-                                    (width0 / width, height0 / height)))
+            levels.append(
+                LevelInfo(width, height, tile_w, tile_h, (width0 / width, height0 / height))
+            )
         dtype = np.dtype(series.dtype)
         names = _channel_names(ome, size_c)
         colors = _channel_colors(ome, size_c, series.keyframe)
         window = default_window(dtype, ome.significant_bits if ome else None)
-        channels = tuple(
-            ChannelInfo(i, names[i], colors[i], window) for i in range(size_c)
-        )
+        channels = tuple(ChannelInfo(i, names[i], colors[i], window) for i in range(size_c))
         pixel_size = None
         if ome and ome.physical_size_um[0] and ome.physical_size_um[1]:
             pixel_size = (ome.physical_size_um[0], ome.physical_size_um[1])
@@ -192,14 +199,20 @@ class OmeTiffSource:
             redact_url(self.ref) if is_url(self.ref) else local_path(self.ref)
         )
         self._info = ImageInfo(
-            name=name, dtype=dtype, size_c=size_c, size_z=size.get("Z", 1),
-            size_t=size.get("T", 1), levels=tuple(levels), channels=channels,
+            name=name,
+            dtype=dtype,
+            size_c=size_c,
+            size_z=size.get("Z", 1),
+            size_t=size.get("T", 1),
+            levels=tuple(levels),
+            channels=channels,
             pixel_size_um=pixel_size,
         )
 
     # -- pixels ----------------------------------------------------------------------
-    def read_region(self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0,
-                    t: int = 0) -> np.ndarray:
+    def read_region(
+        self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
+    ) -> np.ndarray:
         """Raw pixels of ``rect`` (level pixels) as ``(c, y, x)`` in the image's dtype."""
         try:
             array = self._opened().levels[level]
@@ -211,8 +224,9 @@ class OmeTiffSource:
             ) from exc
 
 
-def _rebuild(ref: str, series: int, storage_options: dict[str, Any], info: ImageInfo | None,
-             axes: str) -> OmeTiffSource:
+def _rebuild(
+    ref: str, series: int, storage_options: dict[str, Any], info: ImageInfo | None, axes: str
+) -> OmeTiffSource:
     source = OmeTiffSource.__new__(OmeTiffSource)
     source.ref, source.series, source.storage_options = ref, series, storage_options
     source._info, source._axes = info, axes

@@ -8,6 +8,7 @@ and fsspec URLs (``s3://``, ``https://``) alike.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -67,7 +68,9 @@ class _Opened:
             group = group[key]
             attrs = _ome_attrs(group)
         elif series not in (None, 0):
-            raise SourceError(f"{redact_url(ref)} is a single image; series={series} does not exist")
+            raise SourceError(
+                f"{redact_url(ref)} is a single image; series={series} does not exist"
+            )
         if "multiscales" not in attrs or not attrs["multiscales"]:
             raise SourceError(
                 f"{redact_url(ref)} is a zarr group without OME-NGFF 'multiscales' metadata"
@@ -106,8 +109,13 @@ class OmeZarrSource:
     schemes = ("file", "s3", "http", "https", "gs", "az", "memory")
     suffixes = (".ome.zarr", ".zarr")
 
-    def __init__(self, ref: str | os.PathLike[str], *, series: int | None = None,
-                 storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        ref: str | os.PathLike[str],
+        *,
+        series: int | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
         self.ref = os.fspath(ref).rstrip("/")
         self.series = series
         self.storage_options = dict(storage_options or {})
@@ -128,8 +136,9 @@ class OmeZarrSource:
         return ("zarr", self.ref, self.series, repr(sorted(self.storage_options.items())))
 
     def _opened(self) -> _Opened:
-        return _HANDLES.get(self._key(),
-                            lambda: _Opened(self.ref, self.storage_options, self.series))
+        return _HANDLES.get(
+            self._key(), lambda: _Opened(self.ref, self.storage_options, self.series)
+        )
 
     def close(self) -> None:
         """Forget this process's open group (it reopens on the next read)."""
@@ -172,25 +181,39 @@ class OmeZarrSource:
             width, height = array.shape[x_dim], array.shape[y_dim]
             block = array.shards or array.chunks
             if scales[0] and scales[i]:
-                downsample = (scales[i][x_dim] / scales[0][x_dim],
-                              scales[i][y_dim] / scales[0][y_dim])
+                downsample = (
+                    scales[i][x_dim] / scales[0][x_dim],
+                    scales[i][y_dim] / scales[0][y_dim],
+                )
             else:
                 downsample = (first.shape[x_dim] / width, first.shape[y_dim] / height)
-            levels.append(LevelInfo(width, height, min(block[x_dim], width),
-                                    min(block[y_dim], height), downsample))
+            levels.append(
+                LevelInfo(
+                    width, height, min(block[x_dim], width), min(block[y_dim], height), downsample
+                )
+            )
         size = dict(zip(axes, first.shape, strict=True))
         size_c = size.get("C", 1)
         dtype = np.dtype(first.dtype)
         self._info = ImageInfo(
-            name=str(opened.multiscale.get("name") or os.path.basename(
-                redact_url(self.ref) if is_url(self.ref) else local_path(self.ref))),
-            dtype=dtype, size_c=size_c, size_z=size.get("Z", 1), size_t=size.get("T", 1),
-            levels=tuple(levels), channels=_channels(opened.omero, size_c, dtype),
+            name=str(
+                opened.multiscale.get("name")
+                or os.path.basename(
+                    redact_url(self.ref) if is_url(self.ref) else local_path(self.ref)
+                )
+            ),
+            dtype=dtype,
+            size_c=size_c,
+            size_z=size.get("Z", 1),
+            size_t=size.get("T", 1),
+            levels=tuple(levels),
+            channels=_channels(opened.omero, size_c, dtype),
             pixel_size_um=_pixel_size_um(opened.multiscale, scales[0], x_dim, y_dim),
         )
 
-    def read_region(self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0,
-                    t: int = 0) -> np.ndarray:
+    def read_region(
+        self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
+    ) -> np.ndarray:
         """Raw pixels of ``rect`` (level pixels) as ``(c, y, x)`` in the image's dtype."""
         try:
             return read_block(self._opened().arrays[level], self._axes, rect, channels, z, t)
@@ -201,8 +224,9 @@ class OmeZarrSource:
             ) from exc
 
 
-def _rebuild(ref: str, series: int | None, storage_options: dict[str, Any],
-             info: ImageInfo | None, axes: str) -> OmeZarrSource:
+def _rebuild(
+    ref: str, series: int | None, storage_options: dict[str, Any], info: ImageInfo | None, axes: str
+) -> OmeZarrSource:
     source = OmeZarrSource.__new__(OmeZarrSource)
     source.ref, source.series, source.storage_options = ref, series, storage_options
     source._info, source._axes = info, axes
@@ -216,12 +240,19 @@ def _scale(dataset: dict[str, Any], ndim: int) -> list[float] | None:
     return None
 
 
-_UNIT_TO_UM = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6,
-               "angstrom": 1e-4, "centimeter": 1e4}
+_UNIT_TO_UM = {
+    "micrometer": 1.0,
+    "nanometer": 1e-3,
+    "millimeter": 1e3,
+    "meter": 1e6,
+    "angstrom": 1e-4,
+    "centimeter": 1e4,
+}
 
 
-def _pixel_size_um(multiscale: dict[str, Any], scale: list[float] | None, x_dim: int,
-                   y_dim: int) -> tuple[float, float] | None:
+def _pixel_size_um(
+    multiscale: dict[str, Any], scale: list[float] | None, x_dim: int, y_dim: int
+) -> tuple[float, float] | None:
     axes = multiscale.get("axes") or []
     if not scale or len(axes) <= max(x_dim, y_dim) or not isinstance(axes[x_dim], dict):
         return None
@@ -240,14 +271,12 @@ def _channels(omero: dict[str, Any], size_c: int, dtype: np.dtype) -> tuple[Chan
         name = str(label) if label not in (None, "") else f"Channel {i}"
         color = default_channel_color(i, size_c)
         if isinstance(meta.get("color"), str):
-            try:
+            with contextlib.suppress(ValueError):
                 color = parse_color(meta["color"])[0]
-            except ValueError:
-                pass
         window = default_window(dtype)
         win = meta.get("window") or {}
-        if isinstance(win.get("start"), int | float) and isinstance(win.get("end"), int | float):
-            if win["start"] <= win["end"]:
-                window = (float(win["start"]), float(win["end"]))
+        start, end = win.get("start"), win.get("end")
+        if isinstance(start, int | float) and isinstance(end, int | float) and start <= end:
+            window = (float(start), float(end))
         out.append(ChannelInfo(i, name, color, window, bool(meta.get("active", True))))
     return tuple(out)

@@ -28,8 +28,14 @@ def encode_png(rgb: np.ndarray, *, level: int = 6) -> bytes:
     return imagecodecs.png_encode(rgb, level=level)
 
 
-def to_png(image: Any, path: str | os.PathLike[str], *, level: int = 6,
-           overwrite: bool = True, **compute_kwargs: Any) -> Path:
+def to_png(
+    image: Any,
+    path: str | os.PathLike[str],
+    *,
+    level: int = 6,
+    overwrite: bool = True,
+    **compute_kwargs: Any,
+) -> Path:
     """Compute ``image`` and write it as a PNG file at ``path``, atomically.
 
     Parameters

@@ -1,0 +1,84 @@
+"""A static file server with HTTP Range support, as object stores and CDNs answer.
+
+Python's ``http.server`` ignores ``Range``; fsspec's HTTP filesystem reads TIFF tiles and
+zarr chunks by range, so this handler serves ``206 Partial Content`` like a real server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+class RangeRequestHandler(SimpleHTTPRequestHandler):
+    """Serves files under ``directory``; honours single byte ranges."""
+
+    requests_seen: list[str]
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self.server.requests_seen.append(self.path)  # type: ignore[attr-defined]
+        header = self.headers.get("Range")
+        path = self.translate_path(self.path)
+        if not header or not os.path.isfile(path):
+            return super().do_GET()
+        match = _RANGE.match(header.strip())
+        size = os.path.getsize(path)
+        if not match:
+            self.send_error(416, "bad range")
+            return
+        start_text, end_text = match.groups()
+        if start_text == "":
+            start, end = max(0, size - int(end_text)), size - 1
+        else:
+            start = int(start_text)
+            end = min(int(end_text), size - 1) if end_text else size - 1
+        if start >= size or start > end:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.end_headers()
+            return
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            body = fh.read(end - start + 1)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def end_headers(self) -> None:
+        self.send_header("Accept-Ranges", "bytes")
+        super().end_headers()
+
+
+class StaticServer:
+    """``with StaticServer(folder) as url:`` serves ``folder`` at ``http://127.0.0.1:PORT``."""
+
+    def __init__(self, directory: str) -> None:
+        handler = lambda *a, **k: RangeRequestHandler(*a, directory=directory, **k)  # noqa: E731
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.requests_seen = []  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

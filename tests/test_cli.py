@@ -1,0 +1,125 @@
+"""The command line, run as a user runs it: subprocesses, plus main() in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import minerva_dask as md
+from minerva_dask.cli import main
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "minerva_dask.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+
+
+def test_demo_run_with_no_arguments_writes_out_png(tmp_path, demo_path) -> None:
+    result = run("crop", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    image = np.asarray(Image.open(tmp_path / "out.png"))
+    assert image.shape == (1536, 2048, 3)
+    assert "Cropping 1/2 scale" in result.stderr
+    assert "Wrote" in result.stderr
+    assert image.std() > 10  # a picture, not a flat field
+
+
+def test_real_file_run_equals_the_python_api(tmp_path, shared_data) -> None:
+    path = shared_data / "ome-tiff/rgb-circles-3ch-uint16-subifd.ome.tif"
+    request = (
+        "/0/0/0/?c=1|0:65535$FF0000,2|0:65535$00FF00,3|0:65535$0000FF&region=-512,-512,3072,3072"
+    )
+    result = run(
+        "crop",
+        request,
+        "--image",
+        str(path),
+        "-o",
+        str(tmp_path / "fig.png"),
+        "--max-size",
+        "700",
+        "--background",
+        "omero",
+    )
+    assert result.returncode == 0, result.stderr
+    expected = md.render(
+        md.open_image(path), md.parse_request(request + "&max_size=700"), background="omero"
+    ).compute()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "fig.png")), expected)
+    assert "level 1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["crop", "/0/0/0/?c=1&region=0,0,1", "--image", "x.ome.tif"], "four numbers"),
+        (["crop", "--image", "/nonexistent/slide.ome.tif"], "no such file"),
+        (["crop", "/0/0/0/?c=1&region=0,0,10,10"], "no image given"),
+        (["crop", "--image", "{data}", "-o", "/nonexistent/dir/out.png"], "does not exist"),
+        (["crop", "--image", "{data}", "-o", "out.jpg"], "cannot tell the output format"),
+        (["crop", "/0/0/0/?c=9&region=0,0,10,10", "--image", "{data}"], "channel 9 in c"),
+        (["crop", "--image", "{data}", "--preset", "vips"], "invalid choice"),
+    ],
+)
+def test_errors_exit_non_zero_with_one_clear_line(tmp_path, shared_data, args, message) -> None:
+    data = str(shared_data / "ome-tiff/4ch-uint16-64x64.ome.tif")
+    result = run(*[a.replace("{data}", data) for a in args], cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_quiet_prints_nothing(tmp_path, shared_data, capsys) -> None:
+    data = str(shared_data / "ome-tiff/4ch-uint16-64x64.ome.tif")
+    assert main(["crop", "--image", data, "-o", str(tmp_path / "a.png"), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out == ""
+    assert (tmp_path / "a.png").exists()
+
+
+def test_no_overwrite_keeps_the_existing_file(tmp_path, shared_data, capsys) -> None:
+    data = str(shared_data / "ome-tiff/4ch-uint16-64x64.ome.tif")
+    target = tmp_path / "a.png"
+    target.write_bytes(b"keep")
+    assert main(["crop", "--image", data, "-o", str(target), "--no-overwrite"]) == 2
+    assert target.read_bytes() == b"keep"
+    assert "exists" in capsys.readouterr().err
+
+
+def test_help_explains_the_request(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["crop", "--help"])
+    text = capsys.readouterr().out
+    for words in ("intensity window", "region=", "max_size=", "Quote the request"):
+        assert words in text
+
+
+def test_storage_options_reach_fsspec(tmp_path, tiny_ome_tiff, capsys) -> None:
+    assert (
+        main(
+            [
+                "crop",
+                "--image",
+                f"file://{tiny_ome_tiff}",
+                "-o",
+                str(tmp_path / "b.png"),
+                "--storage-option",
+                "auto_mkdir=false",
+                "-q",
+            ]
+        )
+        == 0
+    )
