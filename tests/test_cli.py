@@ -123,3 +123,13 @@ def test_storage_options_reach_fsspec(tmp_path, tiny_ome_tiff, capsys) -> None:
         )
         == 0
     )
+
+
+def test_public_names_are_the_functions_not_same_named_modules() -> None:
+    import importlib
+
+    for name in ("minerva_dask.kernel", "minerva_dask.graph", "minerva_dask.sources"):
+        importlib.import_module(name)
+    assert callable(md.render)
+    assert md.render.__module__ == "minerva_dask.graph"
+    assert md.open_image.__module__ == "minerva_dask.sources"

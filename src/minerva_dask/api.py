@@ -119,7 +119,7 @@ def crop(
     progress
         Show a progress bar on stderr.
 
-    Other arguments are those of :func:`minerva_dask.render`.
+    Other arguments are those of :func:`minerva_dask.kernel`.
     """
     started = time.perf_counter()
     fmt = output_format(output, format)

@@ -28,7 +28,7 @@ from .geometry import (
     plan_tile_grid,
     region_at_level,
 )
-from .render import PRESETS, check_styles, composite, fill_background
+from .kernel import PRESETS, check_styles, composite, fill_background
 from .request import RenderRequest, ResolvedChannel
 from .sources.base import ImageInfo, Source
 
@@ -300,7 +300,7 @@ def render(
     request
         What to draw (:func:`minerva_dask.parse_request` or :class:`RenderRequest`).
     preset
-        ``"linear"`` (default), ``"omero"`` or ``"minerva-2018"``; see :mod:`.render`.
+        ``"linear"`` (default), ``"omero"`` or ``"minerva-2018"``; see :mod:`.kernel`.
     gamma
         Output gamma; ``None`` takes the preset's (1, or 2.2 for ``minerva-2018``).
     background

@@ -2,7 +2,7 @@
 
 A source is anything with an ``info`` (:class:`ImageInfo`) and a ``read_region`` method.
 Sources return raw pixels only; windows, colours and compositing happen in
-:mod:`minerva_dask.render`. Sources must pickle into plain configuration (path or URL and
+:mod:`minerva_dask.kernel`. Sources must pickle into plain configuration (path or URL and
 options) and reopen lazily, so a dask worker process can read tiles.
 """
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from minerva_dask.render import composite
+from minerva_dask.kernel import composite
 from tests.reference import composite_linear
 
 
