@@ -133,3 +133,15 @@ def test_public_names_are_the_functions_not_same_named_modules() -> None:
     assert callable(md.render)
     assert md.render.__module__ == "minerva_dask.graph"
     assert md.open_image.__module__ == "minerva_dask.sources"
+
+
+def test_png_is_written_atomically_with_the_usual_permissions(tmp_path, tiny_ome_tiff) -> None:
+    import stat
+
+    target = tmp_path / "x.png"
+    md.crop("/0/0/0/?c=1&region=0,0,100,100", target, image=tiny_ome_tiff)
+    mode = stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temporary file left

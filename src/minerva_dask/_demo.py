@@ -161,6 +161,7 @@ def write_ome_tiff_pyramid(
     names = list(channel_names or [f"Channel {i}" for i in range(data.shape[0])])
     fd, tmp = tempfile.mkstemp(prefix=".demo-", suffix=".ome.tif", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)
     try:
         options = {"tile": (tile, tile), "compression": compression, "photometric": "minisblack"}
         if compression == "zlib":
