@@ -167,7 +167,6 @@ def _info(size_c: int = 3, size_z: int = 1, size_t: int = 1) -> ImageInfo:
         ("/1/2/0/?c=1&region=0,0,1,1", "z=2 is out of range"),
         ("/1/0/1/?c=1&region=0,0,1,1", "t=1 is out of range"),
         ("/1/0/0/?c=-1,-2&region=0,0,1,1", "no channel is shown"),
-        ("/1/0/0/?c=1|0:9$cool.lut&region=0,0,1,1", "lookup table 'cool.lut'"),
     ],
 )
 def test_requests_that_do_not_fit_the_image_are_rejected(url: str, message: str) -> None:

@@ -75,10 +75,10 @@ def compute_context(scheduler: Any = None, *, progress: bool = False) -> Iterato
         yield client
 
 
-def _compute(data: Any, client: Any, progress: bool) -> Any:
+def _compute(rendering: Rendering, client: Any, progress: bool) -> Any:
     if client is None:
-        return data.compute()
-    future = client.compute(data)
+        return rendering.compute()
+    future = client.compute(rendering.data)
     if progress:
         from distributed import progress as show_progress
 
@@ -144,7 +144,7 @@ def crop(
     )
     logger.info("%s", describe_plan(rendering))
     with compute_context(scheduler, progress=progress) as client:
-        pixels = _compute(rendering.data, client, progress)
+        pixels = _compute(rendering, client, progress)
     if fmt == "png":
         from .writers.png import to_png
 

@@ -9,9 +9,11 @@ with status 2.
 from __future__ import annotations
 
 __all__ = [
+    "AuthError",
     "MinervaDaskError",
     "MissingDependencyError",
     "OutputError",
+    "RemoteError",
     "RequestError",
     "SourceError",
     "SourceNotFoundError",
@@ -37,6 +39,18 @@ class SourceNotFoundError(SourceError, FileNotFoundError):
 
 class TileReadError(SourceError):
     """Reading or decoding one tile failed; the message names image, level and tile."""
+
+
+class AuthError(MinervaDaskError, PermissionError):
+    """Credentials are missing, wrong or expired; the message names where they come from."""
+
+
+class RemoteError(SourceError):
+    """A server answered with an error; ``status`` holds the HTTP status code, if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class OutputError(MinervaDaskError, OSError):

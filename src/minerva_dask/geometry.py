@@ -135,20 +135,32 @@ def choose_level_omero_figure(
     return level
 
 
-def region_at_level(region: Rect, downsample: tuple[float, float]) -> Rect:
+def region_at_level(
+    region: Rect, downsample: tuple[float, float], *, toward_zero: bool = False
+) -> Rect:
     """Scale a full-resolution region to a level by truncation (2018 script, OMERO.figure).
 
     Origin ``floor(x / fx)``, size ``floor(width / fx)`` (likewise y), with the size kept at
-    least 1 pixel so that a tiny region still renders something. Returns integer pixels of
-    the level; the result may extend beyond the level (negative origin, past the edge).
+    least 1 pixel so that a tiny region still renders something. ``toward_zero`` truncates
+    a negative origin toward zero instead, as OMERO.figure's ``int()`` does. Returns
+    integer pixels of the level; the result may extend beyond the level.
 
     >>> region_at_level(Rect(-2000, -1000, 40000, 40000), (4, 4))
     Rect(x=-500, y=-250, width=10000, height=10000)
+    >>> region_at_level(Rect(-5, 0, 8, 8), (4, 4)), region_at_level(Rect(-5, 0, 8, 8), (4, 4),
+    ...                                                             toward_zero=True)
+    (Rect(x=-2, y=0, width=2, height=2), Rect(x=-1, y=0, width=2, height=2))
     """
     fx, fy = downsample
+
+    def origin(value: float) -> int:
+        if toward_zero and value < 0:
+            return -floor_tolerant(-value)
+        return floor_tolerant(value)
+
     return Rect(
-        floor_tolerant(region.x / fx),
-        floor_tolerant(region.y / fy),
+        origin(region.x / fx),
+        origin(region.y / fy),
         max(1, floor_tolerant(region.width / fx)),
         max(1, floor_tolerant(region.height / fy)),
     )

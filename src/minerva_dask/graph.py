@@ -11,8 +11,9 @@ read nothing and become background.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dask.array as da
@@ -30,7 +31,7 @@ from .geometry import (
 )
 from .kernel import PRESETS, check_styles, composite, fill_background
 from .request import RenderRequest, ResolvedChannel
-from .sources.base import ImageInfo, Source
+from .sources.base import ImageInfo, Source, tile_mode
 
 __all__ = ["RenderPlan", "Rendering", "channel_arrays", "plan_render", "render"]
 
@@ -103,7 +104,7 @@ def plan_render(
     else:
         chunk_w = chunk_h = chunk_size  # type: ignore[assignment]
     grid = plan_tile_grid(
-        region_at_level(region, spec.downsample),
+        region_at_level(region, spec.downsample, toward_zero=level_rule == "omero-figure"),
         level,
         (spec.width, spec.height),
         (_chunk_side(spec.tile_width, chunk_w), _chunk_side(spec.tile_height, chunk_h)),
@@ -111,62 +112,93 @@ def plan_render(
     return RenderPlan(grid=grid, channels=channels, z=request.z, t=request.t)
 
 
-class _RegionReader:
-    """Array-like view ``(c, y, x)`` of a region of one level, for ``da.from_array``.
+class _TileReader:
+    """Array-like view of a region of one level, for ``da.from_array``.
 
-    Indexing reads through ``source.read_region``; parts outside the level are zeros
-    (broadcast, never allocated when a whole chunk is outside).
+    ``mode`` ``"raw"`` or ``"windowed"``: shape ``(c, y, x)``, raw pixels or 8-bit quanta
+    of the shown channels. ``"composite"``: shape ``(y, x, 3)``, the server's RGB. Parts
+    outside the level are ``fill`` (broadcast, never allocated for a chunk wholly outside).
     """
 
-    def __init__(self, source: Source, plan: RenderPlan) -> None:
-        self.source = source
-        self.grid = plan.grid
-        self.channels = tuple(c.index for c in plan.channels)
+    def __init__(
+        self,
+        source: Source,
+        plan: RenderPlan,
+        mode: str,
+        model: str = "color",
+        fill: tuple[int, ...] = (0,),
+    ) -> None:
+        self.source, self.grid, self.mode, self.model = source, plan.grid, mode, model
+        self.styles = plan.channels
         self.z, self.t = plan.z, plan.t
-        self.dtype = np.dtype(source.info.dtype)
-        self.shape = (len(self.channels), *plan.grid.shape)
+        height, width = plan.grid.shape
+        if mode == "composite":
+            self.dtype, self.shape = np.dtype(np.uint8), (height, width, 3)
+            self.fill = np.asarray(fill, np.uint8)
+        else:
+            self.dtype = np.dtype(np.uint8 if mode == "windowed" else source.info.dtype)
+            self.shape = (len(self.styles), height, width)
+            self.fill = np.zeros((), self.dtype)
         self.ndim = 3
 
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+    def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
         key = tuple(key) + (slice(None),) * (3 - len(key))
-        bounds = [
-            s.indices(n) if isinstance(s, slice) else None
-            for s, n in zip(key, self.shape, strict=True)
-        ]
-        if any(b is None or b[2] != 1 for b in bounds[1:]):  # rare: ints or steps
-            ys, xs = (k if isinstance(k, slice) else slice(k, k + 1) for k in key[1:])
-            full = self[
-                key[0], slice(*ys.indices(self.shape[1])[:2]), slice(*xs.indices(self.shape[2])[:2])
-            ]
-            return full[
-                (
-                    slice(None),
-                    *(slice(None, None, k.step) if isinstance(k, slice) else 0 for k in key[1:]),
-                )
-            ]
-        (y0, y1, _), (x0, x1) = bounds[1], bounds[2][:2]
-        channels = self.channels[key[0]] if isinstance(key[0], slice) else (self.channels[key[0]],)
+        spatial = (0, 1) if self.mode == "composite" else (1, 2)
+        if not all(isinstance(key[i], slice) and key[i].step in (None, 1) for i in spatial):
+            whole = tuple(slice(None) if i in spatial else k for i, k in enumerate(key))
+            return self[whole][tuple(k if i in spatial else slice(None) for i, k in enumerate(key))]
+        (y0, y1, _), (x0, x1, _) = (key[i].indices(self.shape[i]) for i in spatial)
         region = self.grid.region
         rect = Rect(int(region.x) + x0, int(region.y) + y0, x1 - x0, y1 - y0)
-        level_rect = rect.intersection(Rect(0, 0, self.grid.level_width, self.grid.level_height))
-        shape = (len(channels), y1 - y0, x1 - x0)
-        if level_rect is None:
-            return np.broadcast_to(np.zeros((), self.dtype), shape)
-        block = self.source.read_region(self.grid.level, level_rect, channels, z=self.z, t=self.t)
-        if level_rect == rect:
+        inside = rect.intersection(Rect(0, 0, self.grid.level_width, self.grid.level_height))
+        if self.mode == "composite":
+            shape: tuple[int, ...] = (y1 - y0, x1 - x0, 3)
+            styles = self.styles
+        else:
+            styles = self.styles[key[0]] if isinstance(key[0], slice) else (self.styles[key[0]],)
+            shape = (len(styles), y1 - y0, x1 - x0)
+        if inside is None:
+            return np.broadcast_to(self.fill, shape)
+        block = self._read(inside, styles)
+        if inside == rect:
             return block
-        out = np.zeros(shape, self.dtype)
-        dx, dy = int(level_rect.x - rect.x), int(level_rect.y - rect.y)
-        out[:, dy : dy + block.shape[1], dx : dx + block.shape[2]] = block
+        out = np.empty(shape, self.dtype)
+        out[...] = self.fill
+        dx, dy = int(inside.x - rect.x), int(inside.y - rect.y)
+        h, w = int(inside.height), int(inside.width)
+        if self.mode == "composite":
+            out[dy : dy + h, dx : dx + w] = block
+        else:
+            out[:, dy : dy + h, dx : dx + w] = block
         return out
 
+    def _read(self, rect: Rect, styles: tuple[ResolvedChannel, ...]) -> np.ndarray:
+        level, z, t = self.grid.level, self.z, self.t
+        if self.mode == "raw":
+            indices = [style.index for style in styles]
+            return self.source.read_region(level, rect, indices, z=z, t=t)
+        if self.mode == "windowed":
+            return self.source.read_windowed(level, rect, styles, z=z, t=t)  # type: ignore[attr-defined]
+        return self.source.read_composite(
+            level,
+            rect,
+            styles,
+            z=z,
+            t=t,  # type: ignore[attr-defined]
+            model=self.model,
+        )
 
-def _stack(source: Source, plan: RenderPlan) -> da.Array:
-    reader = _RegionReader(source, plan)
-    name = "read-" + tokenize(source, plan.grid, reader.channels, plan.z, plan.t)
+
+def _tiles(
+    source: Source, plan: RenderPlan, mode: str, model: str = "color", fill: tuple[int, ...] = (0,)
+) -> da.Array:
+    reader = _TileReader(source, plan, mode, model, fill)
+    name = f"{mode}-" + tokenize(source, plan.grid, plan.channels, plan.z, plan.t, model, fill)
+    rows, cols = plan.grid.chunks
+    chunks = (rows, cols, (3,)) if mode == "composite" else ((len(plan.channels),), rows, cols)
     return da.from_array(
         reader,
-        chunks=((len(reader.channels),), *plan.grid.chunks),
+        chunks=chunks,
         name=name,
         asarray=False,
         fancy=False,
@@ -188,11 +220,21 @@ def channel_arrays(
     read fetches all shown channels of its tile together, so compute them together
     (``dask.compute(*arrays.values())``). Pixels outside the image are 0.
     """
+    if tile_mode(source) != "raw":
+        raise RequestError(
+            f"{source!r} serves rendered tiles, not raw pixel values; channel_arrays needs a "
+            "file source (OME-TIFF, OME-Zarr)"
+        )
     plan = plan_render(
         source.info, request, level=level, level_rule=level_rule, chunk_size=chunk_size
     )
-    stack = _stack(source, plan)
+    stack = _tiles(source, plan, "raw")
     return {channel.index: stack[i] for i, channel in enumerate(plan.channels)}
+
+
+def _windowed_styles(styles: tuple[ResolvedChannel, ...]) -> tuple[ResolvedChannel, ...]:
+    """Styles for 8-bit quanta the server has already windowed (and quantized): 0..255."""
+    return tuple(replace(s, start=0.0, end=255.0, family="linear", coefficient=1.0) for s in styles)
 
 
 def _composite_block(
@@ -253,12 +295,30 @@ class Rendering:
         return (px * fx, py * fy)
 
     def compute(self, **kwargs: Any) -> np.ndarray:
-        """Compute the whole image as a numpy ``(height, width, 3)`` uint8 array."""
-        return self.data.compute(**kwargs)
+        """Compute the whole image as a numpy ``(height, width, 3)`` uint8 array.
+
+        On the threaded scheduler a network source gets as many threads as it wants tiles
+        in flight (``source.io_concurrency``), so latency is hidden; ``kwargs`` go to
+        ``dask.compute`` and win.
+        """
+        return self.data.compute(**compute_options(self.source, self.data, kwargs))
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         result = self.compute()
         return result if dtype is None else result.astype(dtype)
+
+
+def compute_options(source: Any, data: da.Array, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for ``compute``, with enough threads for a network source's latency."""
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    concurrency = getattr(source, "io_concurrency", None)
+    if not concurrency or "scheduler" in kwargs or "num_workers" in kwargs:
+        return kwargs
+    if get_scheduler(collections=[data]) is not dask.threaded.get:
+        return kwargs  # a distributed client or another scheduler decides
+    return {"num_workers": max(int(concurrency), os.cpu_count() or 1), **kwargs}
 
 
 def parse_background(color: str | Sequence[int]) -> tuple[int, int, int]:
@@ -321,34 +381,47 @@ def render(
     >>> rgb.shape, rgb.level
     ((512, 512, 3), 3)
     """
-    try:
-        check_styles(request.resolve(source.info), preset)
-    except ValueError as exc:
-        raise RequestError(str(exc)) from None
+    mode = tile_mode(source)
+    resolved = request.resolve(source.info)
+    if mode == "composite":
+        if preset not in ("linear", "omero") or gamma not in (None, 1.0):
+            raise RequestError(
+                "the server renders the composite (OMERO's maths, gamma 1); for presets or "
+                "gamma, fetch one grey tile per channel instead (OMERO mode 'windowed')"
+            )
+        preset = "omero"
+    else:
+        styles = resolved if mode == "raw" else _windowed_styles(resolved)
+        try:
+            check_styles(styles, preset)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
     if gamma is not None and not gamma > 0:
         raise RequestError(f"gamma must be > 0, got {gamma}")
     background_rgb = parse_background(background)
     plan = plan_render(
         source.info, request, level=level, level_rule=level_rule, chunk_size=chunk_size
     )
-    stack = _stack(source, plan)
-    grid = plan.grid
-    inside = grid.inside_range
-    rows, cols = grid.chunks
-    data = stack.map_blocks(
-        _composite_block,
-        plan.channels,
-        preset,
-        gamma,
-        background_rgb,
-        inside,
-        drop_axis=0,
-        new_axis=2,
-        chunks=(rows, cols, (3,)),
-        dtype=np.uint8,
-        meta=np.empty((0, 0, 0), np.uint8),
-        name="composite-" + tokenize(stack.name, plan.channels, preset, gamma, background_rgb),
-    )
+    if mode == "composite":
+        data = _tiles(source, plan, "composite", request.model, background_rgb)
+    else:
+        tiles = _tiles(source, plan, mode)
+        styles = plan.channels if mode == "raw" else _windowed_styles(plan.channels)
+        rows, cols = plan.grid.chunks
+        data = tiles.map_blocks(
+            _composite_block,
+            styles,
+            preset,
+            gamma,
+            background_rgb,
+            plan.grid.inside_range,
+            drop_axis=0,
+            new_axis=2,
+            chunks=(rows, cols, (3,)),
+            dtype=np.uint8,
+            meta=np.empty((0, 0, 0), np.uint8),
+            name="composite-" + tokenize(tiles.name, styles, preset, gamma, background_rgb),
+        )
     used_gamma = PRESETS[preset]["gamma"] if gamma is None else float(gamma)
     return Rendering(
         data=data,

@@ -56,6 +56,11 @@ def check_styles(channels: Sequence[Any], preset: str) -> None:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     for style in channels:
+        if getattr(style, "lut", None):
+            raise ValueError(
+                f"channel {getattr(style, 'index', -1) + 1}: lookup table {style.lut!r} can only "
+                "be rendered by an OMERO server in composite mode; give a hex colour instead"
+            )
         if style.family not in _LOCAL_FAMILIES:
             raise ValueError(
                 f"channel {getattr(style, 'index', '?')}: quantization family {style.family!r} "

@@ -153,6 +153,7 @@ class ResolvedChannel:
     family: str = "linear"
     coefficient: float = 1.0
     alpha: float = 1.0
+    lut: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -276,11 +277,6 @@ class RenderRequest:
             raise RequestError("no channel is shown: list at least one channel without '-' in c")
         resolved = []
         for channel in shown:
-            if channel.lut is not None:
-                raise RequestError(
-                    f"channel {channel.index + 1}: lookup table {channel.lut!r} can only be "
-                    "rendered by an OMERO server; give a hex colour instead"
-                )
             default = info.channels[channel.index]
             start, end = channel.window if channel.window is not None else default.window
             color = channel.color if channel.color is not None else default.color
@@ -297,6 +293,7 @@ class RenderRequest:
                     family=channel.family,
                     coefficient=channel.coefficient,
                     alpha=alpha,
+                    lut=channel.lut,
                 )
             )
         return tuple(resolved)

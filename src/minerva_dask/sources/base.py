@@ -27,7 +27,10 @@ __all__ = [
     "default_channel_color",
     "default_window",
     "read_level",
+    "tile_mode",
 ]
+
+TILE_MODES = ("raw", "windowed", "composite")
 
 # Default colours for channels without one: blue first (DNA stains come first in most
 # multiplexed panels), then the other additive primaries and secondaries.
@@ -166,6 +169,21 @@ class Source(Protocol):
     ) -> np.ndarray: ...
 
     def close(self) -> None: ...
+
+
+def tile_mode(source: Any) -> str:
+    """What a source's tiles hold, the one place this capability is checked.
+
+    ``"raw"``: ``read_region`` gives raw pixels (files). ``"windowed"``:
+    ``read_windowed(level, rect, styles, z=, t=)`` gives 8-bit quanta ``(c, y, x)`` with
+    each style's window applied by the server. ``"composite"``:
+    ``read_composite(level, rect, styles, z=, t=, model=)`` gives the server's RGB
+    ``(y, x, 3)``.
+    """
+    mode = getattr(source, "tile_mode", "raw")
+    if mode not in TILE_MODES:
+        raise ValueError(f"source {source!r} has unknown tile_mode {mode!r}")
+    return mode
 
 
 class HandleCache:

@@ -54,9 +54,7 @@ def to_png(
         Passed to dask's ``compute`` (``scheduler=``...).
     """
     target = check_output_path(path, overwrite=overwrite)
-    data = getattr(image, "data", image)
-    if hasattr(data, "compute"):
-        data = data.compute(**compute_kwargs)
+    data = image.compute(**compute_kwargs) if hasattr(image, "compute") else image
     try:
         payload = encode_png(np.asarray(data), level=level)
     except ValueError as exc:

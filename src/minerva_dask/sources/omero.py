@@ -1,0 +1,625 @@
+"""OMERO.web webgateway as a tile source (``api-contract.md`` sections 1, 2, 5).
+
+OMERO serves rendered 8-bit tiles only, never raw pixels, so this source offers two tile
+modes instead of ``read_region``:
+
+``composite`` (default)
+    One ``render_image_region`` request per tile with every shown channel (``m=c``):
+    exactly OMERO's colours, at high JPEG quality (or lossless PNG where the server is
+    the omero-ms-image-region micro-service).
+``windowed``
+    One grey request per channel per tile with the window applied by the server
+    (``m=g``, ``c=k|start:end$FFFFFF``): 8-bit quanta that our kernel colours and adds,
+    so gamma, presets and inversion are ours.
+
+Authentication: an OMERO session key (``bsession``), a JSON-API login with username and
+password, a raw browser cookie (``OME_COOKIE``), or nothing for public servers; from
+arguments, the environment (``OMERO_SESSION``, ``OMERO_USERNAME``/``OMERO_PASSWORD``,
+``OME_COOKIE``) or the config file. An expired session (302 to the login page, or 403)
+is renewed once. Credentials are pickled with the source, so dask workers can reconnect,
+but never appear in its repr, in logs or in messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import numpy as np
+import requests
+
+from .._config import setting
+from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
+from ..geometry import Rect
+from ._http import RetryPolicy, make_session, redact, request_with_retries
+from .base import ChannelInfo, HandleCache, ImageInfo, LevelInfo, default_window
+
+__all__ = ["OmeroSource", "info_from_imgdata"]
+
+logger = logging.getLogger(__name__)
+_CONNECTIONS = HandleCache()
+MAX_TILE_SIDE = 1024  # omero.pixeldata.max_tile_length: larger tile= sizes are clamped
+_PIXEL_TYPES = {
+    "int8": "int8",
+    "uint8": "uint8",
+    "int16": "int16",
+    "uint16": "uint16",
+    "int32": "int32",
+    "uint32": "uint32",
+    "float": "float32",
+    "double": "float64",
+    "bit": "uint8",
+}
+_JPEG_START, _JPEG_END, _PNG_START = b"\xff\xd8", b"\xff\xd9", b"\x89PNG\r\n\x1a\n"
+TILE_MODES = ("composite", "windowed")
+
+
+class _Connection:
+    """A logged-in, pooled HTTP session to one OMERO.web server (one per process)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.base = config["server"].rstrip("/") + "/"
+        self.credentials = config["credentials"]
+        self.policy: RetryPolicy = config["policy"]
+        self.session = make_session(pool_size=config["pool_size"], verify=config["verify"])
+        if self.credentials.get("cookie"):
+            self.session.headers["Cookie"] = self.credentials["cookie"]
+        self.session_key: str | None = self.credentials.get("session")
+        self._lock = threading.Lock()
+        self._renewed_at = -1e9
+        if self.credentials.get("username") and not self.session_key:
+            self.login()
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- authentication -------------------------------------------------------------
+    def login(self) -> None:
+        """JSON API login (api-contract.md 5): token, servers, POST login with CSRF."""
+        username, password = self.credentials.get("username"), self.credentials.get("password")
+        if not username or not password:
+            raise AuthError(
+                f"OMERO server {self.base} needs a login: set OMERO_USERNAME and "
+                "OMERO_PASSWORD, or OMERO_SESSION (a session key), or OME_COOKIE"
+            )
+        api = self._json("api/", "the OMERO JSON API")
+        base = next(
+            (v["url:base"] for v in api.get("data", []) if v.get("version") == "0"),
+            urljoin(self.base, "api/v0/"),
+        )
+        urls = self._json(base, "the OMERO JSON API index")
+        token = self._json(urls.get("url:token", urljoin(base, "token/")), "a CSRF token")["data"]
+        servers = self._json(urls.get("url:servers", urljoin(base, "servers/")), "the server list")
+        server_id = (servers.get("data") or [{"id": 1}])[0]["id"]
+        login_url = urls.get("url:login", urljoin(base, "login/"))
+        response = self.session.post(
+            login_url,
+            data={"username": username, "password": password, "server": server_id},
+            headers={"X-CSRFToken": token, "Referer": login_url},
+            timeout=self.policy.timeout_s,
+            allow_redirects=False,
+        )
+        if response.status_code != 200:
+            message = _json_message(response)
+            raise AuthError(
+                f"OMERO login to {self.base} as the user from OMERO_USERNAME "
+                f"failed (HTTP {response.status_code}): {message}"
+            )
+        context = response.json().get("eventContext", {})
+        self.session_key = context.get("sessionUuid") or self.session_key
+        logger.info("logged in to OMERO at %s", self.base)
+
+    def _json(self, path: str, what: str) -> dict[str, Any]:
+        url = urljoin(self.base, path)
+        response = request_with_retries(self.session, "GET", url, what=what, policy=self.policy)
+        try:
+            return response.json()  # type: ignore[union-attr]
+        except ValueError:
+            raise RemoteError(f"{what}: {redact(url)} did not answer JSON") from None
+
+    def _is_login_redirect(self, response: requests.Response) -> bool:
+        if response.status_code in (301, 302, 303, 307):
+            return "login" in response.headers.get("Location", "")
+        return response.status_code in (401, 403)
+
+    def _renew(self, failed_key: str | None) -> None:
+        """After a refusal: log in again (or resend the session key) once, thread-safely."""
+        with self._lock:
+            if self.session_key != failed_key or time.monotonic() - self._renewed_at < 1.0:
+                return  # another thread has just renewed the session
+            self.session.cookies.clear()  # the next request sends bsession again
+            if self.credentials.get("username"):
+                self.login()
+            elif not (self.credentials.get("session") or self.credentials.get("cookie")):
+                raise AuthError(f"OMERO at {self.base} needs a login: {self._how()}")
+            self._renewed_at = time.monotonic()
+
+    def _how(self) -> str:
+        if self.credentials.get("username"):
+            return "the login from OMERO_USERNAME/OMERO_PASSWORD was refused"
+        if self.credentials.get("session"):
+            return "the session key from OMERO_SESSION is not (or no longer) valid"
+        if self.credentials.get("cookie"):
+            return "the cookie from OME_COOKIE is not (or no longer) valid"
+        return "no credentials given (set OMERO_USERNAME and OMERO_PASSWORD, or OMERO_SESSION)"
+
+    # -- requests -------------------------------------------------------------------
+    def get(self, path: str, params: dict[str, Any], *, what: str, validate: Any = None) -> Any:
+        """GET ``path`` with retries; re-login once if the session has expired."""
+        url = urljoin(self.base, path)
+        for attempt in range(2):
+            key = self.session_key
+            query = dict(params)
+            if key and "sessionid" not in self.session.cookies:
+                query["bsession"] = key
+            try:
+                return request_with_retries(
+                    self.session,
+                    "GET",
+                    url,
+                    what=what,
+                    policy=self.policy,
+                    params=query,
+                    validate=validate,
+                    on_response=self._raise_if_logged_out,
+                )
+            except _LoggedOut:
+                if attempt:
+                    break
+                self._renew(key)
+        raise AuthError(f"OMERO at {self.base} refused {what}: {self._how()}")
+
+    def _raise_if_logged_out(self, response: requests.Response) -> None:
+        if self._is_login_redirect(response):
+            raise _LoggedOut()
+
+
+class _LoggedOut(Exception):
+    pass
+
+
+def _json_message(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))[:200]
+    except ValueError:
+        return " ".join(response.text.split())[:200]
+
+
+def _quantization(style: Any) -> dict[str, Any]:
+    """The ``maps`` entry part for a non-default quantization family, else nothing."""
+    if style.family == "linear" and style.coefficient == 1.0:
+        return {}
+    return {"quantization": {"family": style.family, "coefficient": style.coefficient}}
+
+
+def _hex(color: Sequence[float], alpha: float) -> str:
+    text = "".join(f"{round(v * 255):02X}" for v in color)
+    return text if alpha == 1.0 else text + f"{round(alpha * 255):02X}"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class OmeroSource:
+    """One image on an OMERO.web server.
+
+    Parameters
+    ----------
+    server
+        Base URL of OMERO.web, e.g. ``https://omero.example.org`` (with any prefix such as
+        ``/omero``).
+    image_id
+        The OMERO image id.
+    mode
+        ``"composite"`` (default: OMERO renders each tile, exact OMERO colours) or
+        ``"windowed"`` (grey tiles per channel, composited by our kernel).
+    session_key, username, password, cookie
+        Credentials; default from ``OMERO_SESSION``, ``OMERO_USERNAME``/``OMERO_PASSWORD``,
+        ``OME_COOKIE`` or the config file's ``[omero]`` section. None: anonymous.
+    verify
+        TLS certificate verification (on by default; turn off only for this source).
+    quality
+        JPEG quality 0..1 asked of the server.
+    image_format
+        ``"auto"`` (PNG where the server honours ``format=png``, else JPEG), ``"jpeg"`` or
+        ``"png"``.
+    tile_size
+        Side of the tiles requested, in level pixels (at most 1024).
+    max_retries, initial_delay_s, timeout_s
+        Retry policy of each request (exponential backoff with jitter).
+    concurrency
+        Tiles in flight at once on the threaded scheduler (latency hiding).
+    """
+
+    schemes = ("http", "https")
+
+    def __init__(
+        self,
+        server: str,
+        image_id: int | str,
+        *,
+        mode: str = "composite",
+        session_key: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        cookie: str | None = None,
+        verify: bool = True,
+        quality: float = 0.95,
+        image_format: str = "auto",
+        tile_size: int = MAX_TILE_SIDE,
+        max_retries: int = 5,
+        initial_delay_s: float = 0.25,
+        timeout_s: float = 60.0,
+        concurrency: int = 16,
+    ) -> None:
+        if mode not in TILE_MODES:
+            raise SourceError(f"OMERO mode must be one of {TILE_MODES}, got {mode!r}")
+        if image_format not in ("auto", "jpeg", "png"):
+            raise SourceError(f"image_format must be auto, jpeg or png, got {image_format!r}")
+        if not 0 < quality <= 1:
+            raise SourceError(f"JPEG quality must be within (0, 1], got {quality}")
+        parts = urlsplit(server)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise SourceError(f"OMERO server {server!r} is not an http(s) URL")
+        self.server = server.rstrip("/")
+        self.image_id = int(image_id)
+        self.tile_mode = mode
+        self.quality = quality
+        self.tile_side = max(1, min(int(tile_size), MAX_TILE_SIDE))
+        self.io_concurrency = concurrency
+        credentials = {
+            "session": session_key or setting("omero", "session", "OMERO_SESSION"),
+            "username": username or setting("omero", "username", "OMERO_USERNAME"),
+            "password": password or setting("omero", "password", "OMERO_PASSWORD"),
+            "cookie": cookie or setting("omero", "cookie", "OME_COOKIE"),
+        }
+        self._config = {
+            "server": self.server,
+            "credentials": credentials,
+            "verify": verify,
+            "policy": RetryPolicy(max_retries, initial_delay_s, timeout_s=timeout_s),
+            "pool_size": max(concurrency, 4),
+        }
+        self.image_format = image_format
+        self._info: ImageInfo | None = None
+        self._load_info()
+        if image_format == "auto":
+            self.image_format = "png" if self._server_sends_png() else "jpeg"
+        # workers join the session made here instead of logging in again
+        credentials["session"] = self._connection().session_key or credentials["session"]
+
+    # -- identity, pickling, handles --------------------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {k: v for k, v in self.__dict__.items()}
+        return (_rebuild, (state,))
+
+    def __repr__(self) -> str:
+        return f"OmeroSource({self.server!r}, image_id={self.image_id}, mode={self.tile_mode!r})"
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return (
+            "omero",
+            self.server,
+            self.image_id,
+            self.tile_mode,
+            self.quality,
+            self.image_format,
+            self.tile_side,
+        )
+
+    def _key(self) -> tuple[Any, ...]:
+        creds = self._config["credentials"]
+        return (
+            "omero",
+            self.server,
+            self._config["verify"],
+            hash(tuple(sorted((k, v or "") for k, v in creds.items()))),
+        )
+
+    def _connection(self) -> _Connection:
+        return _CONNECTIONS.get(self._key(), lambda: _Connection(self._config))
+
+    def close(self) -> None:
+        """Close this process's HTTP session to the server."""
+        _CONNECTIONS.discard(self._key())
+
+    def __enter__(self) -> OmeroSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def info(self) -> ImageInfo:
+        """Image metadata from ``imgData`` (see :class:`ImageInfo`)."""
+        assert self._info is not None
+        return self._info
+
+    # -- metadata ---------------------------------------------------------------------
+    def _load_info(self) -> None:
+        policy: RetryPolicy = self._config["policy"]
+        path = f"webgateway/imgData/{self.image_id}/"
+        what = f"metadata of OMERO image {self.image_id}"
+        for attempt in range(policy.max_retries + 1):
+            try:
+                data = self._connection().get(path, {}, what=what, validate=_json_body)
+            except RemoteError as exc:
+                if exc.status == 404:
+                    raise SourceNotFoundError(
+                        f"OMERO image {self.image_id} not found at {self.server} (or no "
+                        "permission to see it)"
+                    ) from None
+                raise
+            busy = data.get("ConcurrencyException")
+            if busy is None:
+                break
+            back_off_s = max(float(busy.get("backOff", 1000)) / 1000, policy.initial_delay_s)
+            if attempt == policy.max_retries:
+                raise RemoteError(
+                    f"OMERO is still generating the pyramid of image {self.image_id} at "
+                    f"{self.server} after {attempt + 1} tries; try again later"
+                )
+            logger.info(
+                "OMERO is building the pyramid of image %s; waiting %.1f s",
+                self.image_id,
+                back_off_s,
+            )
+            time.sleep(back_off_s)
+        if "Exception" in data:
+            raise RemoteError(f"OMERO could not open image {self.image_id}: {data['Exception']}")
+        self._info = info_from_imgdata(data, self.tile_side)
+
+    def _server_sends_png(self) -> bool:
+        """Whether the server honours ``format=png`` (omero-ms-image-region does)."""
+        last = len(self.info.levels) - 1
+        params = {"tile": f"{last},0,0,16,16", "c": "1|0:1$FFFFFF", "m": "g", "format": "png"}
+        try:
+            body = self._connection().get(
+                self._region_path(0, 0), params, what="a format probe", validate=lambda r: r.content
+            )
+        except RemoteError:
+            return False
+        return bool(body[:8] == _PNG_START)
+
+    # -- tiles ------------------------------------------------------------------------
+    def read_region(
+        self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
+    ) -> np.ndarray:
+        """Not available: OMERO's webgateway serves rendered tiles, never raw pixels."""
+        raise SourceError(
+            "OMERO's webgateway serves rendered 8-bit tiles, not raw pixel values; read raw "
+            "channels from the OME-TIFF or OME-Zarr file instead"
+        )
+
+    def read_windowed(
+        self, level: int, rect: Rect, channels: Sequence[Any], *, z: int = 0, t: int = 0
+    ) -> np.ndarray:
+        """8-bit quanta ``(c, y, x)`` of ``rect``: each channel windowed by the server."""
+        out = np.empty((len(channels), int(rect.height), int(rect.width)), np.uint8)
+        for k, style in enumerate(channels):
+            params = {
+                "c": f"{style.index + 1}|{_num(style.start)}:{_num(style.end)}$FFFFFF",
+                "m": "g",
+            }
+            quantization = _quantization(style)
+            if quantization:
+                params["maps"] = json.dumps([quantization], separators=(",", ":"))
+            tile = self._read_tiles(level, rect, params, z, t, f"channel {style.index + 1}")
+            out[k] = tile[..., 0]
+        return out
+
+    def read_composite(
+        self,
+        level: int,
+        rect: Rect,
+        channels: Sequence[Any],
+        *,
+        z: int = 0,
+        t: int = 0,
+        model: str = "color",
+    ) -> np.ndarray:
+        """OMERO's own composite ``(y, x, 3)`` uint8 of ``rect`` (``m=c`` or ``m=g``)."""
+        entries, maps = [], []
+        for style in sorted(channels, key=lambda s: s.index):
+            colour = style.lut if getattr(style, "lut", None) else _hex(style.color, style.alpha)
+            entries.append(f"{style.index + 1}|{_num(style.start)}:{_num(style.end)}${colour}")
+            maps.append({"inverted": {"enabled": bool(style.inverted)}, **_quantization(style)})
+        params = {
+            "c": ",".join(entries),
+            "m": "g" if model == "greyscale" else "c",
+            "maps": json.dumps(maps, separators=(",", ":")),
+        }
+        return self._read_tiles(level, rect, params, z, t, "composite")
+
+    def _region_path(self, z: int, t: int) -> str:
+        return f"webgateway/render_image_region/{self.image_id}/{z}/{t}/"
+
+    def _read_tiles(
+        self, level: int, rect: Rect, params: dict[str, str], z: int, t: int, label: str
+    ) -> np.ndarray:
+        """Fetch the tiles covering ``rect`` and cut ``rect`` out of them: ``(y, x, 3)``."""
+        spec = self.info.levels[level]
+        side = self.tile_side
+        x0, y0 = int(rect.x), int(rect.y)
+        x1, y1 = x0 + int(rect.width), y0 + int(rect.height)
+        out = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
+        for tile_y in range(y0 // side, (y1 - 1) // side + 1):
+            for tile_x in range(x0 // side, (x1 - 1) // side + 1):
+                tx0, ty0 = tile_x * side, tile_y * side
+                width = min(side, spec.width - tx0)
+                height = min(side, spec.height - ty0)
+                tile = self._fetch_tile(level, tile_x, tile_y, width, height, params, z, t, label)
+                sx0, sy0 = max(x0, tx0), max(y0, ty0)
+                sx1, sy1 = min(x1, tx0 + width), min(y1, ty0 + height)
+                out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = tile[
+                    sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0
+                ]
+        return out
+
+    def _fetch_tile(
+        self,
+        level: int,
+        tile_x: int,
+        tile_y: int,
+        width: int,
+        height: int,
+        params: dict[str, str],
+        z: int,
+        t: int,
+        label: str,
+    ) -> np.ndarray:
+        query = dict(params, tile=f"{level},{tile_x},{tile_y},{self.tile_side},{self.tile_side}")
+        if self.image_format == "png":
+            query["format"] = "png"
+        else:
+            query["q"] = _num(self.quality)
+        what = (
+            f"OMERO image {self.image_id}, level {level}, tile x={tile_x} y={tile_y} "
+            f"({label}, z={z}, t={t})"
+        )
+
+        def decode(response: requests.Response) -> np.ndarray:
+            return _decode_tile(response.content, (height, width))
+
+        try:
+            return self._connection().get(
+                self._region_path(z, t), query, what=what, validate=decode
+            )
+        except AuthError:
+            raise
+        except RemoteError as exc:
+            raise TileReadError(str(exc)) from None
+
+
+def _rebuild(state: dict[str, Any]) -> OmeroSource:
+    source = OmeroSource.__new__(OmeroSource)
+    source.__dict__.update(state)
+    return source
+
+
+def _json_body(response: requests.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        raise ValueError("the answer is not JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not a JSON object")
+    return data
+
+
+def _decode_tile(body: bytes, shape: tuple[int, int]) -> np.ndarray:
+    """Decode a JPEG or PNG tile to ``(y, x, 3)`` uint8; ``ValueError`` if cut or wrong."""
+    import imagecodecs
+
+    if body[:2] == _JPEG_START:
+        if not body.rstrip(b"\x00").endswith(_JPEG_END):
+            raise ValueError(f"JPEG of {len(body)} bytes is truncated (no end-of-image marker)")
+        pixels = imagecodecs.jpeg8_decode(body)
+    elif body[:8] == _PNG_START:
+        try:
+            pixels = imagecodecs.png_decode(body)
+        except Exception as exc:
+            raise ValueError(f"PNG does not decode: {exc}") from None
+    else:
+        raise ValueError(f"neither JPEG nor PNG ({len(body)} bytes)")
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., np.newaxis], 3, axis=2)
+    pixels = pixels[..., :3]
+    if pixels.shape[:2] != shape:
+        raise ValueError(
+            f"tile is {pixels.shape[1]} x {pixels.shape[0]}, expected {shape[1]} x {shape[0]}"
+        )
+    return pixels
+
+
+def info_from_imgdata(data: dict[str, Any], tile_side: int = MAX_TILE_SIDE) -> ImageInfo:
+    """Turn OMERO's ``imgData`` JSON (api-contract.md 2) into an :class:`ImageInfo`.
+
+    Levels come from ``resolutions`` when present, else from ``zoomLevelScaling`` (string
+    keys, ``"0"`` = full resolution, sizes rounded); a non-pyramidal image is one level.
+    Tiles are requested ``tile_side`` pixels a side (a multiple of the server's tile size
+    when that is smaller).
+
+    >>> info = info_from_imgdata({"size": {"width": 5000, "height": 3000, "z": 1, "t": 1,
+    ...     "c": 1}, "meta": {"pixelsType": "uint16", "imageName": "x"}, "tiles": True,
+    ...     "tile_size": {"width": 256, "height": 256},
+    ...     "zoomLevelScaling": {"0": 1.0, "1": 0.5}, "channels": [{"label": "DNA",
+    ...     "color": "0000FF", "window": {"start": 10, "end": 900}, "active": True}]})
+    >>> [(lv.width, lv.height, lv.tile_width) for lv in info.levels]
+    [(5000, 3000, 1024), (2500, 1500, 1024)]
+    """
+    try:
+        size = data["size"]
+        width, height = int(size["width"]), int(size["height"])
+        meta = data.get("meta", {})
+        dtype = np.dtype(_PIXEL_TYPES[meta.get("pixelsType", "uint16")])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RemoteError(f"imgData is missing or has a bad {exc}") from None
+    levels = []
+    if data.get("tiles") and data.get("zoomLevelScaling"):
+        native = data.get("tile_size", {})
+        tile_w = _grouped(int(native.get("width", 256)), tile_side)
+        tile_h = _grouped(int(native.get("height", 256)), tile_side)
+        scaling = data["zoomLevelScaling"]
+        resolutions = data.get("resolutions") or {}
+        for key in sorted(scaling, key=int):
+            scale = float(scaling[key])
+            if key in resolutions:
+                w, h = int(resolutions[key]["sizeX"]), int(resolutions[key]["sizeY"])
+            else:
+                w, h = max(1, round(width * scale)), max(1, round(height * scale))
+            levels.append(LevelInfo(w, h, tile_w, tile_h, (1 / scale, 1 / scale)))
+    else:
+        levels.append(LevelInfo(width, height, min(width, tile_side), min(height, tile_side)))
+    channels = []
+    for i, channel in enumerate(data.get("channels", [])):
+        window = channel.get("window") or {}
+        start, end = window.get("start"), window.get("end")
+        if not (isinstance(start, int | float) and isinstance(end, int | float)) or start > end:
+            start, end = default_window(dtype)
+        color = _rgb(channel.get("color", "FFFFFF"))
+        channels.append(
+            ChannelInfo(
+                i,
+                str(channel.get("label", i)),
+                color,
+                (float(start), float(end)),
+                bool(channel.get("active", True)),
+            )
+        )
+    pixel_size = data.get("pixel_size") or {}
+    pixel_size_um = None
+    if isinstance(pixel_size.get("x"), int | float) and isinstance(
+        pixel_size.get("y"), int | float
+    ):
+        pixel_size_um = (float(pixel_size["x"]), float(pixel_size["y"]))
+    return ImageInfo(
+        name=str(meta.get("imageName", data.get("id", ""))),
+        dtype=dtype,
+        size_c=int(size.get("c", len(channels))),
+        size_z=int(size.get("z", 1)),
+        size_t=int(size.get("t", 1)),
+        levels=tuple(levels),
+        channels=tuple(channels),
+        pixel_size_um=pixel_size_um,
+    )
+
+
+def _grouped(native: int, side: int) -> int:
+    """The largest multiple of the server's tile size that fits in ``side``."""
+    return native * max(1, side // native) if native <= side else side
+
+
+def _rgb(text: str) -> tuple[float, float, float]:
+    from ..request import parse_color
+
+    try:
+        return parse_color(text)[0]
+    except ValueError:
+        return (1.0, 1.0, 1.0)
