@@ -222,7 +222,7 @@ def test_bad_render_options_are_rejected_before_any_read(tiny_ome_tiff) -> None:
     with pytest.raises(md.RequestError, match="level 9 does not exist"):
         md.render(source, request, level=9)
     lut = md.parse_request("/0/0/0/?c=1|0:9$cool.lut&region=0,0,10,10")
-    with pytest.raises(md.RequestError, match="lookup table 'cool.lut' can only be rendered"):
+    with pytest.raises(md.RequestError, match=r"lookup table 'cool\.lut' can only be rendered"):
         md.render(source, lut)
     family = md.parse_request(
         '/0/0/0/?c=1&maps=[{"quantization":{"family":"logarithmic"}}]&region=0,0,10,10'
