@@ -18,9 +18,11 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    AuthError,
     MinervaDaskError,
     MissingDependencyError,
     OutputError,
+    RemoteError,
     RequestError,
     SourceError,
     SourceNotFoundError,
@@ -35,11 +37,13 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "AuthError",
     "ChannelSetting",
     "MinervaDaskError",
     "MissingDependencyError",
     "OutputError",
     "Rect",
+    "RemoteError",
     "RenderRequest",
     "Rendering",
     "RequestError",
@@ -51,6 +55,7 @@ __all__ = [
     "crop",
     "demo_image_path",
     "open_image",
+    "open_omero",
     "parse_request",
     "render",
     "to_png",
@@ -58,6 +63,7 @@ __all__ = [
 
 _LAZY = {
     "open_image": "minerva_dask.sources",
+    "open_omero": "minerva_dask.sources",
     "render": "minerva_dask.graph",
     "Rendering": "minerva_dask.graph",
     "channel_arrays": "minerva_dask.graph",
@@ -70,7 +76,7 @@ if TYPE_CHECKING:
     from ._demo import demo_image_path
     from .api import crop
     from .graph import Rendering, channel_arrays, render
-    from .sources import open_image
+    from .sources import open_image, open_omero
     from .writers.png import to_png
 
 

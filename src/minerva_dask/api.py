@@ -96,6 +96,7 @@ def crop(
     gamma: float | None = None,
     background: str | Sequence[int] = "black",
     max_size: int | None = None,
+    level_rule: str = "general",
     scheduler: Any = None,
     progress: bool = False,
     format: str | None = None,
@@ -114,6 +115,8 @@ def crop(
         A path or URL to open, or an open source.
     max_size
         Overrides the request's ``max_size``.
+    level_rule
+        ``"general"`` or ``"omero-figure"`` (see :func:`minerva_dask.graph.plan_render`).
     scheduler
         ``None`` (threaded), a ``distributed.Client`` or a scheduler address.
     progress
@@ -140,7 +143,7 @@ def crop(
 
         request = replace(request, max_size=max_size)
     rendering: Rendering = render(
-        source, request, preset=preset, gamma=gamma, background=background
+        source, request, preset=preset, gamma=gamma, background=background, level_rule=level_rule
     )
     logger.info("%s", describe_plan(rendering))
     with compute_context(scheduler, progress=progress) as client:

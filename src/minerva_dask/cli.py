@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .errors import MinervaDaskError, RequestError
@@ -81,7 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     crop.add_argument(
         "--background",
-        default="black",
+        default=None,
         metavar="COLOUR",
         help="colour outside the image: black (default), omero (#DDDDDD), or hex",
     )
@@ -94,6 +95,42 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=("linear", "omero", "minerva-2018"),
         help="rendering maths: linear (default), omero (OMERO server's 8-bit maths), "
         "minerva-2018 (the 2018 crop script)",
+    )
+    omero = crop.add_argument_group(
+        "OMERO",
+        "read from an OMERO.web server (a full OMERO.figure URL names it too); "
+        "credentials from OMERO_USERNAME/OMERO_PASSWORD, OMERO_SESSION or OME_COOKIE",
+    )
+    omero.add_argument(
+        "--omero",
+        metavar="SERVER",
+        help="OMERO.web base URL, e.g. "
+        "https://omero.example.org (the image id comes from the request path)",
+    )
+    omero.add_argument(
+        "--omero-mode",
+        choices=("composite", "windowed"),
+        default="composite",
+        help="composite (default): OMERO renders each tile, exact OMERO colours; "
+        "windowed: one grey tile per channel, coloured and added here",
+    )
+    omero.add_argument(
+        "--omero-compatible",
+        action="store_true",
+        help="reproduce OMERO.figure's own answer: its level rule (the output "
+        "may exceed max_size), native level size, grey #DDDDDD padding",
+    )
+    omero.add_argument(
+        "--jpeg-quality",
+        type=float,
+        default=0.95,
+        metavar="Q",
+        help="JPEG quality 0..1 asked of the server (default 0.95)",
+    )
+    omero.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the server's TLS certificate (only for this server)",
     )
     crop.add_argument(
         "--scheduler",
@@ -125,33 +162,50 @@ def _configure_logging(quiet: bool, verbose: int) -> None:
     logging.getLogger("minerva_dask").setLevel(min(level, others))
 
 
+def _open_source(args: argparse.Namespace, request: Any) -> Any:
+    """The image: --image, else the OMERO server named by --omero or by a full URL."""
+    from .sources import open_image, open_omero
+
+    if args.image is not None:
+        return open_image(args.image, storage_options=dict(args.storage_option) or None)
+    server = args.omero or (request.server if request is not None else None)
+    if server is None:
+        raise RequestError(
+            "no image given: add --image PATH_OR_URL (OME-TIFF or OME-Zarr), or --omero "
+            "SERVER with a request /{image_id}/{z}/{t}/?c=..."
+        )
+    if request is None or request.image_id is None or not request.image_id.isdigit():
+        raise RequestError(
+            "reading from OMERO needs the image id: give a request /{image_id}/{z}/{t}/?c=..."
+        )
+    return open_omero(
+        server,
+        request.image_id,
+        mode=args.omero_mode,
+        verify=not args.insecure,
+        quality=args.jpeg_quality,
+    )
+
+
 def _run_crop(args: argparse.Namespace) -> int:
     from .api import crop
     from .request import default_request, parse_request
-    from .sources import open_image
 
-    storage_options = dict(args.storage_option) or None
-    if args.request is None and args.image is None:
+    if args.request is None and args.image is None and args.omero is None:
         from ._demo import DEMO_REQUEST, demo_image_path
 
         if not args.quiet:
             print("No request or image given: rendering the built-in demo image.", file=sys.stderr)
         args.request, args.image = DEMO_REQUEST, str(demo_image_path())
     request = parse_request(args.request) if args.request is not None else None
-    if args.image is None:
-        if request is not None and request.server:
-            raise RequestError(
-                f"the request names the OMERO server {request.server}, but reading from "
-                "OMERO is not supported by this version; give --image PATH_OR_URL"
-            )
-        raise RequestError("no image given: add --image PATH_OR_URL (OME-TIFF or OME-Zarr)")
-    source = open_image(args.image, storage_options=storage_options)
+    source = _open_source(args, request)
     if request is None:
         request = default_request(source.info)
     if args.max_size is not None:
         from dataclasses import replace
 
         request = replace(request, max_size=args.max_size)
+    background = args.background or ("omero" if args.omero_compatible else "black")
     started = time.perf_counter()
     result = crop(
         request,
@@ -159,7 +213,8 @@ def _run_crop(args: argparse.Namespace) -> int:
         image=source,
         preset=args.preset,
         gamma=args.gamma,
-        background=args.background,
+        background=background,
+        level_rule="omero-figure" if args.omero_compatible else "general",
         scheduler=args.scheduler,
         progress=not args.quiet and sys.stderr.isatty(),
         overwrite=not args.no_overwrite,

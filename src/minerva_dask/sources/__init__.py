@@ -23,6 +23,7 @@ __all__ = [
     "Source",
     "guess_format",
     "open_image",
+    "open_omero",
     "read_level",
 ]
 
@@ -105,3 +106,18 @@ def open_image(
             f"pip install 'minerva-dask[{extra or 'all'}]'"
         ) from exc
     return getattr(module, class_name)(text, storage_options=storage_options, **options)
+
+
+def open_omero(server: str, image_id: int | str, **options: Any) -> Source:
+    """Open image ``image_id`` on the OMERO.web server at ``server`` (base URL).
+
+    Credentials come from ``options`` (``session_key``, ``username``/``password``,
+    ``cookie``), else from ``OMERO_SESSION``, ``OMERO_USERNAME``/``OMERO_PASSWORD``,
+    ``OME_COOKIE`` or the config file; none means anonymous (public servers). Other
+    options: ``mode="composite"|"windowed"``, ``verify``, ``quality``, ``image_format``,
+    ``max_retries``, ``initial_delay_s``, ``timeout_s``, ``concurrency`` (see
+    :class:`minerva_dask.sources.omero.OmeroSource`).
+    """
+    from .omero import OmeroSource
+
+    return OmeroSource(server, image_id, **options)

@@ -71,7 +71,6 @@ class _Connection:
             self.session.headers["Cookie"] = self.credentials["cookie"]
         self.session_key: str | None = self.credentials.get("session")
         self._lock = threading.Lock()
-        self._renewed_at = -1e9
         if self.credentials.get("username") and not self.session_key:
             self.login()
 
@@ -130,14 +129,13 @@ class _Connection:
     def _renew(self, failed_key: str | None) -> None:
         """After a refusal: log in again (or resend the session key) once, thread-safely."""
         with self._lock:
-            if self.session_key != failed_key or time.monotonic() - self._renewed_at < 1.0:
-                return  # another thread has just renewed the session
+            if self.session_key != failed_key:
+                return  # another thread has already renewed the session
             self.session.cookies.clear()  # the next request sends bsession again
             if self.credentials.get("username"):
                 self.login()
             elif not (self.credentials.get("session") or self.credentials.get("cookie")):
                 raise AuthError(f"OMERO at {self.base} needs a login: {self._how()}")
-            self._renewed_at = time.monotonic()
 
     def _how(self) -> str:
         if self.credentials.get("username"):
@@ -188,6 +186,14 @@ def _json_message(response: requests.Response) -> str:
         return str(response.json().get("message", ""))[:200]
     except ValueError:
         return " ".join(response.text.split())[:200]
+
+
+def secrets_digest(credentials: dict[str, Any]) -> str:
+    """A digest that tells credential sets apart without holding them in clear."""
+    import hashlib
+
+    text = "\x00".join(f"{k}={credentials.get(k) or ''}" for k in sorted(credentials))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _quantization(style: Any) -> dict[str, Any]:
@@ -288,6 +294,8 @@ class OmeroSource:
         }
         self.image_format = image_format
         self._info: ImageInfo | None = None
+        # fixed now: storing the login's session key below must not open a second connection
+        self._handle_key = ("omero", self.server, verify, secrets_digest(credentials))
         self._load_info()
         if image_format == "auto":
             self.image_format = "png" if self._server_sends_png() else "jpeg"
@@ -313,21 +321,12 @@ class OmeroSource:
             self.tile_side,
         )
 
-    def _key(self) -> tuple[Any, ...]:
-        creds = self._config["credentials"]
-        return (
-            "omero",
-            self.server,
-            self._config["verify"],
-            hash(tuple(sorted((k, v or "") for k, v in creds.items()))),
-        )
-
     def _connection(self) -> _Connection:
-        return _CONNECTIONS.get(self._key(), lambda: _Connection(self._config))
+        return _CONNECTIONS.get(self._handle_key, lambda: _Connection(self._config))
 
     def close(self) -> None:
         """Close this process's HTTP session to the server."""
-        _CONNECTIONS.discard(self._key())
+        _CONNECTIONS.discard(self._handle_key)
 
     def __enter__(self) -> OmeroSource:
         return self
