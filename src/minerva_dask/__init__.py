@@ -54,7 +54,9 @@ __all__ = [
     "channel_arrays",
     "crop",
     "demo_image_path",
+    "imgdata_from_ome_xml",
     "open_image",
+    "open_minerva",
     "open_omero",
     "parse_request",
     "render",
@@ -64,6 +66,8 @@ __all__ = [
 _LAZY = {
     "open_image": "minerva_dask.sources",
     "open_omero": "minerva_dask.sources",
+    "open_minerva": "minerva_dask.sources",
+    "imgdata_from_ome_xml": "minerva_dask.imgdata",
     "render": "minerva_dask.graph",
     "Rendering": "minerva_dask.graph",
     "channel_arrays": "minerva_dask.graph",
@@ -76,7 +80,8 @@ if TYPE_CHECKING:
     from ._demo import demo_image_path
     from .api import crop
     from .graph import Rendering, channel_arrays, render
-    from .sources import open_image, open_omero
+    from .imgdata import imgdata_from_ome_xml
+    from .sources import open_image, open_minerva, open_omero
     from .writers.png import to_png
 
 

@@ -132,6 +132,20 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not verify the server's TLS certificate (only for this server)",
     )
+    minerva = crop.add_argument_group(
+        "Minerva",
+        "read from the Minerva cloud; settings and credentials from MINERVA_* "
+        "variables (MINERVA_USERNAME, MINERVA_PASSWORD, MINERVA_API_URL, "
+        "MINERVA_USER_POOL_ID, MINERVA_CLIENT_ID, MINERVA_REGION, MINERVA_BUCKET) or the "
+        "config file; the image id in the request path is then a placeholder",
+    )
+    minerva.add_argument("--minerva", metavar="UUID", help="the Minerva image uuid")
+    minerva.add_argument(
+        "--minerva-mode",
+        choices=("raw", "render-tile"),
+        default="raw",
+        help="raw (default): 16-bit tiles from S3; render-tile: the API's lossy 8-bit rendering",
+    )
     crop.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -150,7 +164,57 @@ def _build_parser() -> argparse.ArgumentParser:
     crop.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
     )
+    imgdata = commands.add_parser(
+        "imgdata",
+        help="convert OME-XML (metadata.xml) to OMERO imgData JSON",
+        description="Write the OMERO imgData JSON of one image of an OME-XML document, as "
+        "the original Minerva converter did.",
+    )
+    imgdata.add_argument("xml", metavar="METADATA.xml", help="OME-XML document")
+    imgdata.add_argument(
+        "--image-id",
+        required=True,
+        metavar="UUID",
+        help="the image id (the Image element's ID, with or without 'Image:')",
+    )
+    imgdata.add_argument(
+        "-o", "--output", metavar="IMGDATA.json", help="output file (default: standard output)"
+    )
+    imgdata.add_argument(
+        "--style",
+        choices=("2018", "omero"),
+        default="2018",
+        help="2018 (default): the original converter's values; omero: what "
+        "a real OMERO.web answers (see the README)",
+    )
+    for sub in (imgdata,):
+        sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+        sub.add_argument("-v", "--verbose", action="count", default=0)
     return parser
+
+
+def _run_imgdata(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .errors import SourceNotFoundError
+    from .imgdata import imgdata_from_ome_xml
+
+    path = Path(args.xml)
+    if not path.is_file():
+        raise SourceNotFoundError(f"no such file: {path}")
+    data = imgdata_from_ome_xml(path.read_bytes(), args.image_id, style=args.style)
+    text = json.dumps(data, indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    from .writers._atomic import atomic_write
+
+    with atomic_write(args.output) as fh:
+        fh.write(text.encode())
+    if not args.quiet:
+        print(f"Wrote {args.output}", file=sys.stderr)
+    return 0
 
 
 def _configure_logging(quiet: bool, verbose: int) -> None:
@@ -164,10 +228,12 @@ def _configure_logging(quiet: bool, verbose: int) -> None:
 
 def _open_source(args: argparse.Namespace, request: Any) -> Any:
     """The image: --image, else the OMERO server named by --omero or by a full URL."""
-    from .sources import open_image, open_omero
+    from .sources import open_image, open_minerva, open_omero
 
     if args.image is not None:
         return open_image(args.image, storage_options=dict(args.storage_option) or None)
+    if args.minerva is not None:
+        return open_minerva(args.minerva, mode=args.minerva_mode)
     server = args.omero or (request.server if request is not None else None)
     if server is None:
         raise RequestError(
@@ -191,7 +257,7 @@ def _run_crop(args: argparse.Namespace) -> int:
     from .api import crop
     from .request import default_request, parse_request
 
-    if args.request is None and args.image is None and args.omero is None:
+    if args.request is None and args.image is None and args.omero is None and not args.minerva:
         from ._demo import DEMO_REQUEST, demo_image_path
 
         if not args.quiet:
@@ -247,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", 0))
     try:
-        return _run_crop(args)
+        return _run_imgdata(args) if args.command == "imgdata" else _run_crop(args)
     except MinervaDaskError as exc:
         print(f"minerva-dask: error: {exc}", file=sys.stderr)
         return 2

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 __all__ = [
     "Rect",
     "TileGrid",
+    "TilePiece",
     "choose_level",
     "choose_level_omero_figure",
     "floor_tolerant",
     "plan_tile_grid",
     "region_at_level",
     "split_edges",
+    "tile_pieces",
 ]
 
 # Level factors read from metadata are often ratios such as 250 / 62; x / f then lands a
@@ -263,3 +265,54 @@ def plan_tile_grid(
 
 def _diffs(edges: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(b - a for a, b in itertools.pairwise(edges))
+
+
+@dataclass(frozen=True, slots=True)
+class TilePiece:
+    """The part of one tile that a rectangle covers.
+
+    ``tile_x``/``tile_y`` index the tile grid; ``tile_shape`` is the tile's
+    ``(height, width)`` (edge tiles are smaller); ``source`` slices ``[y, x]`` into the
+    tile, ``target`` slices ``[y, x]`` into an array covering the rectangle.
+    """
+
+    tile_x: int
+    tile_y: int
+    tile_shape: tuple[int, int]
+    source: tuple[slice, slice]
+    target: tuple[slice, slice]
+
+
+def tile_pieces(
+    rect: Rect, level_size: tuple[int, int], tile_size: tuple[int, int]
+) -> list[TilePiece]:
+    """The tiles of a grid that ``rect`` overlaps, and which part of each it needs.
+
+    ``rect`` is in level pixels and inside the level of ``level_size`` ``(width, height)``;
+    tiles are ``tile_size`` ``(width, height)``, edge tiles cut at the level's edge.
+
+    >>> [(p.tile_x, p.tile_y, p.tile_shape) for p in tile_pieces(Rect(900, 0, 200, 10),
+    ...                                                          (1500, 800), (1024, 1024))]
+    [(0, 0, (800, 1024)), (1, 0, (800, 476))]
+    """
+    width, height = level_size
+    side_x, side_y = tile_size
+    x0, y0 = int(rect.x), int(rect.y)
+    x1, y1 = x0 + int(rect.width), y0 + int(rect.height)
+    pieces = []
+    for tile_y in range(y0 // side_y, (y1 - 1) // side_y + 1):
+        for tile_x in range(x0 // side_x, (x1 - 1) // side_x + 1):
+            tx0, ty0 = tile_x * side_x, tile_y * side_y
+            tile_w, tile_h = min(side_x, width - tx0), min(side_y, height - ty0)
+            sx0, sy0 = max(x0, tx0), max(y0, ty0)
+            sx1, sy1 = min(x1, tx0 + tile_w), min(y1, ty0 + tile_h)
+            pieces.append(
+                TilePiece(
+                    tile_x,
+                    tile_y,
+                    (tile_h, tile_w),
+                    (slice(sy0 - ty0, sy1 - ty0), slice(sx0 - tx0, sx1 - tx0)),
+                    (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0)),
+                )
+            )
+    return pieces

@@ -383,13 +383,20 @@ def render(
     """
     mode = tile_mode(source)
     resolved = request.resolve(source.info)
+    if hasattr(source, "check_styles"):  # a source's own limits, before any read
+        try:
+            source.check_styles(resolved)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
     if mode == "composite":
-        if preset not in ("linear", "omero") or gamma not in (None, 1.0):
+        server_preset = getattr(source, "server_preset", "omero")
+        if preset not in ("linear", server_preset) or gamma not in (None, 1.0):
             raise RequestError(
-                "the server renders the composite (OMERO's maths, gamma 1); for presets or "
-                "gamma, fetch one grey tile per channel instead (OMERO mode 'windowed')"
+                f"the server renders the composite ({server_preset} maths); for presets or "
+                "gamma, read raw or windowed tiles instead (OMERO mode 'windowed', Minerva "
+                "mode 'raw')"
             )
-        preset = "omero"
+        preset = server_preset
     else:
         styles = resolved if mode == "raw" else _windowed_styles(resolved)
         try:

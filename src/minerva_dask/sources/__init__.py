@@ -23,6 +23,7 @@ __all__ = [
     "Source",
     "guess_format",
     "open_image",
+    "open_minerva",
     "open_omero",
     "read_level",
 ]
@@ -121,3 +122,21 @@ def open_omero(server: str, image_id: int | str, **options: Any) -> Source:
     from .omero import OmeroSource
 
     return OmeroSource(server, image_id, **options)
+
+
+def open_minerva(image_uuid: str, **options: Any) -> Source:
+    """Open image ``image_uuid`` in the Minerva cloud (Cognito sign-in, tiles from S3).
+
+    Settings (``api_url``, ``user_pool_id``, ``client_id``, ``region``, ``bucket``,
+    ``username``, ``password``...) come from ``options``, the ``MINERVA_*`` environment
+    variables or the config file; ``mode="raw"`` (16-bit tiles, default) or
+    ``"render-tile"`` (the API's lossy rendering). See
+    :class:`minerva_dask.sources.minerva.MinervaSource`.
+    """
+    from .._optional import import_optional
+
+    import_optional("pycognito", "minerva", "Signing in to Minerva")
+    import_optional("s3fs", "minerva", "Reading Minerva tiles from S3")
+    from .minerva import MinervaSource
+
+    return MinervaSource(image_uuid, **options)

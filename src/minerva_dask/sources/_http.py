@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 
 from ..errors import RemoteError
 
-__all__ = ["RetryPolicy", "make_session", "redact", "request_with_retries"]
+__all__ = ["RetryPolicy", "call_with_retries", "make_session", "redact", "request_with_retries"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,32 @@ def request_with_retries[T](
     raise RemoteError(
         f"{what}: failed after {policy.max_retries + 1} attempts; last error: "
         f"{last_error} ({redact(url)})"
+    )
+
+
+def call_with_retries[T](
+    fn: Callable[[], T],
+    *,
+    what: str,
+    policy: RetryPolicy,
+    transient: tuple[type[BaseException], ...],
+) -> T:
+    """Call ``fn()`` until it succeeds, retrying ``transient`` errors with backoff.
+
+    For reads that are not plain HTTP requests (S3 through s3fs). A ``ValueError`` from
+    ``fn`` (a body that does not decode) counts as transient too.
+    """
+    last_error = "no attempt made"
+    for attempt in range(policy.max_retries + 1):
+        if attempt:
+            time.sleep(policy.delay_s(attempt))
+        try:
+            return fn()
+        except (*transient, ValueError) as exc:
+            last_error = f"{type(exc).__name__}: {_first_line(exc)}"
+            logger.debug("attempt %d at %s failed: %s", attempt + 1, what, last_error)
+    raise RemoteError(
+        f"{what}: failed after {policy.max_retries + 1} attempts; last error: {last_error}"
     )
 
 

@@ -35,7 +35,7 @@ import requests
 
 from .._config import setting
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
-from ..geometry import Rect
+from ..geometry import Rect, tile_pieces
 from ._http import RetryPolicy, make_session, redact, request_with_retries
 from .base import ChannelInfo, HandleCache, ImageInfo, LevelInfo, default_window
 
@@ -276,6 +276,7 @@ class OmeroSource:
         self.server = server.rstrip("/")
         self.image_id = int(image_id)
         self.tile_mode = mode
+        self.server_preset = "omero"  # what the composite tiles are
         self.quality = quality
         self.tile_side = max(1, min(int(tile_size), MAX_TILE_SIDE))
         self.io_concurrency = concurrency
@@ -445,20 +446,12 @@ class OmeroSource:
         """Fetch the tiles covering ``rect`` and cut ``rect`` out of them: ``(y, x, 3)``."""
         spec = self.info.levels[level]
         side = self.tile_side
-        x0, y0 = int(rect.x), int(rect.y)
-        x1, y1 = x0 + int(rect.width), y0 + int(rect.height)
-        out = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
-        for tile_y in range(y0 // side, (y1 - 1) // side + 1):
-            for tile_x in range(x0 // side, (x1 - 1) // side + 1):
-                tx0, ty0 = tile_x * side, tile_y * side
-                width = min(side, spec.width - tx0)
-                height = min(side, spec.height - ty0)
-                tile = self._fetch_tile(level, tile_x, tile_y, width, height, params, z, t, label)
-                sx0, sy0 = max(x0, tx0), max(y0, ty0)
-                sx1, sy1 = min(x1, tx0 + width), min(y1, ty0 + height)
-                out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = tile[
-                    sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0
-                ]
+        out = np.empty((int(rect.height), int(rect.width), 3), np.uint8)
+        for piece in tile_pieces(rect, (spec.width, spec.height), (side, side)):
+            tile = self._fetch_tile(
+                level, piece.tile_x, piece.tile_y, piece.tile_shape, params, z, t, label
+            )
+            out[piece.target] = tile[piece.source]
         return out
 
     def _fetch_tile(
@@ -466,8 +459,7 @@ class OmeroSource:
         level: int,
         tile_x: int,
         tile_y: int,
-        width: int,
-        height: int,
+        shape: tuple[int, int],
         params: dict[str, str],
         z: int,
         t: int,
@@ -484,7 +476,7 @@ class OmeroSource:
         )
 
         def decode(response: requests.Response) -> np.ndarray:
-            return _decode_tile(response.content, (height, width))
+            return _decode_tile(response.content, shape)
 
         try:
             return self._connection().get(

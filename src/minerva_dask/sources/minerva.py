@@ -1,0 +1,539 @@
+"""Minerva cloud as a tile source (``api-contract.md`` sections 6 and 7).
+
+Sign in to the Cognito user pool (``_cognito.py``), ask the API for the image
+(``GET /image/{uuid}``: name, pyramid levels, BFU uuid) and for temporary S3 credentials
+(``/image/{uuid}/credentials``, else the user's own AWS credentials), read the OME-XML
+``{bfu_uuid}/metadata.xml`` from the tile bucket, then read tiles.
+
+Tile modes:
+
+``raw`` (default)
+    Raw 16-bit PNG tiles straight from S3, ``{image_uuid}/C{c}-T{t}-Z{z}-L{l}-Y{y}-X{x}.png``,
+    decoded losslessly and rendered by our kernel: all 16 bits are kept.
+``render-tile``
+    The API's ``render-tile`` endpoint: lossy (the server keeps ``x >> 8`` and applies
+    gamma 1/2.2), for users without S3 access.
+
+Settings come from arguments, then ``MINERVA_*`` environment variables, then the
+``[minerva]`` section of the config file: ``api_url`` (``MINERVA_API_URL``),
+``user_pool_id`` (``MINERVA_USER_POOL_ID``), ``client_id`` (``MINERVA_CLIENT_ID``),
+``region`` (``MINERVA_REGION``, default ``us-east-1``), ``bucket`` (``MINERVA_BUCKET``,
+needed only when the API gives no credentials URL), ``username``/``password``
+(``MINERVA_USERNAME``/``MINERVA_PASSWORD``), ``client_secret``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import requests
+
+from .._config import setting
+from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
+from ..geometry import Rect, tile_pieces
+from ..imgdata import MINERVA_TILE_SIZE, minerva_level_sizes
+from ..ome_xml import parse_ome_images
+from ._cognito import CognitoConfig, CognitoSession
+from ._http import RetryPolicy, call_with_retries, make_session, request_with_retries
+from .base import (
+    ChannelInfo,
+    HandleCache,
+    ImageInfo,
+    LevelInfo,
+    default_channel_color,
+    default_window,
+)
+
+__all__ = ["MinervaSource"]
+
+logger = logging.getLogger(__name__)
+_CONNECTIONS = HandleCache()
+_PIXEL_TYPES = {
+    "int8": "int8",
+    "uint8": "uint8",
+    "int16": "int16",
+    "uint16": "uint16",
+    "int32": "int32",
+    "uint32": "uint32",
+    "float": "float32",
+    "double": "float64",
+}
+MODES = ("raw", "render-tile")
+_SETTINGS = {  # name: (environment variable, default)
+    "api_url": ("MINERVA_API_URL", None),
+    "user_pool_id": ("MINERVA_USER_POOL_ID", None),
+    "client_id": ("MINERVA_CLIENT_ID", None),
+    "region": ("MINERVA_REGION", "us-east-1"),
+    "bucket": ("MINERVA_BUCKET", None),
+    "username": ("MINERVA_USERNAME", None),
+    "password": ("MINERVA_PASSWORD", None),
+    "client_secret": ("MINERVA_CLIENT_SECRET", None),
+}
+
+
+def resolve_settings(**given: Any) -> dict[str, Any]:
+    """Each Minerva setting from the arguments, the environment or the config file."""
+    out = {}
+    for name, (env, default) in _SETTINGS.items():
+        value = given.get(name) or setting("minerva", name, env) or default
+        out[name] = value
+    missing = [
+        f"{name} ({_SETTINGS[name][0]})"
+        for name in ("api_url", "user_pool_id", "client_id")
+        if not out[name]
+    ]
+    if missing:
+        raise SourceError(
+            f"Minerva needs {', '.join(missing)}: pass them as options, set the "
+            "environment variables, or put them in the config file's [minerva]"
+        )
+    for name in ("username", "password"):
+        if not out[name]:
+            raise AuthError(
+                f"must have {_SETTINGS[name][0]} in environ (or the [minerva] "
+                f"section of the config file) to sign in to Minerva"
+            )
+    return out
+
+
+class _Connection:
+    """Per process: the Cognito session, the API HTTP session, the S3 filesystem."""
+
+    def __init__(self, settings: dict[str, Any], policy: RetryPolicy, image_uuid: str) -> None:
+        self.settings, self.policy, self.image_uuid = settings, policy, image_uuid
+        self.api = settings["api_url"].rstrip("/")
+        self.cognito = CognitoSession(
+            CognitoConfig(
+                settings["user_pool_id"],
+                settings["client_id"],
+                settings["region"],
+                client_secret=settings["client_secret"],
+                endpoint_url=settings.get("cognito_endpoint_url"),
+                auth_flow=settings.get("auth_flow", "USER_SRP_AUTH"),
+            ),
+            settings["username"],
+            settings["password"],
+        )
+        self.http = make_session(
+            pool_size=settings.get("pool_size", 16), verify=settings.get("verify", True)
+        )
+        self._lock = threading.Lock()
+        self._fs: Any = None
+        self._fs_expires = 0.0
+        self.bucket: str | None = settings.get("bucket")
+        self.credential_fetches = 0
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, *, what: str, accept: str = "application/json") -> requests.Response:
+        """GET an API path with the IdToken; refresh the token once on a 401."""
+        url = f"{self.api}/{path.lstrip('/')}"
+        for attempt in range(2):
+            token = self.cognito.id_token()
+            try:
+                return request_with_retries(  # type: ignore[return-value]
+                    self.http,
+                    "GET",
+                    url,
+                    what=what,
+                    policy=self.policy,
+                    headers={"Authorization": token, "Accept": accept},
+                    on_response=_raise_if_unauthorized,
+                )
+            except _Unauthorized as exc:
+                if attempt:
+                    raise AuthError(
+                        f"the Minerva API refused {what} with a fresh token: {exc}"
+                    ) from None
+                self.cognito.invalidate(token)
+        raise AssertionError("unreachable")
+
+    def fs(self) -> Any:
+        """An s3fs filesystem with valid credentials (temporary ones from the API if any)."""
+        with self._lock:
+            if self._fs is not None and time.time() < self._fs_expires - 300:
+                return self._fs
+            import s3fs
+
+            options: dict[str, Any] = {"skip_instance_cache": True}
+            credentials = self._temporary_credentials()
+            if credentials:
+                options.update(
+                    key=credentials["AccessKeyId"],
+                    secret=credentials["SecretAccessKey"],
+                    token=credentials.get("SessionToken"),
+                )
+                self._fs_expires = _expiry(credentials.get("Expiration"))
+            else:
+                self._fs_expires = float("inf")
+            if self.settings.get("s3_endpoint_url"):
+                options["client_kwargs"] = {"endpoint_url": self.settings["s3_endpoint_url"]}
+            self._fs = s3fs.S3FileSystem(**options)
+            return self._fs
+
+    def _temporary_credentials(self) -> dict[str, Any] | None:
+        try:
+            response = self.get(
+                f"image/{self.image_uuid}/credentials",
+                what=f"S3 credentials for Minerva image {self.image_uuid}",
+            )
+        except RemoteError as exc:
+            if exc.status in (403, 404):
+                logger.info("the Minerva API gives no S3 credentials; using your own AWS ones")
+                return None
+            raise
+        data = response.json().get("data", {})
+        self.credential_fetches += 1
+        url = data.get("image_url", "")
+        if url.startswith("s3://"):
+            self.bucket = url[5:].split("/", 1)[0]
+        return data.get("credentials")
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def _raise_if_unauthorized(response: requests.Response) -> None:
+    if response.status_code == 401:
+        try:
+            message = response.json().get("message", "Unauthorized")
+        except ValueError:
+            message = "Unauthorized"
+        raise _Unauthorized(message)
+
+
+def _expiry(text: str | None) -> float:
+    if not text:
+        return float("inf")
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time() + 600
+
+
+class MinervaSource:
+    """An image in the Minerva cloud.
+
+    Parameters
+    ----------
+    image_uuid
+        The Minerva image uuid.
+    mode
+        ``"raw"`` (default: 16-bit tiles from S3) or ``"render-tile"`` (the API's lossy
+        rendered tiles).
+    api_url, user_pool_id, client_id, region, bucket, username, password, client_secret
+        Settings; see the module documentation for where they come from otherwise.
+    auth_flow
+        ``"USER_SRP_AUTH"`` (default) or ``"USER_PASSWORD_AUTH"``.
+    s3_endpoint_url, cognito_endpoint_url
+        Endpoints other than AWS's (boto3's ``AWS_ENDPOINT_URL_*`` variables work too).
+    max_retries, initial_delay_s, timeout_s, concurrency, verify
+        As for the OMERO source.
+    """
+
+    def __init__(
+        self,
+        image_uuid: str,
+        *,
+        mode: str = "raw",
+        api_url: str | None = None,
+        user_pool_id: str | None = None,
+        client_id: str | None = None,
+        region: str | None = None,
+        bucket: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        client_secret: str | None = None,
+        auth_flow: str = "USER_SRP_AUTH",
+        s3_endpoint_url: str | None = None,
+        cognito_endpoint_url: str | None = None,
+        max_retries: int = 5,
+        initial_delay_s: float = 0.25,
+        timeout_s: float = 60.0,
+        concurrency: int = 16,
+        verify: bool = True,
+    ) -> None:
+        if mode not in MODES:
+            raise SourceError(f"Minerva mode must be one of {MODES}, got {mode!r}")
+        self.image_uuid = str(image_uuid)
+        self.tile_mode = "raw" if mode == "raw" else "composite"
+        self.server_preset = "minerva-render-tile"
+        self.io_concurrency = concurrency
+        self._settings = resolve_settings(
+            api_url=api_url,
+            user_pool_id=user_pool_id,
+            client_id=client_id,
+            region=region,
+            bucket=bucket,
+            username=username,
+            password=password,
+            client_secret=client_secret,
+        )
+        self._settings.update(
+            auth_flow=auth_flow,
+            s3_endpoint_url=s3_endpoint_url,
+            cognito_endpoint_url=cognito_endpoint_url,
+            verify=verify,
+            pool_size=max(concurrency, 4),
+        )
+        self._policy = RetryPolicy(max_retries, initial_delay_s, timeout_s=timeout_s)
+        # one set of sessions per source and process; workers sign in for themselves
+        self._handle_key = ("minerva", self.image_uuid, secrets.token_hex(8))
+        self._info: ImageInfo | None = None
+        self._load_info()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (dict(self.__dict__),))
+
+    def __repr__(self) -> str:
+        return f"MinervaSource({self.image_uuid!r}, mode={self.tile_mode!r})"
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return ("minerva", self._settings["api_url"], self.image_uuid, self.tile_mode)
+
+    def _connection(self) -> _Connection:
+        return _CONNECTIONS.get(
+            self._handle_key, lambda: _Connection(self._settings, self._policy, self.image_uuid)
+        )
+
+    def close(self) -> None:
+        """Forget this process's sessions (they reopen on the next read)."""
+        _CONNECTIONS.discard(self._handle_key)
+
+    def __enter__(self) -> MinervaSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def info(self) -> ImageInfo:
+        """Image metadata from the API and the OME-XML (see :class:`ImageInfo`)."""
+        assert self._info is not None
+        return self._info
+
+    # -- metadata ---------------------------------------------------------------------
+    def _load_info(self) -> None:
+        connection = self._connection()
+        try:
+            response = connection.get(
+                f"image/{self.image_uuid}", what=f"Minerva image {self.image_uuid}"
+            )
+        except RemoteError as exc:
+            if exc.status in (403, 404):
+                raise SourceNotFoundError(
+                    f"Minerva image {self.image_uuid} not found (or no permission) at "
+                    f"{connection.api}"
+                ) from None
+            raise
+        data = response.json().get("data", {})
+        folder = data.get("bfu_uuid") or data.get("fileset_uuid")
+        if not folder:
+            raise RemoteError(
+                f"Minerva image {self.image_uuid}: the API names no BFU or "
+                "fileset holding its metadata.xml"
+            )
+        fs = connection.fs()
+        if not connection.bucket:
+            raise SourceError(
+                "the Minerva API gives no credentials URL to take the tile "
+                "bucket from: set MINERVA_BUCKET"
+            )
+        self._bucket = connection.bucket
+        key = f"{self._bucket}/{folder}/metadata.xml"
+        try:
+            xml = call_with_retries(
+                lambda: fs.cat(key), what=f"s3://{key}", policy=self._policy, transient=(OSError,)
+            )
+        except RemoteError as exc:
+            if "FileNotFoundError" in str(exc) or "NoSuchKey" in str(exc):
+                raise SourceNotFoundError(
+                    f"Minerva image {self.image_uuid}: s3://{key} is missing"
+                ) from None
+            raise
+        self._info = _info_from_ome(xml, self.image_uuid, data)
+        self._levels_from_api = data.get("pyramid_levels")
+
+    # -- tiles ------------------------------------------------------------------------
+    def _tile_key(self, c: int, t: int, z: int, level: int, tile_y: int, tile_x: int) -> str:
+        return f"{self._bucket}/{self.image_uuid}/C{c}-T{t}-Z{z}-L{level}-Y{tile_y}-X{tile_x}.png"
+
+    def read_region(
+        self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
+    ) -> np.ndarray:
+        """Raw pixels ``(c, y, x)`` of ``rect`` from the 16-bit PNG tiles on S3."""
+        spec = self.info.levels[level]
+        out = np.empty((len(channels), int(rect.height), int(rect.width)), self.info.dtype)
+        pieces = tile_pieces(rect, (spec.width, spec.height), (MINERVA_TILE_SIZE,) * 2)
+        for k, channel in enumerate(channels):
+            for piece in pieces:
+                tile = self._read_tile(
+                    channel, t, z, level, piece.tile_y, piece.tile_x, piece.tile_shape
+                )
+                out[k][piece.target] = tile[piece.source]
+        return out
+
+    def _read_tile(
+        self,
+        c: int,
+        t: int,
+        z: int,
+        level: int,
+        tile_y: int,
+        tile_x: int,
+        expected: tuple[int, int],
+    ) -> np.ndarray:
+        from botocore.exceptions import BotoCoreError
+
+        key = f"{self._bucket}/{self.image_uuid}/C{c}-T{t}-Z{z}-L{level}-Y{tile_y}-X{tile_x}.png"
+        what = (
+            f"Minerva image {self.image_uuid}, tile C{c}-T{t}-Z{z}-L{level}-Y{tile_y}-"
+            f"X{tile_x} (s3://{key})"
+        )
+
+        def read() -> np.ndarray:
+            try:
+                body = self._connection().fs().cat(key)
+            except FileNotFoundError:
+                raise TileReadError(f"{what} is missing") from None
+            return _decode_png(body, expected, grey=True)
+
+        try:
+            return call_with_retries(
+                read, what=what, policy=self._policy, transient=(OSError, BotoCoreError)
+            )
+        except RemoteError as exc:
+            raise TileReadError(str(exc)) from None
+
+    def check_styles(self, styles: Sequence[Any]) -> None:
+        """Raise ``SourceError`` if render-tile cannot draw these styles (checked early)."""
+        if self.tile_mode != "composite":
+            return
+        for style in styles:
+            if style.inverted or style.family != "linear" or getattr(style, "lut", None):
+                raise SourceError(
+                    f"channel {style.index + 1}: Minerva's render-tile draws linear windows "
+                    "only (no inversion, quantization family or LUT); use the raw mode"
+                )
+
+    def read_composite(
+        self,
+        level: int,
+        rect: Rect,
+        channels: Sequence[Any],
+        *,
+        z: int = 0,
+        t: int = 0,
+        model: str = "color",
+    ) -> np.ndarray:
+        """The API's ``render-tile`` RGB ``(y, x, 3)`` of ``rect`` (lossy, gamma 1/2.2)."""
+        scale = _dtype_max(self.info.dtype)
+        parts = []
+        for style in sorted(channels, key=lambda s: s.index):
+            colour = "".join(f"{round(v * style.alpha * 255):02X}" for v in style.color)
+            parts.append(f"{style.index},{colour},{style.start / scale!r},{style.end / scale!r}")
+        spec = self.info.levels[level]
+        out = np.empty((int(rect.height), int(rect.width), 3), np.uint8)
+        connection = self._connection()
+        for piece in tile_pieces(rect, (spec.width, spec.height), (MINERVA_TILE_SIZE,) * 2):
+            path = (
+                f"image/{self.image_uuid}/render-tile/{piece.tile_x}/{piece.tile_y}/{z}/{t}/"
+                f"{level}/" + "/".join(parts)
+            )
+            what = (
+                f"Minerva image {self.image_uuid}, level {level}, rendered tile "
+                f"x={piece.tile_x} y={piece.tile_y}"
+            )
+            try:
+                response = connection.get(path, what=what, accept="image/png")
+                tile = _decode_png(response.content, piece.tile_shape, grey=False)
+            except (RemoteError, ValueError) as exc:
+                raise TileReadError(f"{what}: {exc}") from None
+            out[piece.target] = tile[piece.source]
+        return out
+
+
+def _rebuild(state: dict[str, Any]) -> MinervaSource:
+    source = MinervaSource.__new__(MinervaSource)
+    source.__dict__.update(state)
+    return source
+
+
+def _dtype_max(dtype: np.dtype) -> float:
+    return float(np.iinfo(dtype).max) if np.dtype(dtype).kind in "ui" else 1.0
+
+
+def _decode_png(body: bytes, expected: tuple[int, int], *, grey: bool) -> np.ndarray:
+    """Decode a PNG tile; ``ValueError`` if it is cut, not PNG, or of the wrong size."""
+    import imagecodecs
+
+    if body[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"not a PNG ({len(body)} bytes)")
+    try:
+        pixels = imagecodecs.png_decode(body)
+    except Exception as exc:
+        raise ValueError(f"PNG does not decode: {exc}") from None
+    if pixels.shape[:2] != expected:
+        raise ValueError(
+            f"tile is {pixels.shape[1]} x {pixels.shape[0]}, expected {expected[1]} x {expected[0]}"
+        )
+    if grey:
+        return pixels if pixels.ndim == 2 else pixels[..., 0]
+    if pixels.ndim == 2:
+        return np.repeat(pixels[..., np.newaxis], 3, axis=2)
+    return pixels[..., :3]
+
+
+def _info_from_ome(xml: bytes, image_uuid: str, api: dict[str, Any]) -> ImageInfo:
+    """ImageInfo from the OME-XML image ``Image:{uuid}`` and the API's level count."""
+    try:
+        images = parse_ome_images(xml)
+    except ValueError as exc:
+        raise RemoteError(f"Minerva image {image_uuid}: metadata.xml: {exc}") from None
+    image = next((im for im in images if im.id == f"Image:{image_uuid}"), None)
+    if image is None:
+        ids = ", ".join(im.id for im in images)
+        raise RemoteError(
+            f"Minerva image {image_uuid}: metadata.xml has no Image:{image_uuid} (it has {ids})"
+        )
+    try:
+        dtype = np.dtype(_PIXEL_TYPES[image.pixel_type])
+    except KeyError:
+        raise SourceError(
+            f"Minerva image {image_uuid}: pixel type {image.pixel_type!r} is not supported"
+        ) from None
+    sizes = minerva_level_sizes(image.size_x, image.size_y)
+    count = int(api.get("pyramid_levels") or len(sizes))
+    while len(sizes) < count:  # the API may know of more levels than the rule gives
+        w, h = sizes[-1]
+        sizes.append(((w + 1) // 2, (h + 1) // 2))
+    levels = tuple(
+        LevelInfo(w, h, MINERVA_TILE_SIZE, MINERVA_TILE_SIZE, (image.size_x / w, image.size_y / h))
+        for w, h in sizes[:count]
+    )
+    window = default_window(dtype, image.significant_bits)
+    channels = []
+    for i in range(image.size_c):
+        ome = image.channels[i] if i < len(image.channels) else None
+        name = (ome.name if ome and ome.name else None) or f"Channel {i}"
+        channels.append(ChannelInfo(i, name, default_channel_color(i, image.size_c), window))
+    px, py, _ = image.physical_size_um
+    return ImageInfo(
+        name=str(api.get("name") or image.name or image_uuid),
+        dtype=dtype,
+        size_c=image.size_c,
+        size_z=image.size_z,
+        size_t=image.size_t,
+        levels=levels,
+        channels=tuple(channels),
+        pixel_size_um=(px, py) if px and py else None,
+    )
