@@ -129,7 +129,7 @@ def imgdata_from_ome_xml(
         ome = image.channels[index] if index < len(image.channels) else None
         wave = ome.emission_wavelength_nm if ome else None
         label = (ome.name if ome and ome.name else None) or (
-            _num(wave) if wave is not None else str(index)
+            str(_num(wave)) if wave is not None else str(index)
         )
         channels.append(
             {
