@@ -39,6 +39,8 @@ __all__ = ["RenderPlan", "Rendering", "channel_arrays", "plan_render", "render"]
 # a side: a 100k x 100k slide in 256-pixel OMERO tiles would otherwise make 150k tasks.
 MIN_CHUNK_SIDE = 512
 LEVEL_RULES = ("general", "omero-figure")
+# Gamma that server-rendered composites carry (recorded in the Rendering, not applied).
+_SERVER_GAMMA = {"minerva-render-tile": 2.2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,7 +431,8 @@ def render(
             meta=np.empty((0, 0, 0), np.uint8),
             name="composite-" + tokenize(tiles.name, styles, preset, gamma, background_rgb),
         )
-    used_gamma = PRESETS[preset]["gamma"] if gamma is None else float(gamma)
+    default_gamma = _SERVER_GAMMA.get(preset) or PRESETS[preset]["gamma"]
+    used_gamma = default_gamma if gamma is None else float(gamma)
     return Rendering(
         data=data,
         plan=plan,

@@ -50,7 +50,7 @@ def minerva_level_sizes(
     ``pyramid_levels = max(ceil(log2(size / tile))) + 1``.
 
     >>> minerva_level_sizes(3000, 1500)
-    [(3000, 1500), (1500, 750)]
+    [(3000, 1500), (1500, 750), (750, 375)]
     >>> len(minerva_level_sizes(1024, 1024)), len(minerva_level_sizes(1025, 10))
     (1, 2)
     """

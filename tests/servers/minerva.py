@@ -85,6 +85,7 @@ class MinervaWorld:
     credentials: bool = True  # serve /credentials (else 404: users use their own AWS keys)
     credentials_lifetime_s: float = 3600.0
     max_token_age_s: float | None = None  # refuse tokens issued longer ago than this
+    other_clients: set[str] = field(default_factory=set)  # more app clients of the pool
     counts: dict[str, int] = field(
         default_factory=lambda: {
             "requests": 0,
@@ -114,7 +115,7 @@ class MinervaWorld:
                 token,
                 jwt.PyJWK(self.keys()[kid]).key,
                 algorithms=["RS256"],
-                audience=self.client_id,
+                audience=[self.client_id, *self.other_clients],
                 options={"verify_iss": False},
             )
         except jwt.ExpiredSignatureError:
