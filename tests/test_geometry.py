@@ -70,15 +70,17 @@ def test_split_edges_cut_at_tiles_and_image_edges() -> None:
     assert split_edges(-1030, 20, 512, 100) == (-1030, -1024, -1010)
 
 
-def test_tile_grid_chunks_are_inside_or_outside_never_both() -> None:
+def test_tile_aligned_chunks_are_inside_or_outside_never_both() -> None:
     grid = plan_tile_grid(Rect(-300, 100, 1500, 700), 1, (1000, 600), (256, 256))
-    assert sum(grid.chunks[0]) == 700
-    assert sum(grid.chunks[1]) == 1500
-    row0, row1, col0, col1 = grid.inside_range
+    assert sum(grid.chunks[0]) == 700 and sum(grid.chunks[1]) == 1500
+    level = Rect(0, 0, 1000, 600)
     for i in range(len(grid.y_edges) - 1):
         for j in range(len(grid.x_edges) - 1):
-            r = grid.chunk_rect(i, j)
-            inside = r.intersection(Rect(0, 0, 1000, 600))
-            expected = row0 <= i < row1 and col0 <= j < col1
-            assert (inside == r) == expected
-            assert inside is None or inside == r
+            rect = grid.chunk_rect(i, j)
+            assert rect.intersection(level) in (None, rect)
+            assert rect.width <= 256 and rect.height <= 256
+
+
+def test_output_aligned_chunks_form_a_regular_grid() -> None:
+    grid = plan_tile_grid(Rect(-300, 100, 1500, 700), 1, (1000, 600), (256, 256), align="output")
+    assert grid.chunks == ((256, 256, 188), (256,) * 5 + (220,))

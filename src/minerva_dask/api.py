@@ -8,64 +8,73 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError
-from .graph import Rendering, render
+from .graph import Rendering, compute_options, render
 from .request import RenderRequest, default_request, parse_request
 from .sources import Source, open_image
+from .writers import output_format
 
-__all__ = ["CropResult", "compute_context", "crop", "output_format"]
+__all__ = ["CropResult", "compute_context", "crop", "describe_plan", "output_format"]
 
 logger = logging.getLogger(__name__)
 
-_FORMATS = {".png": "png"}
+EXPORT_CHUNK = 1024  # chunk side of OME-TIFF / OME-Zarr exports: a regular output grid
 
 
 @dataclass(frozen=True, slots=True)
 class CropResult:
-    """What ``crop`` wrote: path, output ``(height, width)``, level read, bytes, seconds."""
+    """What ``crop`` wrote: path, output ``(height, width)``, level read, pyramid levels
+    written, bytes, seconds, and chunks skipped by a resumed export."""
 
-    path: Path
+    path: str
     shape: tuple[int, int]
     level: int
     downsample: tuple[float, float]
     size_bytes: int
     elapsed_s: float
-
-
-def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
-    """The writer for ``path``: an explicit ``format`` or the file name's extension."""
-    if format is not None:
-        if format not in _FORMATS.values():
-            raise OutputError(f"unknown output format {format!r}; supported: png")
-        return format
-    name = os.fspath(path).lower()
-    for suffix, fmt in _FORMATS.items():
-        if name.endswith(suffix):
-            return fmt
-    raise OutputError(
-        f"cannot tell the output format of {os.fspath(path)!r} from its extension; supported: .png"
-    )
+    levels: int = 1
+    chunks_skipped: int = 0
 
 
 @contextlib.contextmanager
-def compute_context(scheduler: Any = None, *, progress: bool = False) -> Iterator[Any]:
-    """Where dask computes: the threaded scheduler (``None``), a ``distributed.Client``,
-    or the address of a running scheduler (``"tcp://host:8786"``), with an optional
-    progress bar on stderr. Yields the client, or ``None`` for the threaded scheduler.
+def compute_context(
+    scheduler: Any = None,
+    *,
+    local_cluster: int | None = None,
+    memory_limit: str | None = None,
+    progress: bool = False,
+) -> Iterator[Any]:
+    """Where dask computes, yielding the ``distributed.Client`` or ``None``.
+
+    ``scheduler``: ``None`` (the threaded scheduler), a ``distributed.Client``, or the
+    address of a running scheduler (``"tcp://host:8786"``). ``local_cluster=N`` starts a
+    ``LocalCluster`` of N worker processes (``memory_limit`` each, e.g. ``"2GB"``) for the
+    duration. ``progress`` shows dask's progress bar on stderr for single computations.
     """
     with contextlib.ExitStack() as stack:
         client = None
-        if isinstance(scheduler, str):
+        if isinstance(scheduler, str) or local_cluster:
             from ._optional import import_optional
 
             distributed = import_optional(
                 "distributed", "distributed", "Computing on a dask cluster"
             )
-            client = stack.enter_context(distributed.Client(scheduler))
+            if local_cluster:
+                cluster = stack.enter_context(
+                    distributed.LocalCluster(
+                        n_workers=local_cluster,
+                        threads_per_worker=2,
+                        processes=True,
+                        memory_limit=memory_limit or "auto",
+                        dashboard_address=None,
+                    )
+                )
+                client = stack.enter_context(distributed.Client(cluster))
+            else:
+                client = stack.enter_context(distributed.Client(scheduler))
         elif scheduler is not None:
             client = scheduler
         if progress and client is None:
@@ -75,32 +84,28 @@ def compute_context(scheduler: Any = None, *, progress: bool = False) -> Iterato
         yield client
 
 
-def _compute(rendering: Rendering, client: Any, progress: bool) -> Any:
-    if client is None:
-        return rendering.compute()
-    future = client.compute(rendering.data)
-    if progress:
-        from distributed import progress as show_progress
-
-        show_progress(future)
-    return future.result()
-
-
 def crop(
     request: RenderRequest | str | None,
     output: str | os.PathLike[str],
     *,
     image: str | os.PathLike[str] | Source | None = None,
     storage_options: dict[str, Any] | None = None,
+    output_storage_options: dict[str, Any] | None = None,
     preset: str = "linear",
     gamma: float | None = None,
     background: str | Sequence[int] = "black",
     max_size: int | None = None,
     level_rule: str = "general",
     scheduler: Any = None,
+    local_cluster: int | None = None,
+    memory_limit: str | None = None,
     progress: bool = False,
     format: str | None = None,
-    overwrite: bool = True,
+    overwrite: bool | None = None,
+    resume: bool = False,
+    compression: str = "deflate",
+    zarr_version: str = "0.5",
+    chunk: int = EXPORT_CHUNK,
 ) -> CropResult:
     """Render ``request`` from ``image`` and write it to ``output``.
 
@@ -110,55 +115,112 @@ def crop(
         A :class:`RenderRequest`, an OMERO.figure URL, or ``None`` for the image's own
         channel defaults over the whole image.
     output
-        Output file; the format follows the extension (``.png``) or ``format``.
+        Output file or store; the format follows the name (``.png``, ``.ome.tif``,
+        ``.ome.tiff``, ``.ome.zarr``, ``.zarr``) or ``format``.
     image
         A path or URL to open, or an open source.
     max_size
         Overrides the request's ``max_size``.
     level_rule
         ``"general"`` or ``"omero-figure"`` (see :func:`minerva_dask.graph.plan_render`).
-    scheduler
-        ``None`` (threaded), a ``distributed.Client`` or a scheduler address.
+    scheduler, local_cluster, memory_limit
+        Where to compute (see :func:`compute_context`); the threaded scheduler by default.
     progress
-        Show a progress bar on stderr.
+        Report progress on stderr.
+    overwrite
+        Replace an existing output. Default: yes for PNG, no for OME-TIFF and OME-Zarr.
+    resume
+        OME-Zarr: continue an interrupted export, skipping chunks already written.
+    compression, zarr_version, chunk
+        OME-TIFF compression; OME-Zarr NGFF version (``"0.5"`` or ``"0.4"``); chunk side.
 
-    Other arguments are those of :func:`minerva_dask.kernel`.
+    Other arguments are those of :func:`minerva_dask.render`.
     """
     started = time.perf_counter()
     fmt = output_format(output, format)
-    from .writers._atomic import check_output_path
+    overwrite = (fmt == "png") if overwrite is None else overwrite
+    if fmt == "png":
+        from .writers._atomic import check_output_path
 
-    check_output_path(output, overwrite=overwrite)
-    source = (
-        image
-        if hasattr(image, "read_region")
-        else open_image(image, storage_options=storage_options)
-    )  # type: ignore[arg-type]
+        check_output_path(output, overwrite=overwrite)
+    source = image if hasattr(image, "info") else open_image(image, storage_options=storage_options)  # type: ignore[arg-type]
     if isinstance(request, str):
         request = parse_request(request)
     elif request is None:
         request = default_request(source.info)
     if max_size is not None:
-        from dataclasses import replace
-
         request = replace(request, max_size=max_size)
-    rendering: Rendering = render(
-        source, request, preset=preset, gamma=gamma, background=background, level_rule=level_rule
+    export = fmt != "png"
+    rendering = render(
+        source,
+        request,
+        preset=preset,
+        gamma=gamma,
+        background=background,
+        level_rule=level_rule,
+        align="output" if export else "tiles",
+        chunk_size=chunk if export else None,
     )
     logger.info("%s", describe_plan(rendering))
-    with compute_context(scheduler, progress=progress) as client:
-        pixels = _compute(rendering, client, progress)
-    if fmt == "png":
-        from .writers.png import to_png
+    with compute_context(
+        scheduler,
+        local_cluster=local_cluster,
+        memory_limit=memory_limit,
+        progress=progress and not export,
+    ) as client:
+        options = compute_options(source, rendering.data, {})
+        if fmt == "png":
+            from .writers.png import to_png
 
-        path = to_png(pixels, output, overwrite=overwrite)
+            pixels = (
+                rendering.compute() if client is None else client.compute(rendering.data).result()
+            )
+            path = to_png(pixels, output, overwrite=overwrite)
+            return CropResult(
+                str(path),
+                pixels.shape[:2],
+                rendering.level,
+                rendering.downsample,
+                Path(path).stat().st_size,
+                time.perf_counter() - started,
+            )
+        if fmt == "ome-tiff":
+            from .writers.ome_tiff import to_ome_tiff
+
+            result = to_ome_tiff(
+                rendering,
+                output,
+                compression=compression,
+                client=client,
+                progress=progress,
+                overwrite=overwrite,
+                compute_kwargs=options,
+            )
+        else:
+            from .writers.ome_zarr import to_ome_zarr
+
+            result = to_ome_zarr(
+                rendering,
+                output,
+                version=zarr_version,
+                client=client,
+                progress=progress,
+                overwrite=overwrite,
+                resume=resume,
+                storage_options=output_storage_options,
+                compute_kwargs=options,
+            )
+    if result.chunks_skipped:
+        logger.info("Resumed: skipped %d chunks already written", result.chunks_skipped)
     return CropResult(
-        path=Path(path),
-        shape=pixels.shape[:2],
-        level=rendering.level,
-        downsample=rendering.downsample,
-        size_bytes=Path(path).stat().st_size,
-        elapsed_s=time.perf_counter() - started,
+        result.path,
+        result.shape,
+        rendering.level,
+        rendering.downsample,
+        result.size_bytes,
+        time.perf_counter() - started,
+        result.levels,
+        result.chunks_skipped,
     )
 
 

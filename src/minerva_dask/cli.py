@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -71,8 +72,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         default="out.png",
-        metavar="OUT.png",
-        help="output file (default: out.png)",
+        metavar="OUTPUT",
+        help="output: a .png file, or a folder to write out.png into; .ome.tif/.ome.tiff "
+        "(pyramidal, streamed) or .ome.zarr/.zarr (multiscale, resumable), local or an "
+        "fsspec URL (default: out.png)",
+    )
+    crop.add_argument(
+        "--format",
+        choices=("png", "ome-tiff", "ome-zarr"),
+        help="output format, when the file name does not say",
     )
     crop.add_argument(
         "--max-size",
@@ -159,7 +167,41 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="fsspec option for remote images (repeatable)",
     )
-    crop.add_argument("--no-overwrite", action="store_true", help="fail if the output exists")
+    export = crop.add_argument_group("big exports (OME-TIFF, OME-Zarr)")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace an existing OME-TIFF / OME-Zarr output"
+    )
+    export.add_argument(
+        "--resume",
+        action="store_true",
+        help="OME-Zarr: continue an interrupted export, skipping written chunks",
+    )
+    export.add_argument(
+        "--local-cluster",
+        type=int,
+        metavar="N",
+        help="compute on a local dask cluster of N worker processes",
+    )
+    export.add_argument(
+        "--memory-limit", metavar="SIZE", help="memory limit of each local-cluster worker, e.g. 2GB"
+    )
+    export.add_argument(
+        "--compression",
+        default="deflate",
+        choices=("deflate", "jpeg", "lzw", "zstd", "none"),
+        help="OME-TIFF tile compression (default: deflate)",
+    )
+    export.add_argument(
+        "--zarr-version",
+        default="0.5",
+        choices=("0.5", "0.4"),
+        help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2)",
+    )
+    crop.add_argument(
+        "--no-overwrite",
+        action="store_true",
+        help="fail if a PNG output exists (PNG is replaced by default)",
+    )
     crop.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     crop.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
@@ -273,17 +315,28 @@ def _run_crop(args: argparse.Namespace) -> int:
         request = replace(request, max_size=args.max_size)
     background = args.background or ("omero" if args.omero_compatible else "black")
     started = time.perf_counter()
+    output = args.output
+    if os.path.isdir(output) and not output.rstrip("/").lower().endswith(".zarr"):
+        output = os.path.join(output, "out.png")  # -o FOLDER, as the 2018 scripts took it
+    overwrite = False if args.no_overwrite else (True if args.overwrite else None)
     result = crop(
         request,
-        args.output,
+        output,
         image=source,
         preset=args.preset,
         gamma=args.gamma,
         background=background,
         level_rule="omero-figure" if args.omero_compatible else "general",
         scheduler=args.scheduler,
-        progress=not args.quiet and sys.stderr.isatty(),
-        overwrite=not args.no_overwrite,
+        local_cluster=args.local_cluster,
+        memory_limit=args.memory_limit,
+        progress=not args.quiet,
+        format=args.format,
+        overwrite=overwrite,
+        resume=args.resume,
+        compression=args.compression,
+        zarr_version=args.zarr_version,
+        output_storage_options=dict(args.storage_option) or None,
     )
     if not args.quiet:
         height, width = result.shape

@@ -194,8 +194,7 @@ class TileGrid:
     ``region`` is the rendered area in level pixels (may extend outside the level);
     ``x_edges``/``y_edges`` are the chunk boundaries in level pixels (see
     :func:`split_edges`). Chunk ``(i, j)`` (row ``i``, column ``j``) covers
-    ``x_edges[j]:x_edges[j+1]`` and ``y_edges[i]:y_edges[i+1]`` and is either entirely
-    inside the level or entirely outside.
+    ``x_edges[j]:x_edges[j+1]`` and ``y_edges[i]:y_edges[i+1]``.
     """
 
     level: int
@@ -221,24 +220,22 @@ class TileGrid:
         y0, y1 = self.y_edges[row], self.y_edges[row + 1]
         return Rect(x0, y0, x1 - x0, y1 - y0)
 
-    @property
-    def inside_range(self) -> tuple[int, int, int, int]:
-        """``(row0, row1, col0, col1)``: chunk rows ``row0:row1`` and columns
-        ``col0:col1`` lie inside the level; every other chunk is entirely outside."""
-        rows = [i for i, y in enumerate(self.y_edges[:-1]) if 0 <= y < self.level_height]
-        cols = [j for j, x in enumerate(self.x_edges[:-1]) if 0 <= x < self.level_width]
-        if not rows or not cols:
-            return (0, 0, 0, 0)
-        return (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
-
 
 def plan_tile_grid(
     region: Rect,
     level: int,
     level_size: tuple[int, int],
     tile_size: tuple[int, int],
+    *,
+    align: str = "tiles",
 ) -> TileGrid:
-    """Cut a level-pixel ``region`` into chunks aligned with the level's tiles.
+    """Cut a level-pixel ``region`` into chunks.
+
+    ``align="tiles"`` (default) cuts at the level's tile boundaries and the image edges,
+    so each chunk reads one tile and lies wholly inside or outside the image.
+    ``align="output"`` cuts every ``tile_size`` pixels from the region's origin: a
+    regular grid, as OME-Zarr and tiled TIFF output want; chunks may then straddle tiles
+    and the image edge.
 
     Parameters
     ----------
@@ -253,13 +250,22 @@ def plan_tile_grid(
     """
     width, height = level_size
     tile_width, tile_height = tile_size
+    if align not in ("tiles", "output"):
+        raise ValueError(f"align must be 'tiles' or 'output', got {align!r}")
+    if align == "output":
+        x0, y0, w, h = (int(v) for v in (region.x, region.y, region.width, region.height))
+        x_edges = (*range(x0, x0 + w, tile_width), x0 + w)
+        y_edges = (*range(y0, y0 + h, tile_height), y0 + h)
+    else:
+        x_edges = split_edges(int(region.x), int(region.width), tile_width, width)
+        y_edges = split_edges(int(region.y), int(region.height), tile_height, height)
     return TileGrid(
         level=level,
         region=region,
         level_width=width,
         level_height=height,
-        x_edges=split_edges(int(region.x), int(region.width), tile_width, width),
-        y_edges=split_edges(int(region.y), int(region.height), tile_height, height),
+        x_edges=x_edges,
+        y_edges=y_edges,
     )
 
 

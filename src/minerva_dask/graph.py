@@ -77,6 +77,7 @@ def plan_render(
     level: int | None = None,
     level_rule: str = "general",
     chunk_size: int | tuple[int, int] | None = None,
+    align: str = "tiles",
 ) -> RenderPlan:
     """Check ``request`` against ``info``, choose the level and cut the output into chunks.
 
@@ -90,6 +91,9 @@ def plan_render(
     chunk_size
         Output chunk side in level pixels, or ``(width, height)``; default the source's
         tile size (grouped up to at least 512 pixels).
+    align
+        ``"tiles"``: chunk edges on the source's tile grid (each chunk one read);
+        ``"output"``: a regular grid from the output's origin (for chunked file output).
     """
     channels = request.resolve(info)
     region = request.region or Rect(0, 0, info.width, info.height)
@@ -110,6 +114,7 @@ def plan_render(
         level,
         (spec.width, spec.height),
         (_chunk_side(spec.tile_width, chunk_w), _chunk_side(spec.tile_height, chunk_h)),
+        align=align,
     )
     return RenderPlan(grid=grid, channels=channels, z=request.z, t=request.t)
 
@@ -245,14 +250,29 @@ def _composite_block(
     preset: str,
     gamma: float | None,
     background: tuple[int, int, int],
-    inside: tuple[int, int, int, int],
-    block_id: tuple[int, ...],
+    frame: tuple[int, int, int, int],
+    block_info: dict[Any, Any],
 ) -> np.ndarray:
-    row, col = block_id[0], block_id[1]  # index of the output block (y, x, rgb)
-    row0, row1, col0, col1 = inside
-    if not (row0 <= row < row1 and col0 <= col < col1):
-        return fill_background(block.shape[1:], background)
-    return composite(block, styles, preset=preset, gamma=gamma)
+    """Composite one chunk; pixels outside the level become ``background``.
+
+    ``frame`` is ``(region_x, region_y, level_width, level_height)`` in level pixels; the
+    chunk's place in the output comes from dask's ``block_info``.
+    """
+    (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
+    region_x, region_y, width, height = frame
+    inside = Rect(region_x + x0, region_y + y0, x1 - x0, y1 - y0).intersection(
+        Rect(0, 0, width, height)
+    )
+    if inside is None:
+        return fill_background((y1 - y0, x1 - x0), background)
+    out = composite(block, styles, preset=preset, gamma=gamma)
+    ix0, iy0 = int(inside.x) - region_x - x0, int(inside.y) - region_y - y0
+    ix1, iy1 = ix0 + int(inside.width), iy0 + int(inside.height)
+    if (ix0, iy0, ix1, iy1) != (0, 0, x1 - x0, y1 - y0):
+        color = np.asarray(background, np.uint8)
+        out[:iy0], out[iy1:] = color, color
+        out[iy0:iy1, :ix0], out[iy0:iy1, ix1:] = color, color
+    return out
 
 
 @dataclass(frozen=True)
@@ -352,6 +372,7 @@ def render(
     level: int | None = None,
     level_rule: str = "general",
     chunk_size: int | tuple[int, int] | None = None,
+    align: str = "tiles",
 ) -> Rendering:
     """Render ``request`` from ``source`` lazily.
 
@@ -368,7 +389,7 @@ def render(
     background
         Colour of output pixels outside the image: ``"black"`` (default), ``"omero"``
         (``#DDDDDD`` like OMERO.figure), a hex string or an RGB triple.
-    level, level_rule, chunk_size
+    level, level_rule, chunk_size, align
         See :func:`plan_render`.
 
     Returns
@@ -409,7 +430,12 @@ def render(
         raise RequestError(f"gamma must be > 0, got {gamma}")
     background_rgb = parse_background(background)
     plan = plan_render(
-        source.info, request, level=level, level_rule=level_rule, chunk_size=chunk_size
+        source.info,
+        request,
+        level=level,
+        level_rule=level_rule,
+        chunk_size=chunk_size,
+        align=align,
     )
     if mode == "composite":
         data = _tiles(source, plan, "composite", request.model, background_rgb)
@@ -423,7 +449,12 @@ def render(
             preset,
             gamma,
             background_rgb,
-            plan.grid.inside_range,
+            (
+                int(plan.grid.region.x),
+                int(plan.grid.region.y),
+                plan.grid.level_width,
+                plan.grid.level_height,
+            ),
             drop_axis=0,
             new_axis=2,
             chunks=(rows, cols, (3,)),

@@ -1,7 +1,66 @@
-"""Writers: rendered arrays to files. They never see a source, only arrays and metadata."""
+"""Writers: rendered arrays to files. They never see a source, only arrays and metadata.
+
+``.png`` (in memory, atomic), ``.ome.tif``/``.ome.tiff`` (streamed pyramidal OME-TIFF),
+``.ome.zarr``/``.zarr`` (multiscale OME-Zarr, resumable). :func:`output_format` tells
+which from a file name.
+"""
 
 from __future__ import annotations
 
+import os
+
+from ..errors import OutputError
+from ._meta import ExportResult, OutputMetadata
 from .png import encode_png, to_png
 
-__all__ = ["encode_png", "to_png"]
+__all__ = [
+    "FORMATS",
+    "ExportResult",
+    "OutputMetadata",
+    "encode_png",
+    "output_format",
+    "to_ome_tiff",
+    "to_ome_zarr",
+    "to_png",
+]
+
+FORMATS = {
+    ".png": "png",
+    ".ome.tif": "ome-tiff",
+    ".ome.tiff": "ome-tiff",
+    ".ome.zarr": "ome-zarr",
+    ".zarr": "ome-zarr",
+}
+
+
+def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """``png``, ``ome-tiff`` or ``ome-zarr``: an explicit ``format``, else from the name.
+
+    >>> output_format("slide.ome.tif"), output_format("out.zarr/"), output_format("x", "png")
+    ('ome-tiff', 'ome-zarr', 'png')
+    """
+    known = sorted(set(FORMATS.values()))
+    if format is not None:
+        if format not in known:
+            raise OutputError(f"unknown output format {format!r}; supported: {', '.join(known)}")
+        return format
+    name = os.fspath(path).rstrip("/").lower()
+    for suffix in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            return FORMATS[suffix]
+    raise OutputError(
+        f"cannot tell the output format of {os.fspath(path)!r} from its extension; "
+        f"use .png, .ome.tif, .ome.tiff, .ome.zarr or .zarr, or --format"
+    )
+
+
+def __getattr__(name: str):  # the big writers import their libraries on first use
+    if name == "to_ome_tiff":
+        from .ome_tiff import to_ome_tiff
+
+        return to_ome_tiff
+    if name == "to_ome_zarr":
+        from .ome_zarr import to_ome_zarr
+
+        return to_ome_zarr
+    raise AttributeError(name)

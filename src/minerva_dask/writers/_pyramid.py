@@ -1,0 +1,42 @@
+"""Output pyramids: each level is the 2 x 2 mean of the level above, in ``(y, x, rgb)``.
+
+For odd sizes the last row or column is repeated before averaging (the level has
+``ceil(n / 2)`` rows or columns), and means round half up: ``(a + b + c + d + 2) // 4``.
+Levels go down until the longest side fits in one tile.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["downsample_2x", "pyramid_shapes"]
+
+
+def downsample_2x(block: np.ndarray) -> np.ndarray:
+    """2 x 2 mean of a ``(y, x, ...)`` uint8 block; odd edges repeat their last pixel.
+
+    >>> downsample_2x(np.array([[0, 1, 9], [2, 3, 9]], np.uint8)[..., None])[..., 0].tolist()
+    [[2, 9]]
+    """
+    height, width = block.shape[:2]
+    pad = ((0, height % 2), (0, width % 2)) + ((0, 0),) * (block.ndim - 2)
+    if height % 2 or width % 2:
+        block = np.pad(block, pad, mode="edge")
+    wide = block.astype(np.uint16)
+    total = wide[0::2, 0::2] + wide[1::2, 0::2] + wide[0::2, 1::2] + wide[1::2, 1::2]
+    return ((total + 2) // 4).astype(block.dtype)
+
+
+def pyramid_shapes(height: int, width: int, tile: int) -> list[tuple[int, int]]:
+    """``(height, width)`` of each level, halving (rounding up) until one tile holds it.
+
+    >>> pyramid_shapes(3000, 1500, 1024)
+    [(3000, 1500), (1500, 750), (750, 375)]
+    """
+    shapes = [(height, width)]
+    while max(shapes[-1]) > tile:
+        h, w = shapes[-1]
+        shapes.append((math.ceil(h / 2), math.ceil(w / 2)))
+    return shapes
