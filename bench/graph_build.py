@@ -11,7 +11,7 @@ import time
 import dask
 
 import minerva_dask as md
-from bench.synthetic import SyntheticSource
+from minerva_dask._demo import SyntheticSource
 
 GOAL_S = 2.0
 

@@ -244,32 +244,50 @@ def _windowed_styles(styles: tuple[ResolvedChannel, ...]) -> tuple[ResolvedChann
     return tuple(replace(s, start=0.0, end=255.0, family="linear", coefficient=1.0) for s in styles)
 
 
-def _composite_block(
-    block: np.ndarray,
-    styles: tuple[ResolvedChannel, ...],
-    preset: str,
-    gamma: float | None,
-    background: tuple[int, int, int],
-    frame: tuple[int, int, int, int],
-    block_info: dict[Any, Any],
-) -> np.ndarray:
-    """Composite one chunk; pixels outside the level become ``background``.
+class _CompositeSpec:
+    """Everything a chunk's composite needs besides its pixels, as one opaque argument.
 
-    ``frame`` is ``(region_x, region_y, level_width, level_height)`` in level pixels; the
-    chunk's place in the output comes from dask's ``block_info``.
+    dask walks tuples and lists in task arguments for every task; 40 channel styles and
+    the grid's edges per task made graph optimisation of a 100k^2 slide 2x slower. A
+    plain object is passed through untouched.
     """
-    (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
-    region_x, region_y, width, height = frame
-    inside = Rect(region_x + x0, region_y + y0, x1 - x0, y1 - y0).intersection(
-        Rect(0, 0, width, height)
-    )
+
+    __slots__ = ("background", "edges", "gamma", "level_size", "preset", "styles")
+
+    def __init__(
+        self,
+        styles: tuple[ResolvedChannel, ...],
+        preset: str,
+        gamma: float | None,
+        background: tuple[int, int, int],
+        level_size: tuple[int, int],
+        edges: tuple[tuple[int, ...], tuple[int, ...]],
+    ) -> None:
+        self.styles, self.preset, self.gamma = styles, preset, gamma
+        self.background, self.level_size, self.edges = background, level_size, edges
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return (self.styles, self.preset, self.gamma, self.background, self.level_size, self.edges)
+
+
+def _composite_block(
+    block: np.ndarray, spec: _CompositeSpec, block_id: tuple[int, ...]
+) -> np.ndarray:
+    """Composite one chunk; pixels outside the level become the background.
+
+    ``spec.edges`` are the grid's ``(x_edges, y_edges)`` in level pixels; ``block_id``
+    (row, column, 0) says which chunk this is.
+    """
+    (x_edges, y_edges), (row, col) = spec.edges, block_id[:2]
+    x0, x1, y0, y1 = x_edges[col], x_edges[col + 1], y_edges[row], y_edges[row + 1]
+    inside = Rect(x0, y0, x1 - x0, y1 - y0).intersection(Rect(0, 0, *spec.level_size))
     if inside is None:
-        return fill_background((y1 - y0, x1 - x0), background)
-    out = composite(block, styles, preset=preset, gamma=gamma)
-    ix0, iy0 = int(inside.x) - region_x - x0, int(inside.y) - region_y - y0
+        return fill_background((y1 - y0, x1 - x0), spec.background)
+    out = composite(block, spec.styles, preset=spec.preset, gamma=spec.gamma)
+    ix0, iy0 = int(inside.x) - x0, int(inside.y) - y0
     ix1, iy1 = ix0 + int(inside.width), iy0 + int(inside.height)
-    if (ix0, iy0, ix1, iy1) != (0, 0, x1 - x0, y1 - y0):
-        color = np.asarray(background, np.uint8)
+    if (ix0, iy0, ix1, iy1) != (0, 0, x1 - x0, y1 - y0):  # straddles the image edge
+        color = np.asarray(spec.background, np.uint8)
         out[:iy0], out[iy1:] = color, color
         out[iy0:iy1, :ix0], out[iy0:iy1, ix1:] = color, color
     return out
@@ -443,24 +461,23 @@ def render(
         tiles = _tiles(source, plan, mode)
         styles = plan.channels if mode == "raw" else _windowed_styles(plan.channels)
         rows, cols = plan.grid.chunks
-        data = tiles.map_blocks(
-            _composite_block,
+        spec = _CompositeSpec(
             styles,
             preset,
             gamma,
             background_rgb,
-            (
-                int(plan.grid.region.x),
-                int(plan.grid.region.y),
-                plan.grid.level_width,
-                plan.grid.level_height,
-            ),
+            (plan.grid.level_width, plan.grid.level_height),
+            (plan.grid.x_edges, plan.grid.y_edges),
+        )
+        data = tiles.map_blocks(
+            _composite_block,
+            spec,
             drop_axis=0,
             new_axis=2,
             chunks=(rows, cols, (3,)),
             dtype=np.uint8,
             meta=np.empty((0, 0, 0), np.uint8),
-            name="composite-" + tokenize(tiles.name, styles, preset, gamma, background_rgb),
+            name="composite-" + tokenize(tiles.name, spec),
         )
     default_gamma = _SERVER_GAMMA.get(preset) or PRESETS[preset]["gamma"]
     used_gamma = default_gamma if gamma is None else float(gamma)
