@@ -298,8 +298,11 @@ class SyntheticSource:
     graph, kernel and writers in isolation from storage; it pickles for dask workers.
     """
 
-    def __init__(self, width: int, height: int, size_c: int, tile: int = 1024) -> None:
+    def __init__(
+        self, width: int, height: int, size_c: int, tile: int = 1024, delay_s: float = 0.0
+    ) -> None:
         self.shape = (width, height, size_c, tile)
+        self.delay_s = delay_s  # per read: stands in for network latency
         levels, w, h, f = [], width, height, 1
         while True:
             levels.append(LevelInfo(w, h, tile, tile, (float(f), float(f))))
@@ -321,9 +324,16 @@ class SyntheticSource:
     def __dask_tokenize__(self) -> tuple:
         return ("synthetic", *self.shape)
 
+    def __repr__(self) -> str:
+        return "SyntheticSource(width={}, height={}, size_c={}, tile={})".format(*self.shape)
+
     def read_region(
         self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
     ) -> np.ndarray:
+        if self.delay_s:
+            import time
+
+            time.sleep(self.delay_s)
         y = np.arange(int(rect.y), int(rect.y + rect.height), dtype=np.uint32)[:, None]
         x = np.arange(int(rect.x), int(rect.x + rect.width), dtype=np.uint32)[None, :]
         base = ((x * 7 + y * 13) % 65536).astype(np.uint16)

@@ -80,12 +80,12 @@ def compute_in_order(
     prefetch = max(1, prefetch)
     pending: deque[Any] = deque()
     if client is not None:
-        for job in jobs:
+        for job in jobs:  # a job may be a list: compute gives a list of futures then
             pending.append(client.compute(job, retries=retries))
             if len(pending) >= prefetch:
-                yield pending.popleft().result()
+                yield client.gather(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield client.gather(pending.popleft())
         return
     run = compute or (lambda job: dask.compute(job)[0])
     with ThreadPoolExecutor(max_workers=prefetch) as pool:

@@ -37,6 +37,8 @@ COMPRESSIONS = {
     "none": (None, None),
 }
 _TIFF_TILE = 512
+_COMPRESS_PASS_BYTES = 32 * 2**20
+_SCRATCH = 256  # scratch chunks: every downsampled write lands on whole chunks
 
 
 def to_ome_tiff(
@@ -103,6 +105,9 @@ def to_ome_tiff(
             compression=codec,
             compressionargs=codec_args,
             maxworkers=os.cpu_count() or 2,
+            # tifffile compresses this many bytes per pass (its default is 512 MB): the
+            # writer's memory is bounded by it, not by the slide
+            buffersize=_COMPRESS_PASS_BYTES,
         )
         bigtiff = height * width * 3 * 4 // 3 > 2**32 - 2**25  # pyramid + headroom > 4 GB
         with tifffile.TiffWriter(partial, bigtiff=bigtiff, ome=True) as writer:
@@ -162,24 +167,28 @@ def _resolution(meta: OutputMetadata, level: int) -> dict[str, Any]:
 
 def _level0_bands(
     data: Any, levels: Any, client: Any, prefetch: int, compute_kwargs: dict[str, Any] | None
-) -> Iterator[np.ndarray]:
-    """Bands of level 0 in order, each also downsampled into the scratch level 1."""
-    side = data.chunks[0][0]
-    jobs = (data[y : y + side] for y in range(0, data.shape[0], side))
+) -> Iterator[list[np.ndarray]]:
+    """Rows of level-0 chunks in order (a list of blocks each, never concatenated), each
+    block also downsampled into the scratch level 1."""
+    blocks = data.to_delayed(optimize_graph=True)
+    jobs = (list(blocks[row, :, 0]) for row in range(blocks.shape[0]))
 
-    def run(job: Any) -> np.ndarray:
-        return dask.compute(job, **(compute_kwargs or {}))[0]
+    def run(job: Any) -> list[np.ndarray]:
+        return list(dask.compute(*job, **(compute_kwargs or {})))
 
     y = 0
-    for band in compute_in_order(jobs, client=client, prefetch=prefetch, compute=run):
+    for row in compute_in_order(jobs, client=client, prefetch=prefetch, compute=run):
         if levels is not None:
-            half = downsample_2x(band)
-            levels["1"][y // 2 : y // 2 + half.shape[0]] = half
-        y += band.shape[0]
-        yield band
+            x = 0
+            for block in row:
+                half = downsample_2x(block)
+                levels["1"][y // 2 : y // 2 + half.shape[0], x // 2 : x // 2 + half.shape[1]] = half
+                x += block.shape[1]
+        y += row[0].shape[0]
+        yield row
 
 
-def _stored_bands(level: Any, tile: int, below: Any) -> Iterator[np.ndarray]:
+def _stored_bands(level: Any, tile: int, below: Any) -> Iterator[list[np.ndarray]]:
     """Bands of a scratch level (``2 * tile`` rows), each downsampled into the next."""
     rows = 2 * tile
     for y in range(0, level.shape[0], rows):
@@ -187,14 +196,15 @@ def _stored_bands(level: Any, tile: int, below: Any) -> Iterator[np.ndarray]:
         if below is not None:
             half = downsample_2x(band)
             below[y // 2 : y // 2 + half.shape[0]] = half
-        yield band
+        yield [band]
 
 
-def _tiles(bands: Iterator[np.ndarray], tile: int, report: Progress) -> Iterator[np.ndarray]:
-    """Tiles in TIFF order (rows of tiles, left to right) from bands of whole tile rows."""
-    for band in bands:
-        for y in range(0, band.shape[0], tile):
-            row = band[y : y + tile]
-            for x in range(0, row.shape[1], tile):
-                report.advance(1)  # before the yield: the writer stops at the last tile
-                yield np.ascontiguousarray(row[:, x : x + tile])
+def _tiles(bands: Iterator[list[np.ndarray]], tile: int, report: Progress) -> Iterator[np.ndarray]:
+    """Tiles in TIFF order (rows of tiles, left to right) from bands of whole tile rows,
+    each band a list of blocks side by side."""
+    for blocks in bands:
+        for y in range(0, blocks[0].shape[0], tile):
+            for block in blocks:
+                for x in range(0, block.shape[1], tile):
+                    report.advance(1)  # before the yield: the writer stops at the last tile
+                    yield np.ascontiguousarray(block[y : y + tile, x : x + tile])
