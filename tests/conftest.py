@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+PASSWORD = "Passw0rd!x"
+TINY, CIRCLES, HOLEY = "0f9a-tiny", "7c1d-circles", "5e2b-holey"
 SHARED_DATA = Path(os.environ.get("MINERVA_DASK_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -100,3 +102,85 @@ def moto_server() -> Iterator[str]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def minerva(moto_server, tiny_data, tiny_ome_tiff, shared_data):
+    """The Minerva cloud on loopback: a moto Cognito pool and S3 bucket with published
+    images, and the emulating API Gateway. Yields its settings and handles."""
+    from types import SimpleNamespace
+
+    import tifffile
+
+    from tests.servers.minerva import MinervaApi, MinervaWorld, publish_image
+
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("pycognito")
+    idp = boto3.client("cognito-idp", region_name="us-east-1", endpoint_url=moto_server)
+    pool = idp.create_user_pool(PoolName="minerva-test", UsernameAttributes=["email"])
+    pool_id = pool["UserPool"]["Id"]
+    client_id = idp.create_user_pool_client(UserPoolId=pool_id, ClientName="web-client")[
+        "UserPoolClient"
+    ]["ClientId"]
+    secret = idp.create_user_pool_client(
+        UserPoolId=pool_id, ClientName="secret-client", GenerateSecret=True
+    )["UserPoolClient"]
+    for user in ("alice@example.org", "newbie@example.org"):
+        idp.admin_create_user(
+            UserPoolId=pool_id,
+            Username=user,
+            MessageAction="SUPPRESS",
+            TemporaryPassword="Temp0rary!x",
+            UserAttributes=[{"Name": "email", "Value": user}],
+        )
+    idp.admin_set_user_password(
+        UserPoolId=pool_id, Username="alice@example.org", Password=PASSWORD, Permanent=True
+    )
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_server)
+    s3.create_bucket(Bucket="minerva-tiles")
+    with tifffile.TiffFile(tiny_ome_tiff) as tif:
+        tiny_xml = tif.ome_metadata
+    circles_path = shared_data / "ome-tiff/rgb-circles-3ch-uint16-subifd.ome.tif"
+    with tifffile.TiffFile(circles_path) as tif:
+        circles_xml, circles = tif.ome_metadata, tif.series[0].levels[0].asarray()
+    levels = {
+        TINY: publish_image(s3, "minerva-tiles", TINY, "bfu-tiny", tiny_data, tiny_xml),
+        CIRCLES: publish_image(s3, "minerva-tiles", CIRCLES, "bfu-circles", circles, circles_xml),
+        HOLEY: publish_image(s3, "minerva-tiles", HOLEY, "bfu-holey", tiny_data, tiny_xml),
+    }
+    s3.delete_object(Bucket="minerva-tiles", Key=f"{HOLEY}/C2-T0-Z0-L0-Y0-X1.png")
+    images = {
+        uuid: {
+            "name": f"image {uuid}",
+            "bfu_uuid": f"bfu-{uuid.split('-')[1]}",
+            "pyramid_levels": len(levels[uuid]),
+        }
+        for uuid in levels
+    }
+    world = MinervaWorld(
+        moto_server, pool_id, client_id, "minerva-tiles", images, other_clients={secret["ClientId"]}
+    )
+    with MinervaApi(world, s3) as api:
+        settings = dict(
+            api_url=api.url,
+            user_pool_id=pool_id,
+            client_id=client_id,
+            region="us-east-1",
+            username="alice@example.org",
+            password=PASSWORD,
+            cognito_endpoint_url=moto_server,
+            s3_endpoint_url=moto_server,
+            initial_delay_s=0.001,
+            max_retries=2,
+        )
+        yield SimpleNamespace(
+            api=api,
+            world=world,
+            settings=settings,
+            levels=levels,
+            idp=idp,
+            s3=s3,
+            secret=secret,
+            endpoint=moto_server,
+            circles=circles_path,
+        )

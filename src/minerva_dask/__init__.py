@@ -60,6 +60,8 @@ __all__ = [
     "open_omero",
     "parse_request",
     "render",
+    "to_ome_tiff",
+    "to_ome_zarr",
     "to_png",
 ]
 
@@ -72,6 +74,8 @@ _LAZY = {
     "Rendering": "minerva_dask.graph",
     "channel_arrays": "minerva_dask.graph",
     "to_png": "minerva_dask.writers.png",
+    "to_ome_tiff": "minerva_dask.writers.ome_tiff",
+    "to_ome_zarr": "minerva_dask.writers.ome_zarr",
     "crop": "minerva_dask.api",
     "demo_image_path": "minerva_dask._demo",
 }
@@ -82,6 +86,8 @@ if TYPE_CHECKING:
     from .graph import Rendering, channel_arrays, render
     from .imgdata import imgdata_from_ome_xml
     from .sources import open_image, open_minerva, open_omero
+    from .writers.ome_tiff import to_ome_tiff
+    from .writers.ome_zarr import to_ome_zarr
     from .writers.png import to_png
 
 

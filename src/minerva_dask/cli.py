@@ -259,13 +259,18 @@ def _run_imgdata(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_logging(quiet: bool, verbose: int) -> None:
-    """Our own INFO lines (the chosen scale) unless quiet; other libraries' with -v."""
-    level = logging.WARNING if quiet else logging.INFO
+def _configure_logging(quiet: bool, verbose: int) -> logging.Handler:
+    """Our INFO lines (the chosen scale, resumed chunks) on stderr unless quiet; other
+    libraries' logs with -v (-vv: debug). Returns the handler to remove afterwards."""
     others = logging.DEBUG if verbose >= 2 else (logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=min(level, others), format="%(message)s", stream=sys.stderr)
-    logging.getLogger().setLevel(others if not quiet else logging.WARNING)
-    logging.getLogger("minerva_dask").setLevel(min(level, others))
+    logging.basicConfig(level=others, format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours = logging.getLogger("minerva_dask")
+    ours.addHandler(handler)
+    ours.setLevel(logging.WARNING if quiet else min(logging.INFO, others))
+    ours.propagate = False
+    return handler
 
 
 def _open_source(args: argparse.Namespace, request: Any) -> Any:
@@ -364,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", 0))
+    handler = _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", 0))
     try:
         return _run_imgdata(args) if args.command == "imgdata" else _run_crop(args)
     except MinervaDaskError as exc:
@@ -373,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("minerva-dask: interrupted", file=sys.stderr)
         return 130
+    finally:
+        ours = logging.getLogger("minerva_dask")
+        ours.removeHandler(handler)
+        ours.propagate = True
 
 
 if __name__ == "__main__":

@@ -76,6 +76,26 @@ class ServedImage:
         return cls(name, sizes, read, levels[0].dtype, c, z, t, **kwargs)
 
     @classmethod
+    def from_tiff_lazily(cls, path: str, **kwargs: Any) -> ServedImage:
+        """A ``(C, Y, X)`` TIFF pyramid read tile by tile on demand (for huge, sparse files)."""
+        import tifffile
+        import zarr
+
+        tif = tifffile.TiffFile(path)
+        series = tif.series[0]
+        group = zarr.open(series.aszarr(), mode="r")
+        arrays = [group[str(i)] for i in range(len(series.levels))]
+
+        def read(level, t, c, z, y0, y1, x0, x1):
+            return arrays[level][c, y0:y1, x0:x1]
+
+        sizes = [(a.shape[2], a.shape[1]) for a in arrays]
+        kwargs.setdefault("tile", (series.keyframe.tilewidth, series.keyframe.tilelength))
+        return cls(
+            str(path).rsplit("/", 1)[-1], sizes, read, arrays[0].dtype, arrays[0].shape[0], **kwargs
+        )
+
+    @classmethod
     def from_tiff(cls, path: str, **kwargs: Any) -> ServedImage:
         """All levels of a TIFF's first series, read with tifffile."""
         import tifffile

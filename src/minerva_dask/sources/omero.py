@@ -144,7 +144,10 @@ class _Connection:
             return "the session key from OMERO_SESSION is not (or no longer) valid"
         if self.credentials.get("cookie"):
             return "the cookie from OME_COOKIE is not (or no longer) valid"
-        return "no credentials given (set OMERO_USERNAME and OMERO_PASSWORD, or OMERO_SESSION)"
+        return (
+            "no credentials given (set OMERO_USERNAME and OMERO_PASSWORD, OMERO_SESSION "
+            "(a session key) or OME_COOKIE (a browser cookie))"
+        )
 
     # -- requests -------------------------------------------------------------------
     def get(self, path: str, params: dict[str, Any], *, what: str, validate: Any = None) -> Any:
