@@ -51,8 +51,10 @@ __all__ = [
     "SourceNotFoundError",
     "TileReadError",
     "__version__",
+    "auto_windows",
     "channel_arrays",
     "crop",
+    "default_request",
     "demo_image_path",
     "imgdata_from_ome_xml",
     "open_image",
@@ -60,6 +62,7 @@ __all__ = [
     "open_omero",
     "parse_request",
     "render",
+    "request_with_auto_windows",
     "to_ome_tiff",
     "to_ome_zarr",
     "to_png",
@@ -78,13 +81,18 @@ _LAZY = {
     "to_ome_zarr": "minerva_dask.writers.ome_zarr",
     "crop": "minerva_dask.api",
     "demo_image_path": "minerva_dask._demo",
+    "auto_windows": "minerva_dask.explore",
+    "request_with_auto_windows": "minerva_dask.explore",
+    "default_request": "minerva_dask.request",
 }
 
 if TYPE_CHECKING:
     from ._demo import demo_image_path
     from .api import crop
+    from .explore import auto_windows, request_with_auto_windows
     from .graph import Rendering, channel_arrays, render
     from .imgdata import imgdata_from_ome_xml
+    from .request import default_request
     from .sources import open_image, open_minerva, open_omero
     from .writers.ome_tiff import to_ome_tiff
     from .writers.ome_zarr import to_ome_zarr

@@ -343,6 +343,17 @@ class Rendering:
         """
         return self.data.compute(**compute_options(self.source, self.data, kwargs))
 
+    def preview(self, max_size: int = 512) -> np.ndarray:
+        """A small ``(y, x, 3)`` picture of this rendering (rendered from a coarse level)."""
+        from .explore import preview
+
+        return preview(self, max_size)
+
+    def _repr_html_(self) -> str:
+        from .explore import rendering_html
+
+        return rendering_html(self)
+
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         result = self.compute()
         return result if dtype is None else result.astype(dtype)

@@ -125,6 +125,10 @@ class ChannelSetting:
                     f"channel {self.index + 1}: colour {self.color} is not RGB in 0..1"
                 )
             object.__setattr__(self, "color", rgb)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise RequestError(f"channel {self.index + 1}: alpha {self.alpha!r} is not within 0..1")
+        if self.alpha != 1.0 and self.color is None:
+            raise RequestError(f"channel {self.index + 1}: an alpha needs a colour")
         if self.family not in FAMILIES:
             raise RequestError(
                 f"channel {self.index + 1}: quantization family {self.family!r} is not one of "

@@ -145,6 +145,11 @@ class ImageInfo:
         """Full-resolution height in pixels."""
         return self.levels[0].height
 
+    def _repr_html_(self) -> str:
+        from ..explore import channel_table_html
+
+        return channel_table_html(self)
+
     @property
     def downsamples(self) -> list[tuple[float, float]]:
         """``(fx, fy)`` of every level, level 0 first."""
