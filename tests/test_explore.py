@@ -79,6 +79,12 @@ def test_a_request_turned_into_a_url_parses_back_to_the_same_request(request) ->
     assert md.parse_request(request.to_url()) == request
 
 
+def test_a_request_without_an_image_id_round_trips() -> None:
+    request = md.default_request(md.open_image(md.demo_image_path()).info)
+    assert request.to_url().startswith("?c=")
+    assert md.parse_request(request.to_url()) == request
+
+
 def test_with_channel_changes_one_channel_only() -> None:
     request = md.parse_request("/1/0/0/?c=1|0:100$FF0000,2|0:50$00FF00&region=0,0,10,10")
     changed = request.with_channel(1, color="0000FF")

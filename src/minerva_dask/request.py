@@ -346,6 +346,8 @@ class RenderRequest:
             query.append(("q", _num(self.quality)))
         safe = "|$:,-.[]{}\"'"
         text = "&".join(f"{k}={quote(v, safe=safe)}" for k, v in query)
+        if self.image_id is None and self.z == 0 and self.t == 0 and not self.server:
+            return f"?{text}"  # no image named: the query alone parses back the same
         image = self.image_id if self.image_id is not None else "0"
         path = f"/{image}/{self.z}/{self.t}/?{text}"
         if self.server:
@@ -552,7 +554,8 @@ def default_request(
     info: ImageInfo, channels: Iterable[int] | None = None, **kwargs: Any
 ) -> RenderRequest:
     """A request showing ``channels`` (default: the image's first up to 4 active ones)
-    with the image's own windows and colours, over the whole image.
+    with the image's own windows and colours, over the whole image (region given
+    explicitly, so that :meth:`RenderRequest.to_url` can write it).
 
     Keyword arguments are passed to :class:`RenderRequest` (``region``, ``max_size``...).
     """
@@ -564,4 +567,5 @@ def default_request(
         ChannelSetting(index=i, window=info.channels[i].window, color=info.channels[i].color)
         for i in picked
     )
+    kwargs.setdefault("region", Rect(0, 0, info.width, info.height))  # explicit: URL-able
     return RenderRequest(channels=settings, **kwargs)
