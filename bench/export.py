@@ -20,7 +20,7 @@ import tempfile
 import time
 
 CHILD = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
 from minerva_dask.api import compute_context
@@ -31,8 +31,9 @@ channels = ",".join(f"{i + 1}|0:65535${c}" for i, c in enumerate(
 request = md.parse_request(f"/0/0/0/?c={channels}&region=0,0,{size},{size}&max_size={size}")
 chunk = 512 if kind == "tiff" else 1024
 rendering = md.render(source, request, align="output", chunk_size=chunk)
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak():  # VmHWM: this process image's peak RSS (ru_maxrss would count the parent's)
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+                if line.startswith("VmHWM"))
 with compute_context(local_cluster=workers, memory_limit="3GB") as client:
     started = time.perf_counter()
     if kind == "zarr":

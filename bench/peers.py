@@ -1,0 +1,257 @@
+"""minerva-dask against its peers on the same pyramid, in one run, alternating.
+
+Data: a deterministic synthetic tissue (nuclei, membranes, cytoplasm, noise on glass),
+8192^2 x 8 channels uint16 and 2048^2 x 48 channels, written as OME-TIFF with 1024^2
+deflate tiles and a SubIFD pyramid (bench/.data, made once). Every contender runs as a
+fresh process, start-up and a level-6 PNG included, timed with its peak RSS. The floor
+is computed from deflate decode and composite throughput measured here, now.
+
+Peers: pyvips (pyvips-binary), large_image + large-image-source-tifffile (its style
+composites bands by 'lighten', the nearest it has to additive), and a plain single-thread
+tifffile + numpy loop.
+
+Run: ./run bench peers [--repeats 3] [--cases ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).parent / ".data"
+COLOURS = ["0000FF", "00FF00", "FF0000", "FF00FF", "00FFFF", "FFFF00", "FFFFFF", "FF8000"]
+CASES = {  # file, channels, region (x, y, w, h) in level-0 pixels, max_size
+    "overview-3ch": ("8ch", 3, (0, 0, 8192, 8192), 1024),
+    "full-4096-3ch": ("8ch", 3, (2048, 2048, 4096, 4096), 4096),
+    "full-4096-8ch": ("8ch", 8, (2048, 2048, 4096, 4096), 4096),
+    "unaligned-3ch": ("8ch", 3, (1000, 1500, 3000, 2500), 3000),
+    "full-2048-48ch": ("48ch", 48, (0, 0, 2048, 2048), 2048),
+}
+WINDOW = (500, 20000)
+
+
+def make_data() -> dict[str, Path]:
+    from minerva_dask._demo import synthetic_tissue, write_ome_tiff_pyramid
+
+    DATA.mkdir(exist_ok=True)
+    files = {"8ch": DATA / "tissue-8192-8ch.ome.tif", "48ch": DATA / "tissue-2048-48ch.ome.tif"}
+    specs = {"8ch": (8192, 8), "48ch": (2048, 48)}
+    for key, path in files.items():
+        if not path.exists():
+            size, channels = specs[key]
+            print(f"making {path.name} ...", flush=True)
+            write_ome_tiff_pyramid(
+                path, synthetic_tissue(size, size, channels, seed=11), tile=1024, min_side=512
+            )
+    return files
+
+
+def request_url(channels: int, region, max_size: int) -> str:
+    c = ",".join(f"{i + 1}|{WINDOW[0]}:{WINDOW[1]}${COLOURS[i % 8]}" for i in range(channels))
+    return f"/0/0/0/?c={c}&region={','.join(map(str, region))}&max_size={max_size}"
+
+
+SCRIPTS = {
+    "minerva-dask API": """
+import sys, minerva_dask as md
+md.crop(sys.argv[2], sys.argv[3], image=sys.argv[1])
+""",
+    "numpy loop": """
+import sys, math, json
+import numpy as np, tifffile, zarr, imagecodecs
+path, out = sys.argv[1], sys.argv[3]
+spec = json.loads(sys.argv[4])
+x, y, w, h = spec["region"]; channels = spec["channels"]; max_size = spec["max_size"]
+with tifffile.TiffFile(path) as tif:
+    levels = tif.series[0].levels
+    sizes = [lv.shape[-1] for lv in levels]
+    level = next((i for i, s in enumerate(sizes) if max(w, h) / (sizes[0] / s) <= max_size),
+                 len(sizes) - 1)
+    f = sizes[0] / sizes[level]
+    x0, y0, lw, lh = int(x // f), int(y // f), int(w // f), int(h // f)
+    store = levels[level].aszarr()
+    arr = zarr.open(store, mode="r")
+    acc = np.zeros((lh, lw, 3), np.float32)
+    colours = spec["colours"]
+    for c in range(channels):
+        plane = arr[c, y0:y0 + lh, x0:x0 + lw].astype(np.float32)
+        n = np.clip((plane - spec["window"][0]) / (spec["window"][1] - spec["window"][0]), 0, 1)
+        rgb = [int(colours[c][i:i + 2], 16) / 255 for i in (0, 2, 4)]
+        for k in range(3):
+            if rgb[k]:
+                acc[..., k] += n * rgb[k]
+    out_rgb = np.rint(np.clip(acc, 0, 1) * 255).astype(np.uint8)
+    open(out, "wb").write(imagecodecs.png_encode(out_rgb, level=6))
+""",
+    "pyvips": """
+import sys, json
+import pyvips
+path, out = sys.argv[1], sys.argv[3]
+spec = json.loads(sys.argv[4])
+x, y, w, h = spec["region"]
+base = pyvips.Image.new_from_file(path, page=0)
+levels = [base.width]
+n_levels = spec["n_levels"]
+sizes = [base.width // (2 ** i) for i in range(n_levels)]
+level = next((i for i, s in enumerate(sizes) if max(w, h) / (sizes[0] / s) <= spec["max_size"]),
+             n_levels - 1)
+f = 2 ** level
+acc = None
+for c in range(spec["channels"]):
+    image = pyvips.Image.new_from_file(path, page=c, subifd=level - 1, access="random")
+    plane = image.crop(x // f, y // f, w // f, h // f).cast("float")
+    n = ((plane - spec["window"][0]) / (spec["window"][1] - spec["window"][0]))
+    n = (n < 0).ifthenelse(0, n)
+    n = (n > 1).ifthenelse(1, n)
+    rgb = [int(spec["colours"][c][i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    term = n.bandjoin([n, n]) * rgb
+    acc = term if acc is None else acc + term
+acc = (acc > 1).ifthenelse(1, acc)
+(acc * 255).rint().cast("uchar").pngsave(out, compression=6)
+""",
+    "large_image": """
+import sys, json
+import numpy as np, imagecodecs
+import large_image
+path, out = sys.argv[1], sys.argv[3]
+spec = json.loads(sys.argv[4])
+x, y, w, h = spec["region"]
+bands = [{"frame": c, "palette": ["#000000", "#" + spec["colours"][c]],
+          "min": spec["window"][0], "max": spec["window"][1]} for c in range(spec["channels"])]
+source = large_image.open(path, style={"bands": bands})
+region, _ = source.getRegion(region={"left": x, "top": y, "width": w, "height": h},
+                             output={"maxWidth": spec["max_size"], "maxHeight": spec["max_size"]},
+                             format=large_image.constants.TILE_FORMAT_NUMPY)
+open(out, "wb").write(imagecodecs.png_encode(np.ascontiguousarray(region[..., :3]), level=6))
+""",
+}
+
+
+def run_once(name: str, path: Path, case: str, out: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one contender's whole process."""
+    key, channels, region, max_size = CASES[case]
+    url = request_url(channels, region, max_size)
+    import json
+
+    spec = json.dumps(
+        {
+            "region": region,
+            "channels": channels,
+            "max_size": max_size,
+            "window": WINDOW,
+            "colours": [COLOURS[i % 8] for i in range(channels)],
+            "n_levels": 4 if key == "8ch" else 3,
+        }
+    )
+    if name == "minerva-dask CLI":
+        exe = Path(sys.executable).parent / "minerva-dask"
+        command = [str(exe), "crop", url, "--image", str(path), "-o", str(out), "-q"]
+    else:
+        command = [sys.executable, "-c", SCRIPTS[name], str(path), url, str(out), spec]
+    timed = ["/usr/bin/time", "-f", "%e %M", *command]
+    result = subprocess.run(timed, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{name} failed on {case}: {result.stderr[-800:]}")
+    seconds, kilobytes = result.stderr.strip().splitlines()[-1].split()
+    return float(seconds), int(kilobytes) / 1024
+
+
+def floor_s(path: Path, case: str) -> tuple[float, float]:
+    """Render-to-array floor on this machine: decode + composite of the tiles, 2 cores;
+    and minerva-dask's in-process render-to-array time (median of 3)."""
+    import imagecodecs
+    import tifffile
+
+    import minerva_dask as md
+    from minerva_dask.kernel import composite
+
+    _, channels, region, max_size = CASES[case]
+    source = md.open_image(path)
+    request = md.parse_request(request_url(channels, region, max_size))
+    rendering = md.render(source, request)
+    level = rendering.level
+    with tifffile.TiffFile(path) as tif:
+        page = tif.series[0].levels[level].pages[0]
+        fh = tif.filehandle
+        offset, count = page.dataoffsets[0], page.databytecounts[0]
+        fh.seek(offset)
+        raw = fh.read(count)
+        tile_w, tile_h = page.tilewidth, page.tilelength
+    started = time.perf_counter()
+    for _ in range(5):
+        tile = imagecodecs.zlib_decode(raw)
+    decode_per_tile = (time.perf_counter() - started) / 5
+    del tile
+    x, y, w, h = (v / rendering.downsample[0] for v in region)
+    tiles_x = len(range(int(x) // tile_w, int(np.ceil((x + w) / tile_w))))
+    tiles_y = len(range(int(y) // tile_h, int(np.ceil((y + h) / tile_h))))
+    planes = np.random.default_rng(0).integers(0, 30000, (channels, 1024, 1024), np.uint16)
+    styles = rendering.plan.channels
+    started = time.perf_counter()
+    composite(planes, styles)
+    composite_per_mpx = (time.perf_counter() - started) / (1024 * 1024 / 1e6)
+    pixels = rendering.shape[0] * rendering.shape[1]
+    cores = os.cpu_count() or 1
+    floor = (
+        tiles_x * tiles_y * channels * decode_per_tile + composite_per_mpx * pixels / 1e6
+    ) / cores
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        md.render(source, request).compute()
+        times.append(time.perf_counter() - started)
+    return floor, statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cases", nargs="+", default=list(CASES))
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        default=["minerva-dask CLI", "minerva-dask API", "pyvips", "large_image", "numpy loop"],
+    )
+    args = parser.parse_args()
+    files = make_data()
+    out = Path(tempfile.mkdtemp()) / "out.png"
+    times: dict[tuple[str, str], list[float]] = {}
+    peaks: dict[tuple[str, str], float] = {}
+    for _ in range(args.repeats):  # alternate contenders within each repeat
+        for case in args.cases:
+            for name in args.peers:
+                try:
+                    seconds, peak = run_once(name, files[CASES[case][0]], case, out)
+                except RuntimeError as exc:
+                    print(exc, file=sys.stderr)
+                    seconds, peak = float("nan"), float("nan")
+                times.setdefault((case, name), []).append(seconds)
+                peaks[(case, name)] = max(peak, peaks.get((case, name), 0.0))
+    print(
+        f"\n{os.cpu_count()} cores; medians of {args.repeats} runs, whole process incl. "
+        "start-up and a level-6 PNG; ratio = time / minerva-dask CLI time"
+    )
+    print(f"{'case':16} {'contender':18} {'median s':>9} {'peak MB':>8} {'ratio':>6}")
+    for case in args.cases:
+        ours = statistics.median(times[(case, "minerva-dask CLI")])
+        for name in args.peers:
+            median = statistics.median(times[(case, name)])
+            print(
+                f"{case:16} {name:18} {median:9.2f} {peaks[(case, name)]:8.0f} {median / ours:6.2f}"
+            )
+    print(f"\n{'case':16} {'floor s':>8} {'render-to-array s':>18} {'ratio':>6}")
+    for case in args.cases:
+        floor, ours = floor_s(files[CASES[case][0]], case)
+        print(f"{case:16} {floor:8.3f} {ours:18.3f} {ours / floor:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
