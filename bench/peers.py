@@ -77,8 +77,7 @@ with tifffile.TiffFile(path) as tif:
                  len(sizes) - 1)
     f = sizes[0] / sizes[level]
     x0, y0, lw, lh = int(x // f), int(y // f), int(w // f), int(h // f)
-    store = levels[level].aszarr()
-    arr = zarr.open(store, mode="r")
+    arr = zarr.open(tifffile.imread(path, aszarr=True, series=0, level=level), mode="r")
     acc = np.zeros((lh, lw, 3), np.float32)
     colours = spec["colours"]
     for c in range(channels):

@@ -184,3 +184,22 @@ def minerva(moto_server, tiny_data, tiny_ome_tiff, shared_data):
             endpoint=moto_server,
             circles=circles_path,
         )
+
+
+@pytest.fixture
+def minerva_environment(minerva, monkeypatch):
+    """MINERVA_* and AWS endpoint variables pointing at the loopback Minerva cloud, as a
+    user of the CLI would export them."""
+    settings = minerva.settings
+    variables = {
+        "MINERVA_API_URL": settings["api_url"],
+        "MINERVA_USER_POOL_ID": settings["user_pool_id"],
+        "MINERVA_CLIENT_ID": settings["client_id"],
+        "MINERVA_USERNAME": settings["username"],
+        "MINERVA_PASSWORD": settings["password"],
+        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": minerva.endpoint,
+        "AWS_ENDPOINT_URL_S3": minerva.endpoint,
+    }
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    return variables

@@ -77,19 +77,8 @@ def test_a_wrong_ome_cookie_is_an_authentication_error_not_a_black_image(
 
 
 def test_the_minerva_default_url_writes_out_png_in_the_folder(
-    minerva, tiny_ome_tiff, tmp_path, monkeypatch
+    minerva_environment, tiny_ome_tiff, tmp_path, monkeypatch
 ) -> None:
-    s = minerva.settings
-    for key, value in {
-        "MINERVA_API_URL": s["api_url"],
-        "MINERVA_USER_POOL_ID": s["user_pool_id"],
-        "MINERVA_CLIENT_ID": s["client_id"],
-        "MINERVA_USERNAME": s["username"],
-        "MINERVA_PASSWORD": s["password"],
-        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": minerva.endpoint,
-        "AWS_ENDPOINT_URL_S3": minerva.endpoint,
-    }.items():
-        monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     assert main(["crop", MINERVA_DEFAULT, "--minerva", TINY, "-q"]) == 0  # no -o: ./out.png
     expected = md.render(md.open_image(tiny_ome_tiff), md.parse_request(MINERVA_DEFAULT)).compute()

@@ -196,19 +196,8 @@ def test_pickles_without_secrets_in_its_repr(minerva) -> None:
 
 
 def test_cli_crop_with_minerva_settings_from_the_environment(
-    minerva, tiny_ome_tiff, tmp_path, monkeypatch
+    minerva_environment, tiny_ome_tiff, tmp_path
 ) -> None:
-    s = minerva.settings
-    for key, value in {
-        "MINERVA_API_URL": s["api_url"],
-        "MINERVA_USER_POOL_ID": s["user_pool_id"],
-        "MINERVA_CLIENT_ID": s["client_id"],
-        "MINERVA_USERNAME": s["username"],
-        "MINERVA_PASSWORD": s["password"],
-        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": minerva.endpoint,
-        "AWS_ENDPOINT_URL_S3": minerva.endpoint,
-    }.items():
-        monkeypatch.setenv(key, value)
     request = REQUEST.format(max_size=5000)  # level 0: the OME-TIFF's pyramid differs below
     assert main(["crop", request, "--minerva", TINY, "-o", str(tmp_path / "m.png"), "-q"]) == 0
     expected = md.render(md.open_image(tiny_ome_tiff), md.parse_request(request)).compute()

@@ -19,6 +19,7 @@ import numpy as np
 from ..geometry import Rect
 
 __all__ = [
+    "CachedHandleSource",
     "ChannelInfo",
     "HandleCache",
     "ImageInfo",
@@ -226,6 +227,47 @@ class HandleCache:
             handle = self._entries.pop(key, None)
         if handle is not None:
             _close(handle)
+
+
+_OPEN_HANDLES = HandleCache(max_entries=64)
+
+
+class CachedHandleSource:
+    """What every source with an open handle shares: ``info``, ``close()``, ``with``.
+
+    The handle (a file, a zarr group, an HTTP session...) lives in a per-process cache
+    keyed by :meth:`_handle_key`, so pickled copies in dask workers open their own once,
+    on first use. Subclasses set ``_info`` and implement :meth:`_handle_key` and
+    :meth:`_open_handle`.
+    """
+
+    _info: ImageInfo | None
+
+    def _handle_key(self) -> Hashable:
+        raise NotImplementedError
+
+    def _open_handle(self) -> Any:
+        raise NotImplementedError
+
+    def _handle(self) -> Any:
+        """This process's open handle, opened on first use."""
+        return _OPEN_HANDLES.get(self._handle_key(), self._open_handle)
+
+    def close(self) -> None:
+        """Close this process's handle (it reopens on the next read)."""
+        _OPEN_HANDLES.discard(self._handle_key())
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def info(self) -> ImageInfo:
+        """Image metadata (see :class:`ImageInfo`)."""
+        assert self._info is not None
+        return self._info
 
 
 def _close(handle: Any) -> None:

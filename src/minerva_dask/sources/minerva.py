@@ -43,8 +43,8 @@ from ..ome_xml import parse_ome_images
 from ._cognito import CognitoConfig, CognitoSession
 from ._http import RetryPolicy, call_with_retries, make_session, request_with_retries
 from .base import (
+    CachedHandleSource,
     ChannelInfo,
-    HandleCache,
     ImageInfo,
     LevelInfo,
     default_channel_color,
@@ -54,7 +54,6 @@ from .base import (
 __all__ = ["MinervaSource"]
 
 logger = logging.getLogger(__name__)
-_CONNECTIONS = HandleCache()
 _PIXEL_TYPES = {
     "int8": "int8",
     "uint8": "uint8",
@@ -220,7 +219,7 @@ def _expiry(text: str | None) -> float:
         return time.time() + 600
 
 
-class MinervaSource:
+class MinervaSource(CachedHandleSource):
     """An image in the Minerva cloud.
 
     Parameters
@@ -287,7 +286,7 @@ class MinervaSource:
         )
         self._policy = RetryPolicy(max_retries, initial_delay_s, timeout_s=timeout_s)
         # one set of sessions per source and process; workers sign in for themselves
-        self._handle_key = ("minerva", self.image_uuid, secrets.token_hex(8))
+        self._key = ("minerva", self.image_uuid, secrets.token_hex(8))
         self._info: ImageInfo | None = None
         self._load_info()
 
@@ -300,26 +299,14 @@ class MinervaSource:
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return ("minerva", self._settings["api_url"], self.image_uuid, self.tile_mode)
 
+    def _handle_key(self) -> tuple[Any, ...]:
+        return self._key
+
+    def _open_handle(self) -> _Connection:
+        return _Connection(self._settings, self._policy, self.image_uuid)
+
     def _connection(self) -> _Connection:
-        return _CONNECTIONS.get(
-            self._handle_key, lambda: _Connection(self._settings, self._policy, self.image_uuid)
-        )
-
-    def close(self) -> None:
-        """Forget this process's sessions (they reopen on the next read)."""
-        _CONNECTIONS.discard(self._handle_key)
-
-    def __enter__(self) -> MinervaSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def info(self) -> ImageInfo:
-        """Image metadata from the API and the OME-XML (see :class:`ImageInfo`)."""
-        assert self._info is not None
-        return self._info
+        return self._handle()
 
     # -- metadata ---------------------------------------------------------------------
     def _load_info(self) -> None:

@@ -27,8 +27,8 @@ from ..ome_xml import OmeImage, parse_ome_images
 from ._axes import check_axes, read_block
 from ._fs import exists_or_raise, is_url, local_path, redact_url
 from .base import (
+    CachedHandleSource,
     ChannelInfo,
-    HandleCache,
     ImageInfo,
     LevelInfo,
     default_channel_color,
@@ -39,7 +39,6 @@ __all__ = ["OmeTiffSource"]
 
 logger = logging.getLogger(__name__)
 
-_HANDLES = HandleCache()
 # Strip-organised levels are read in blocks of about this many pixels, full width.
 _STRIP_BLOCK_PIXELS = 1 << 20
 # More samples per pixel than this is not a colour image: such files hold planes.
@@ -88,7 +87,7 @@ class _Opened:
             self._fileobj.close()
 
 
-class OmeTiffSource:
+class OmeTiffSource(CachedHandleSource):
     """A TIFF pyramid (OME-TIFF, SVS, QPTIFF, plain tiled TIFF) as a minerva-dask source.
 
     Parameters
@@ -127,35 +126,17 @@ class OmeTiffSource:
         return f"OmeTiffSource({redact_url(self.ref)!r}, series={self.series})"
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
-        return self._key()
+        return self._handle_key()
 
-    def _key(self) -> tuple[Any, ...]:
+    def _handle_key(self) -> tuple[Any, ...]:
         return ("tiff", self.ref, self.series, repr(sorted(self.storage_options.items())))
 
-    def _opened(self) -> _Opened:
-        return _HANDLES.get(
-            self._key(), lambda: _Opened(self.ref, self.storage_options, self.series)
-        )
-
-    def close(self) -> None:
-        """Close the file handle of this process (it reopens on the next read)."""
-        _HANDLES.discard(self._key())
-
-    def __enter__(self) -> OmeTiffSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def info(self) -> ImageInfo:
-        """Image metadata (see :class:`ImageInfo`)."""
-        assert self._info is not None
-        return self._info
+    def _open_handle(self) -> _Opened:
+        return _Opened(self.ref, self.storage_options, self.series)
 
     # -- metadata --------------------------------------------------------------------
     def _load_info(self) -> None:
-        opened = self._opened()
+        opened = self._handle()
         series = opened.series
         axes = series.axes.upper()
         shape = tuple(series.shape)
@@ -215,7 +196,7 @@ class OmeTiffSource:
     ) -> np.ndarray:
         """Raw pixels of ``rect`` (level pixels) as ``(c, y, x)`` in the image's dtype."""
         try:
-            array = self._opened().levels[level]
+            array = self._handle().levels[level]
             return read_block(array, self._axes, rect, channels, z, t)
         except Exception as exc:
             raise TileReadError(

@@ -22,8 +22,8 @@ from ..request import parse_color
 from ._axes import check_axes, read_block
 from ._fs import is_url, local_path, redact_url
 from .base import (
+    CachedHandleSource,
     ChannelInfo,
-    HandleCache,
     ImageInfo,
     LevelInfo,
     default_channel_color,
@@ -32,7 +32,6 @@ from .base import (
 
 __all__ = ["OmeZarrSource"]
 
-_HANDLES = HandleCache()
 _DEFAULT_AXES = {2: "YX", 3: "CYX", 4: "CZYX", 5: "TCZYX"}  # NGFF < 0.4 implies TCZYX
 
 
@@ -92,7 +91,7 @@ class _Opened:
         self.arrays = []
 
 
-class OmeZarrSource:
+class OmeZarrSource(CachedHandleSource):
     """An OME-Zarr multiscale image as a minerva-dask source.
 
     Parameters
@@ -130,34 +129,16 @@ class OmeZarrSource:
         return f"OmeZarrSource({redact_url(self.ref)!r})"
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
-        return self._key()
+        return self._handle_key()
 
-    def _key(self) -> tuple[Any, ...]:
+    def _handle_key(self) -> tuple[Any, ...]:
         return ("zarr", self.ref, self.series, repr(sorted(self.storage_options.items())))
 
-    def _opened(self) -> _Opened:
-        return _HANDLES.get(
-            self._key(), lambda: _Opened(self.ref, self.storage_options, self.series)
-        )
-
-    def close(self) -> None:
-        """Forget this process's open group (it reopens on the next read)."""
-        _HANDLES.discard(self._key())
-
-    def __enter__(self) -> OmeZarrSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def info(self) -> ImageInfo:
-        """Image metadata (see :class:`ImageInfo`)."""
-        assert self._info is not None
-        return self._info
+    def _open_handle(self) -> _Opened:
+        return _Opened(self.ref, self.storage_options, self.series)
 
     def _load_info(self) -> None:
-        opened = self._opened()
+        opened = self._handle()
         first = opened.arrays[0]
         axes_meta = opened.multiscale.get("axes")
         if axes_meta:
@@ -216,7 +197,7 @@ class OmeZarrSource:
     ) -> np.ndarray:
         """Raw pixels of ``rect`` (level pixels) as ``(c, y, x)`` in the image's dtype."""
         try:
-            return read_block(self._opened().arrays[level], self._axes, rect, channels, z, t)
+            return read_block(self._handle().arrays[level], self._axes, rect, channels, z, t)
         except Exception as exc:
             raise TileReadError(
                 f"{redact_url(self.ref)}: reading level {level}, x={rect.x:g}, y={rect.y:g}, "

@@ -37,12 +37,11 @@ from .._config import setting
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect, tile_pieces
 from ._http import RetryPolicy, make_session, redact, request_with_retries
-from .base import ChannelInfo, HandleCache, ImageInfo, LevelInfo, default_window
+from .base import CachedHandleSource, ChannelInfo, ImageInfo, LevelInfo, default_window
 
 __all__ = ["OmeroSource", "info_from_imgdata"]
 
 logger = logging.getLogger(__name__)
-_CONNECTIONS = HandleCache()
 MAX_TILE_SIDE = 1024  # omero.pixeldata.max_tile_length: larger tile= sizes are clamped
 _PIXEL_TYPES = {
     "int8": "int8",
@@ -215,7 +214,7 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-class OmeroSource:
+class OmeroSource(CachedHandleSource):
     """One image on an OMERO.web server.
 
     Parameters
@@ -299,7 +298,7 @@ class OmeroSource:
         self.image_format = image_format
         self._info: ImageInfo | None = None
         # fixed now: storing the login's session key below must not open a second connection
-        self._handle_key = ("omero", self.server, verify, secrets_digest(credentials))
+        self._key = ("omero", self.server, verify, secrets_digest(credentials))
         self._load_info()
         if image_format == "auto":
             self.image_format = "png" if self._server_sends_png() else "jpeg"
@@ -325,24 +324,14 @@ class OmeroSource:
             self.tile_side,
         )
 
+    def _handle_key(self) -> tuple[Any, ...]:
+        return self._key
+
+    def _open_handle(self) -> _Connection:
+        return _Connection(self._config)
+
     def _connection(self) -> _Connection:
-        return _CONNECTIONS.get(self._handle_key, lambda: _Connection(self._config))
-
-    def close(self) -> None:
-        """Close this process's HTTP session to the server."""
-        _CONNECTIONS.discard(self._handle_key)
-
-    def __enter__(self) -> OmeroSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def info(self) -> ImageInfo:
-        """Image metadata from ``imgData`` (see :class:`ImageInfo`)."""
-        assert self._info is not None
-        return self._info
+        return self._handle()
 
     # -- metadata ---------------------------------------------------------------------
     def _load_info(self) -> None:
