@@ -135,6 +135,13 @@ def crop(
         OME-TIFF compression; OME-Zarr NGFF version (``"0.5"`` or ``"0.4"``); chunk side.
 
     Other arguments are those of :func:`minerva_dask.render`.
+
+    >>> import tempfile, minerva_dask as md
+    >>> out = tempfile.mkdtemp() + "/figure.png"
+    >>> result = md.crop("/0/0/0/?c=1|600:24000$0000FF&region=0,0,4096,3072&max_size=512", out,
+    ...                  image=md.demo_image_path())
+    >>> result.shape, result.level
+    ((384, 512), 3)
     """
     started = time.perf_counter()
     fmt = output_format(output, format)

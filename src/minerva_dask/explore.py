@@ -121,6 +121,12 @@ def auto_windows(
 
     The finest level with at most 4 Mpx is read whole (a coarse overview, not level 0).
     Windows are in raw pixel values; ``start == end`` is widened by one unit.
+
+    >>> import minerva_dask as md
+    >>> windows = md.auto_windows(md.open_image(md.demo_image_path()), [0])
+    >>> low, high = windows[0]
+    >>> 0 < low < high < 65535
+    True
     """
     info = source.info
     channels = list(range(info.size_c)) if channels is None else list(channels)
@@ -139,7 +145,14 @@ def auto_windows(
 def request_with_auto_windows(
     source: Source, request: RenderRequest, **options: Any
 ) -> RenderRequest:
-    """``request`` with every listed channel's window replaced by :func:`auto_windows`."""
+    """``request`` with every listed channel's window replaced by :func:`auto_windows`.
+
+    >>> import minerva_dask as md
+    >>> src = md.open_image(md.demo_image_path())
+    >>> req = md.request_with_auto_windows(src, md.default_request(src.info, channels=[0]))
+    >>> req.channels[0].window == md.auto_windows(src, [0])[0]
+    True
+    """
     windows = auto_windows(source, [c.index for c in request.channels], **options)
     channels = tuple(replace(c, window=windows[c.index]) for c in request.channels)
     return replace(request, channels=channels)

@@ -226,6 +226,12 @@ def channel_arrays(
     Keys are 0-based channel indices. Chunks line up with the level's tiles; each chunk
     read fetches all shown channels of its tile together, so compute them together
     (``dask.compute(*arrays.values())``). Pixels outside the image are 0.
+
+    >>> import minerva_dask as md
+    >>> src = md.open_image(md.demo_image_path())
+    >>> arrays = md.channel_arrays(src, md.parse_request("/0/0/0/?c=1,-2,3&region=0,0,1024,512"))
+    >>> {index: (a.shape, str(a.dtype)) for index, a in arrays.items()}
+    {0: ((512, 1024), 'uint16'), 2: ((512, 1024), 'uint16')}
     """
     if tile_mode(source) != "raw":
         raise RequestError(

@@ -558,6 +558,10 @@ def default_request(
     explicitly, so that :meth:`RenderRequest.to_url` can write it).
 
     Keyword arguments are passed to :class:`RenderRequest` (``region``, ``max_size``...).
+
+    >>> import minerva_dask as md
+    >>> md.default_request(md.open_image(md.demo_image_path()).info, channels=[0]).to_url()
+    '?c=1|0:65535$0000FF&region=0,0,4096,3072'
     """
     if channels is None:
         picked: Sequence[int] = [c.index for c in info.channels if c.active][:4] or [0]

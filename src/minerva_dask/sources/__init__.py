@@ -118,6 +118,9 @@ def open_omero(server: str, image_id: int | str, **options: Any) -> Source:
     options: ``mode="composite"|"windowed"``, ``verify``, ``quality``, ``image_format``,
     ``max_retries``, ``initial_delay_s``, ``timeout_s``, ``concurrency`` (see
     :class:`minerva_dask.sources.omero.OmeroSource`).
+
+    A running example needs a server: ``notebooks/02-omero.ipynb`` (executed by the test
+    suite against the emulating server) shows this call end to end.
     """
     from .omero import OmeroSource
 
@@ -132,6 +135,9 @@ def open_minerva(image_uuid: str, **options: Any) -> Source:
     variables or the config file; ``mode="raw"`` (16-bit tiles, default) or
     ``"render-tile"`` (the API's lossy rendering). See
     :class:`minerva_dask.sources.minerva.MinervaSource`.
+
+    A running example needs Cognito, S3 and the API: ``notebooks/04-minerva.ipynb``
+    (executed by the test suite on moto and the emulating API) shows it end to end.
     """
     from .._optional import import_optional
 

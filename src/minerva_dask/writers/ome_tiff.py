@@ -67,6 +67,14 @@ def to_ome_tiff(
         A ``distributed.Client`` (default: threaded scheduler) and bands in flight.
     progress
         Report tiles done, rate and time left on stderr.
+
+    >>> import tempfile, minerva_dask as md
+    >>> src = md.open_image(md.demo_image_path())
+    >>> req = md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,2048,1024&max_size=5000")
+    >>> rgb = md.render(src, req, align="output", chunk_size=512)
+    >>> result = md.to_ome_tiff(rgb, tempfile.mkdtemp() + "/crop.ome.tif")
+    >>> result.shape, result.levels
+    ((1024, 2048), 3)
     """
     import tifffile
     import zarr

@@ -52,6 +52,12 @@ def to_png(
         Replace an existing file (default) or fail.
     **compute_kwargs
         Passed to dask's ``compute`` (``scheduler=``...).
+
+    >>> import tempfile, minerva_dask as md
+    >>> src = md.open_image(md.demo_image_path())
+    >>> rgb = md.render(src, md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,512,256"))
+    >>> md.to_png(rgb, tempfile.mkdtemp() + "/crop.png").name
+    'crop.png'
     """
     target = check_output_path(path, overwrite=overwrite)
     data = image.compute(**compute_kwargs) if hasattr(image, "compute") else image
