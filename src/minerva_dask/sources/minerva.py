@@ -42,6 +42,7 @@ from ..imgdata import MINERVA_TILE_SIZE, minerva_level_sizes
 from ..ome_xml import parse_ome_images
 from ._cognito import CognitoConfig, CognitoSession
 from ._http import RetryPolicy, call_with_retries, make_session, request_with_retries
+from ._tiles import decode_tile
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -392,7 +393,7 @@ class MinervaSource(CachedHandleSource):
                 body = self._connection().fs().cat(key)
             except FileNotFoundError:
                 raise TileReadError(f"{what} is missing") from None
-            return _decode_png(body, expected, grey=True)
+            return decode_tile(body, expected, grey=True)
 
         try:
             return call_with_retries(
@@ -442,7 +443,7 @@ class MinervaSource(CachedHandleSource):
             )
             try:
                 response = connection.get(path, what=what, accept="image/png")
-                tile = _decode_png(response.content, piece.tile_shape, grey=False)
+                tile = decode_tile(response.content, piece.tile_shape, grey=False)
             except (RemoteError, ValueError) as exc:
                 raise TileReadError(f"{what}: {exc}") from None
             out[piece.target] = tile[piece.source]
@@ -457,27 +458,6 @@ def _rebuild(state: dict[str, Any]) -> MinervaSource:
 
 def _dtype_max(dtype: np.dtype) -> float:
     return float(np.iinfo(dtype).max) if np.dtype(dtype).kind in "ui" else 1.0
-
-
-def _decode_png(body: bytes, expected: tuple[int, int], *, grey: bool) -> np.ndarray:
-    """Decode a PNG tile; ``ValueError`` if it is cut, not PNG, or of the wrong size."""
-    import imagecodecs
-
-    if body[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError(f"not a PNG ({len(body)} bytes)")
-    try:
-        pixels = imagecodecs.png_decode(body)
-    except Exception as exc:
-        raise ValueError(f"PNG does not decode: {exc}") from None
-    if pixels.shape[:2] != expected:
-        raise ValueError(
-            f"tile is {pixels.shape[1]} x {pixels.shape[0]}, expected {expected[1]} x {expected[0]}"
-        )
-    if grey:
-        return pixels if pixels.ndim == 2 else pixels[..., 0]
-    if pixels.ndim == 2:
-        return np.repeat(pixels[..., np.newaxis], 3, axis=2)
-    return pixels[..., :3]
 
 
 def _info_from_ome(xml: bytes, image_uuid: str, api: dict[str, Any]) -> ImageInfo:

@@ -37,6 +37,7 @@ from .._config import setting
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect, tile_pieces
 from ._http import RetryPolicy, make_session, redact, request_with_retries
+from ._tiles import PNG_START, decode_tile
 from .base import CachedHandleSource, ChannelInfo, ImageInfo, LevelInfo, default_window
 
 __all__ = ["OmeroSource", "info_from_imgdata"]
@@ -54,7 +55,6 @@ _PIXEL_TYPES = {
     "double": "float64",
     "bit": "uint8",
 }
-_JPEG_START, _JPEG_END, _PNG_START = b"\xff\xd8", b"\xff\xd9", b"\x89PNG\r\n\x1a\n"
 TILE_MODES = ("composite", "windowed")
 
 
@@ -377,7 +377,7 @@ class OmeroSource(CachedHandleSource):
             )
         except RemoteError:
             return False
-        return bool(body[:8] == _PNG_START)
+        return bool(body[:8] == PNG_START)
 
     # -- tiles ------------------------------------------------------------------------
     def read_region(
@@ -468,7 +468,7 @@ class OmeroSource(CachedHandleSource):
         )
 
         def decode(response: requests.Response) -> np.ndarray:
-            return _decode_tile(response.content, shape)
+            return decode_tile(response.content, shape)
 
         try:
             return self._connection().get(
@@ -494,31 +494,6 @@ def _json_body(response: requests.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("the answer is not a JSON object")
     return data
-
-
-def _decode_tile(body: bytes, shape: tuple[int, int]) -> np.ndarray:
-    """Decode a JPEG or PNG tile to ``(y, x, 3)`` uint8; ``ValueError`` if cut or wrong."""
-    import imagecodecs
-
-    if body[:2] == _JPEG_START:
-        if not body.rstrip(b"\x00").endswith(_JPEG_END):
-            raise ValueError(f"JPEG of {len(body)} bytes is truncated (no end-of-image marker)")
-        pixels = imagecodecs.jpeg8_decode(body)
-    elif body[:8] == _PNG_START:
-        try:
-            pixels = imagecodecs.png_decode(body)
-        except Exception as exc:
-            raise ValueError(f"PNG does not decode: {exc}") from None
-    else:
-        raise ValueError(f"neither JPEG nor PNG ({len(body)} bytes)")
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., np.newaxis], 3, axis=2)
-    pixels = pixels[..., :3]
-    if pixels.shape[:2] != shape:
-        raise ValueError(
-            f"tile is {pixels.shape[1]} x {pixels.shape[0]}, expected {shape[1]} x {shape[0]}"
-        )
-    return pixels
 
 
 def info_from_imgdata(data: dict[str, Any], tile_side: int = MAX_TILE_SIDE) -> ImageInfo:
