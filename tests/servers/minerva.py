@@ -17,13 +17,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import imagecodecs
 import jwt
 import numpy as np
 import requests
+
+from tests.servers import LoopbackServer
 
 TILE = 1024
 
@@ -241,25 +243,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, imagecodecs.png_encode(render_tile_maths(tiles, specs)), "image/png")
 
 
-class MinervaApi:
+class MinervaApi(LoopbackServer):
     """``with MinervaApi(world, s3_client) as api:`` serves on ``api.url``."""
 
     def __init__(self, world: MinervaWorld, s3: Any) -> None:
         handler = type("Handler", (_Handler,), {"world": world, "s3": s3})
         self.world = world
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> MinervaApi:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(handler)

@@ -23,12 +23,14 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 from PIL import Image
+
+from tests.servers import LoopbackServer
 
 MAX_TILE_LENGTH = 1024
 LUTS = {"cool.lut": lambda q: np.stack([q, 255 - q, np.full_like(q, 255)], axis=-1)}
@@ -769,20 +771,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, kind, self._pending_headers)
 
 
-class OmeroServer:
+class OmeroServer(LoopbackServer):
     """``with OmeroServer(images) as server:`` serves on ``server.url`` (127.0.0.1)."""
 
     def __init__(self, images: dict[int, ServedImage], **options: Any) -> None:
         self.state = OmeroState(images, **options)
         handler = type("Handler", (_Handler,), {"state": self.state, "_pending_headers": {}})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(handler)
 
     @property
     def faults(self) -> Faults:
@@ -792,14 +787,6 @@ class OmeroServer:
         """An OMERO session key, as ``omero sessions key`` prints it."""
         with self.state.lock:
             return self.state.new_omero_session(user)
-
-    def __enter__(self) -> OmeroServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def procedural_image(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from typing import Any
+
+from tests.servers import LoopbackServer
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
@@ -61,24 +62,14 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
 
-class StaticServer:
+class StaticServer(LoopbackServer):
     """``with StaticServer(folder) as url:`` serves ``folder`` at ``http://127.0.0.1:PORT``."""
 
     def __init__(self, directory: str) -> None:
         handler = lambda *a, **k: RangeRequestHandler(*a, directory=directory, **k)  # noqa: E731
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        super().__init__(handler)  # type: ignore[arg-type]
         self.httpd.requests_seen = []  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> str:
-        self.thread.start()
+    def __enter__(self) -> str:  # type: ignore[override]
+        super().__enter__()
         return self.url
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
