@@ -203,3 +203,22 @@ def minerva_environment(minerva, monkeypatch):
     for key, value in variables.items():
         monkeypatch.setenv(key, value)
     return variables
+
+
+@pytest.fixture(scope="session")
+def cluster_client():
+    """A distributed LocalCluster with worker processes (2 x 2 threads), shared by the
+    tests that only need one; a test that harms its cluster makes its own. Not dask's
+    default scheduler: only computations handed this client run on it."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        yield client

@@ -7,21 +7,11 @@ import pytest
 
 import minerva_dask as md
 
-distributed = pytest.importorskip("distributed")
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-    )
-    with distributed.Client(cluster) as client:
-        yield client
-    cluster.close()
-
 
 @pytest.mark.slow
-def test_local_cluster_render_equals_the_threaded_render(client, tiny_ome_tiff, tiny_ome_zarr):
+def test_local_cluster_render_equals_the_threaded_render(
+    cluster_client, tiny_ome_tiff, tiny_ome_zarr
+):
     request = md.parse_request(
         "/0/0/0/?c=1|500:20000$0000FF,2|0:8000$00FF00,3|300:9000$FF0000"
         "&region=-100,-50,1300,820&max_size=5000"
@@ -29,17 +19,19 @@ def test_local_cluster_render_equals_the_threaded_render(client, tiny_ome_tiff, 
     for path in (tiny_ome_tiff, tiny_ome_zarr):
         rendering = md.render(md.open_image(path), request, chunk_size=256)
         threaded = rendering.data.compute(scheduler="threads")
-        on_cluster = client.compute(rendering.data).result()
+        on_cluster = cluster_client.compute(rendering.data).result()
         np.testing.assert_array_equal(on_cluster, threaded)
 
 
 @pytest.mark.slow
-def test_crop_with_a_client_writes_the_same_png(client, tiny_ome_tiff, tmp_path):
+def test_crop_with_a_client_writes_the_same_png(cluster_client, tiny_ome_tiff, tmp_path):
     from PIL import Image
 
     request = "/0/0/0/?c=1|500:20000$0000FF&region=0,0,1100,700&max_size=600"
     local = md.crop(request, tmp_path / "local.png", image=tiny_ome_tiff)
-    remote = md.crop(request, tmp_path / "cluster.png", image=tiny_ome_tiff, scheduler=client)
+    remote = md.crop(
+        request, tmp_path / "cluster.png", image=tiny_ome_tiff, scheduler=cluster_client
+    )
     assert local.shape == remote.shape == (350, 550)
     np.testing.assert_array_equal(
         np.asarray(Image.open(local.path)), np.asarray(Image.open(remote.path))

@@ -288,21 +288,12 @@ def test_pickles_without_secrets_in_its_repr(png_server) -> None:
 
 
 @pytest.mark.slow
-def test_render_on_a_local_cluster_with_processes(png_server, tiny_ome_tiff) -> None:
-    distributed = pytest.importorskip("distributed")
+def test_render_on_a_local_cluster_with_processes(
+    png_server, tiny_ome_tiff, cluster_client
+) -> None:
     source = md.open_omero(png_server.url, 1, tile_size=512, **CREDS)
     expected = md.render(md.open_image(tiny_ome_tiff), request(), preset="omero").compute()
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=2,
-            processes=True,
-            dashboard_address=None,
-            host="127.0.0.1",
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        got = client.compute(md.render(source, request()).data).result()
+    got = cluster_client.compute(md.render(source, request()).data).result()
     np.testing.assert_array_equal(got, expected)
 
 

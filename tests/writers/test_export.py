@@ -228,7 +228,7 @@ def test_export_on_a_local_cluster_survives_a_killed_worker(tmp_path) -> None:
     )
     rendering = md.render(source, request, align="output", chunk_size=256)
     expected = expected_levels(rendering.compute(scheduler="threads"), 5)
-    with (
+    with (  # its own cluster: the test kills one of its workers
         distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=2,
@@ -261,20 +261,9 @@ def test_export_on_a_local_cluster_survives_a_killed_worker(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_ome_tiff_export_on_a_local_cluster(rendering, tmp_path) -> None:
-    distributed = pytest.importorskip("distributed")
+def test_ome_tiff_export_on_a_local_cluster(rendering, tmp_path, cluster_client) -> None:
     expected = md.render(rendering.source, rendering.request).compute()
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            host="127.0.0.1",
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        to_ome_tiff(rendering, tmp_path / "c.ome.tif", client=client)
+    to_ome_tiff(rendering, tmp_path / "c.ome.tif", client=cluster_client)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "c.ome.tif"), expected)
 
 
