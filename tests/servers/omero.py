@@ -333,32 +333,21 @@ def render_rgb(
     model: str,
 ) -> np.ndarray:
     """The engine's packed RGB for a clipped region: m=g grey first channel, else additive."""
+
+    def quantum(s: ChannelState) -> np.ndarray:  # the 8-bit quantum, reversed if inverted
+        raw = image.read(level, t, s.index, z, y, y + h, x, x + w)
+        q = quantize(raw, s.start, s.end, s.family, s.coefficient)
+        return 255 - q if s.inverted else q
+
     if model == "greyscale":
         if not states:
             return np.zeros((h, w, 3), np.uint8)
-        s = states[0]
-        q = quantize(
-            image.read(level, t, s.index, z, y, y + h, x, x + w),
-            s.start,
-            s.end,
-            s.family,
-            s.coefficient,
-        )
-        if s.inverted:
-            q = 255 - q
+        q = quantum(states[0])
         return np.repeat(q.astype(np.uint8)[..., np.newaxis], 3, axis=2)
     out = np.zeros((h, w, 3), np.int32)
     use_alpha = any(s.rgba[3] != 255 for s in states if s.lut is None)
     for s in states:
-        q = quantize(
-            image.read(level, t, s.index, z, y, y + h, x, x + w),
-            s.start,
-            s.end,
-            s.family,
-            s.coefficient,
-        )
-        if s.inverted:
-            q = 255 - q
+        q = quantum(s)
         if s.lut is not None:
             if s.lut in LUTS:
                 out = np.minimum(255, out + LUTS[s.lut](q))
