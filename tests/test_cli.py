@@ -107,22 +107,32 @@ def test_help_explains_the_request(capsys) -> None:
         assert words in text
 
 
-def test_storage_options_reach_fsspec(tmp_path, tiny_ome_tiff, capsys) -> None:
-    assert (
-        main(
-            [
-                "crop",
-                "--image",
-                f"file://{tiny_ome_tiff}",
-                "-o",
-                str(tmp_path / "b.png"),
-                "--storage-option",
-                "auto_mkdir=false",
-                "-q",
-            ]
-        )
-        == 0
-    )
+def test_storage_options_reach_fsspec(tmp_path, tiny_ome_tiff, monkeypatch) -> None:
+    import minerva_dask.sources as sources
+
+    seen = {}
+    original = sources.open_image
+
+    def spy(ref, *, storage_options=None, **options):
+        seen["storage_options"] = storage_options
+        return original(ref, storage_options=storage_options, **options)
+
+    monkeypatch.setattr(sources, "open_image", spy)
+    args = [
+        "crop",
+        "--image",
+        f"file://{tiny_ome_tiff}",
+        "-o",
+        str(tmp_path / "b.png"),
+        "-q",
+        "--storage-option",
+        "auto_mkdir=false",
+        "--storage-option",
+        "block_size=65536",
+    ]
+    assert main(args) == 0
+    assert seen["storage_options"] == {"auto_mkdir": False, "block_size": "65536"}
+    assert (tmp_path / "b.png").exists()
 
 
 def test_public_names_are_the_functions_not_same_named_modules() -> None:

@@ -19,14 +19,14 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 class RangeRequestHandler(SimpleHTTPRequestHandler):
     """Serves files under ``directory``; honours single byte ranges."""
 
-    requests_seen: list[str]
+    requests_seen: list[tuple[str, str | None]]
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
     def do_GET(self) -> None:
-        self.server.requests_seen.append(self.path)  # type: ignore[attr-defined]
         header = self.headers.get("Range")
+        self.server.requests_seen.append((self.path, header))  # type: ignore[attr-defined]
         path = self.translate_path(self.path)
         if not header or not os.path.isfile(path):
             return super().do_GET()
