@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 CHILD = r"""
 import json, os, sys, time
@@ -75,7 +74,6 @@ def main() -> None:
                 target = os.path.join(
                     folder, f"{kind}-{workers}." + ("ome.zarr" if kind == "zarr" else "ome.tif")
                 )
-                started = time.perf_counter()
                 out = subprocess.run(
                     [sys.executable, "-c", CHILD, str(args.size), str(workers), kind, target],
                     capture_output=True,
@@ -96,7 +94,6 @@ def main() -> None:
                 shutil.rmtree(target, ignore_errors=True)
                 if os.path.exists(target):
                     os.unlink(target)
-                del started
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

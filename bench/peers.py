@@ -96,8 +96,6 @@ import pyvips
 path, out = sys.argv[1], sys.argv[3]
 spec = json.loads(sys.argv[4])
 x, y, w, h = spec["region"]
-base = pyvips.Image.new_from_file(path, page=0)
-levels = [base.width]
 n_levels = spec["n_levels"]
 sizes = [base.width // (2 ** i) for i in range(n_levels)]
 level = next((i for i, s in enumerate(sizes) if max(w, h) / (sizes[0] / s) <= spec["max_size"]),
@@ -217,7 +215,8 @@ def main() -> None:
     parser.add_argument(
         "--peers",
         nargs="+",
-        default=["minerva-dask CLI", "minerva-dask API", "pyvips", "large_image", "numpy loop"],
+        default=["minerva-dask CLI", "minerva-dask API", "pyvips", "numpy loop"],
+        help="large_image can be added; its tifffile source refuses these SubIFD OME-TIFFs",
     )
     args = parser.parse_args()
     files = make_data()
