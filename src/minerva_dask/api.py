@@ -173,19 +173,15 @@ def crop(
         scheduler,
         local_cluster=local_cluster,
         memory_limit=memory_limit,
-        progress=progress and not export,
     ) as client:
         options = compute_options(source, rendering.data, {})
         if fmt == "png":
             from .writers.png import to_png
 
-            pixels = (
-                rendering.compute() if client is None else client.compute(rendering.data).result()
-            )
-            path = to_png(pixels, output, overwrite=overwrite)
+            path = to_png(rendering, output, overwrite=overwrite, client=client, progress=progress)
             return CropResult(
                 str(path),
-                pixels.shape[:2],
+                rendering.shape[:2],
                 rendering.level,
                 rendering.downsample,
                 Path(path).stat().st_size,

@@ -1,0 +1,139 @@
+"""The parallel band PNG writer: files that Pillow and libpng decode to exactly the input."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import imagecodecs
+import numpy as np
+import pytest
+from PIL import Image
+
+import minerva_dask as md
+from minerva_dask.errors import OutputError
+from minerva_dask.writers import png
+from minerva_dask.writers.png import PngWriter, encode_png
+
+
+def _images(height: int, width: int, samples: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(height * 1000 + width + samples)
+    shape = (height, width) if samples == 1 else (height, width, samples)
+    y, x = np.mgrid[:height, :width]
+    ramp = ((x * 3 + y * 5) % 256).astype(np.uint8)
+    smooth = ramp if samples == 1 else np.repeat(ramp[..., None], samples, axis=2)
+    return {"noise": rng.integers(0, 256, shape, np.uint8), "smooth": smooth}
+
+
+def _decoders(data: bytes) -> dict[str, np.ndarray]:
+    return {
+        "pillow": np.asarray(Image.open(io.BytesIO(data))),
+        "libpng": imagecodecs.png_decode(data),
+        "zlib": _zlib_reference_decode(data),
+    }
+
+
+def _zlib_reference_decode(data: bytes) -> np.ndarray:
+    """Unfilter by hand from the spec (filters 0-4) after one zlib.decompress of all IDATs."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, payload = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert crc == zlib.crc32(kind + payload), f"bad CRC in {kind!r}"
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", payload)
+        elif kind == b"IDAT":
+            idat += payload
+        pos += 12 + length
+    assert kind == b"IEND" and header is not None
+    width, height, _, colour_type, *_ = header
+    samples = {0: 1, 4: 2, 2: 3, 6: 4}[colour_type]
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(height, 1 + width * samples)
+    rows = np.zeros((height + 1, width * samples), np.int64)
+    for y in range(height):
+        kind_byte, line = raw[y, 0], raw[y, 1:].astype(np.int64)
+        up = rows[y]
+        assert kind_byte in (0, 1, 2), f"row {y}: filter {kind_byte}"
+        if kind_byte == 1:  # Sub: each byte adds the one a pixel to its left
+            out = (line.reshape(width, samples).cumsum(axis=0) % 256).ravel()
+        else:
+            out = (line + (up if kind_byte == 2 else 0)) % 256
+        rows[y + 1] = out
+    pixels = rows[1:].astype(np.uint8).reshape(height, width, samples)
+    return pixels[..., 0] if samples == 1 else pixels
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "samples"),
+    [
+        (1, 1, 3),  # one pixel
+        (1, 4097, 3),  # single row
+        (3, 5, 1),  # grey, much smaller than a band
+        (7, 9, 4),  # RGBA
+        (5, 3, 2),  # grey + alpha
+        (513, 301, 3),  # odd sizes, several bands
+    ],
+)
+def test_png_decodes_to_the_input_with_pillow_libpng_and_zlib(height, width, samples, monkeypatch):
+    monkeypatch.setattr(png, "BAND_BYTES", 4096)  # many bands even for small images
+    for kind, pixels in _images(height, width, samples).items():
+        data = encode_png(pixels, threads=3)
+        for decoder, decoded in _decoders(data).items():
+            assert decoded.shape == pixels.shape, (kind, decoder)
+            assert np.array_equal(decoded, pixels), (kind, decoder)
+
+
+def test_band_boundaries_and_uneven_row_blocks_keep_the_up_filter_right(monkeypatch) -> None:
+    monkeypatch.setattr(png, "BAND_BYTES", 3 * 17 * 4)  # 4 rows a band
+    pixels = _images(61, 17, 3)["smooth"]
+    buffer = io.BytesIO()
+    writer = PngWriter(buffer, 17, 61, 3, threads=2)
+    for start, stop in [(0, 1), (1, 6), (6, 7), (7, 40), (40, 61)]:
+        writer.write(pixels[start:stop])
+    writer.close()
+    for decoded in _decoders(buffer.getvalue()).values():
+        assert np.array_equal(decoded, pixels)
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_every_level_round_trips(level) -> None:
+    pixels = _images(40, 33, 3)["noise"]
+    assert np.array_equal(imagecodecs.png_decode(encode_png(pixels, level=level)), pixels)
+
+
+def test_file_is_within_ten_percent_of_libpng_at_the_same_level(demo_path) -> None:
+    source = md.open_image(demo_path)
+    pixels = md.render(
+        source,
+        md.parse_request("/0/0/0/?c=1|600:24000$0000FF,2|400:9000$00FF00&region=0,0,1024,1024"),
+    ).compute()
+    ours, libpng = len(encode_png(pixels, level=6)), len(imagecodecs.png_encode(pixels, level=6))
+    assert ours <= 1.10 * libpng
+
+
+def test_streamed_png_of_a_rendering_equals_the_computed_array(demo_path, tmp_path) -> None:
+    rendering = md.render(
+        md.open_image(demo_path),
+        md.parse_request("/0/0/0/?c=1|600:24000$0000FF,3|700:15000$FF0000&region=100,50,2500,1900"),
+    )
+    assert rendering.data.numblocks[0] > 1  # several row bands are streamed
+    path = md.to_png(rendering, tmp_path / "crop.png")
+    assert np.array_equal(np.asarray(Image.open(path)), rendering.compute())
+
+
+def test_missing_rows_are_an_error_and_leave_no_file(tmp_path) -> None:
+    buffer = io.BytesIO()
+    writer = PngWriter(buffer, 4, 4, 3)
+    writer.write(np.zeros((3, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="3 of 4 rows"):
+        writer.close()
+    with pytest.raises(OutputError, match="uint8"):
+        md.to_png(np.zeros((4, 4, 3), np.uint16), tmp_path / "x.png")
+    with pytest.raises(OutputError, match="pixels a side"):
+        md.to_png(np.zeros((0, 4, 3), np.uint8), tmp_path / "x.png")
+    with pytest.raises(OutputError, match="shape"):
+        md.to_png(np.zeros((4, 4, 5), np.uint8), tmp_path / "x.png")
+    assert list(tmp_path.iterdir()) == []
