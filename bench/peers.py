@@ -38,19 +38,33 @@ CASES = {  # file, channels, region (x, y, w, h) in level-0 pixels, max_size
 WINDOW = (500, 20000)
 
 
-def make_data() -> dict[str, Path]:
+SPECS = {"8ch": (8192, 8), "48ch": (2048, 48)}  # file key: (side in px, channels)
+TILE = 1024
+
+
+def scaled_case(case: str, scale: int = 1) -> tuple[str, int, tuple[int, ...], int]:
+    """A case's (file key, channels, region, max_size) on a pyramid ``scale`` times smaller."""
+    key, channels, region, max_size = CASES[case]
+    return key, channels, tuple(v // scale for v in region), max_size // scale
+
+
+def write_pyramid(path: Path, key: str, scale: int = 1) -> Path:
+    """The synthetic tissue pyramid of ``key``, ``scale`` times smaller (tests use 8)."""
     from minerva_dask._demo import synthetic_tissue, write_ome_tiff_pyramid
 
+    side, channels = SPECS[key]
+    side //= scale
+    data = synthetic_tissue(side, side, channels, seed=11)
+    return write_ome_tiff_pyramid(path, data, tile=TILE // scale, min_side=512 // scale)
+
+
+def make_data() -> dict[str, Path]:
     DATA.mkdir(exist_ok=True)
     files = {"8ch": DATA / "tissue-8192-8ch.ome.tif", "48ch": DATA / "tissue-2048-48ch.ome.tif"}
-    specs = {"8ch": (8192, 8), "48ch": (2048, 48)}
     for key, path in files.items():
         if not path.exists():
-            size, channels = specs[key]
             print(f"making {path.name} ...", flush=True)
-            write_ome_tiff_pyramid(
-                path, synthetic_tissue(size, size, channels, seed=11), tile=1024, min_side=512
-            )
+            write_pyramid(path, key)
     return files
 
 
