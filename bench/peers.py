@@ -197,9 +197,10 @@ def floor_s(path: Path, case: str) -> tuple[float, float]:
         fh.seek(offset)
         raw = fh.read(count)
         tile_w, tile_h = page.tilewidth, page.tilelength
+    tile_bytes = tile_w * tile_h * np.dtype(page.dtype).itemsize
     started = time.perf_counter()
-    for _ in range(5):
-        tile = imagecodecs.zlib_decode(raw)
+    for _ in range(5):  # the fastest deflate decoder there is (libdeflate), size known
+        tile = imagecodecs.deflate_decode(raw, out=tile_bytes)
     decode_per_tile = (time.perf_counter() - started) / 5
     del tile
     x, y, w, h = (v / rendering.downsample[0] for v in region)

@@ -5,27 +5,29 @@ tiles, either byte order, any dtype, interleaved samples as channels. Level shap
 factors come from the file. Channel names, colours and pixel size come from OME-XML when
 it agrees with what the TIFF really holds; otherwise the TIFF wins, with a warning.
 
-Tiles are read through tifffile's zarr store (``series.aszarr()``), which decodes only the
-TIFF tiles or strips that a read touches, with imagecodecs.
+Tiled levels with one sample per pixel (the usual OME-TIFF) are read tile by tile with
+tifffile alone (``_tiff_tiles``); other layouts through tifffile's zarr store
+(``series.aszarr()``). Either way only the tiles or strips a read touches are decoded.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import tifffile
-import zarr
 
 from ..errors import SourceError, TileReadError
 from ..geometry import Rect
 from ..ome_xml import OmeImage, parse_ome_images
 from ._axes import check_axes, read_block
 from ._fs import exists_or_raise, is_url, local_path, redact_url
+from ._tiff_tiles import TiledPlanes
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -68,17 +70,25 @@ class _Opened:
                     "does not exist"
                 )
             self.series = self.tif.series[series]
-            store = self.series.aszarr()
+            lock = threading.RLock()
+            levels = self.series.levels
+            self.levels: list[Any] = [
+                TiledPlanes(level, lock) if TiledPlanes.supports(level) else None
+                for level in levels
+            ]
+            if None in self.levels:  # another layout: tifffile's zarr store reads it
+                import zarr
+
+                node = zarr.open(self.series.aszarr(), mode="r")
+                stored = [node[str(i)] for i in range(len(levels))] if len(levels) > 1 else [node]
+                self.levels = [
+                    ours or theirs for ours, theirs in zip(self.levels, stored, strict=True)
+                ]
         except tifffile.TiffFileError as exc:
             self.close()
             raise SourceError(f"{redact_url(ref)} is not a readable TIFF: {exc}") from None
         finally:
             tiff_logger.setLevel(previous)
-        node = zarr.open(store, mode="r")
-        if isinstance(node, zarr.Group):
-            self.levels = [node[str(i)] for i in range(len(self.series.levels))]
-        else:
-            self.levels = [node]
 
     def close(self) -> None:
         if getattr(self, "tif", None) is not None:
