@@ -1,11 +1,14 @@
 """The dask graph: per-channel lazy arrays of a region, and the composite over them.
 
 Data flow for one request: choose the level (``geometry``), cut the region into chunks
-aligned with the level's tiles, make one lazy read per chunk that fetches every shown
-channel of that tile at once (``source.read_region``), and map the composite kernel
-(``render.composite``) over the chunks. Read and composite are both blockwise, so dask's
-optimiser fuses them into one task per output chunk. Chunks wholly outside the image
-read nothing and become background.
+aligned with the level's tiles, and make one task per output chunk that reads the shown
+channels of that chunk (``source.read_region``) and composites them (``kernel.composite``).
+Where the source stores channels apart (``channels_per_read``: TIFF pages, one-channel
+zarr chunks) the task reads and composites one channel group at a time, so its memory is
+one plane and the accumulator whatever the channel count; otherwise it reads all shown
+channels at once. Server-rendered tiles (windowed, composite) go through the same lazy
+reader as ``channel_arrays``. Chunks wholly outside the image read nothing and become
+background.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .geometry import (
 )
 from .kernel import PRESETS, check_styles, composite, fill_background
 from .request import RenderRequest, ResolvedChannel
-from .sources.base import ImageInfo, Source, tile_mode
+from .sources.base import ImageInfo, Source, channels_per_read, tile_mode
 
 __all__ = ["RenderPlan", "Rendering", "channel_arrays", "plan_render", "render"]
 
@@ -276,9 +279,33 @@ class _CompositeSpec:
         return (self.styles, self.preset, self.gamma, self.background, self.level_size, self.edges)
 
 
-def _composite_block(
-    block: np.ndarray, spec: _CompositeSpec, block_id: tuple[int, ...]
+class _ChannelPlanes:
+    """The shown channels of one chunk as ``(c, y, x)`` planes, read ``group`` channels at
+    a time while the kernel iterates over them (only ``shape``, ``dtype``, ``ndim`` and
+    iteration, which is all :func:`kernel.composite` uses)."""
+
+    def __init__(self, reader: _TileReader, ys: slice, xs: slice, group: int) -> None:
+        self.reader, self.ys, self.xs, self.group = reader, ys, xs, group
+        self.shape = (len(reader.styles), ys.stop - ys.start, xs.stop - xs.start)
+        self.dtype, self.ndim = reader.dtype, 3
+
+    def __iter__(self) -> Any:
+        for start in range(0, self.shape[0], self.group):
+            yield from self.reader[slice(start, start + self.group), self.ys, self.xs]
+
+
+def _render_chunk(
+    reader: _TileReader, spec: _CompositeSpec, group: int, block_id: tuple[int, ...]
 ) -> np.ndarray:
+    """Read and composite output chunk ``block_id`` (row, column, 0), channel group by
+    channel group."""
+    (x_edges, y_edges), (row, col) = spec.edges, block_id[:2]
+    ys = slice(y_edges[row] - y_edges[0], y_edges[row + 1] - y_edges[0])
+    xs = slice(x_edges[col] - x_edges[0], x_edges[col + 1] - x_edges[0])
+    return _composite_block(_ChannelPlanes(reader, ys, xs, group), spec, block_id)
+
+
+def _composite_block(block: Any, spec: _CompositeSpec, block_id: tuple[int, ...]) -> np.ndarray:
     """Composite one chunk; pixels outside the level become the background.
 
     ``spec.edges`` are the grid's ``(x_edges, y_edges)`` in level pixels; ``block_id``
@@ -475,7 +502,6 @@ def render(
     if mode == "composite":
         data = _tiles(source, plan, "composite", request.model, background_rgb)
     else:
-        tiles = _tiles(source, plan, mode)
         styles = plan.channels if mode == "raw" else _windowed_styles(plan.channels)
         rows, cols = plan.grid.chunks
         spec = _CompositeSpec(
@@ -486,16 +512,31 @@ def render(
             (plan.grid.level_width, plan.grid.level_height),
             (plan.grid.x_edges, plan.grid.y_edges),
         )
-        data = tiles.map_blocks(
-            _composite_block,
-            spec,
-            drop_axis=0,
-            new_axis=2,
-            chunks=(rows, cols, (3,)),
-            dtype=np.uint8,
-            meta=np.empty((0, 0, 0), np.uint8),
-            name="composite-" + tokenize(tiles.name, spec),
-        )
+        group = channels_per_read(source, plan.level) if mode == "raw" else None
+        if group:
+            reader = _TileReader(source, plan, mode)
+            data = da.map_blocks(
+                _render_chunk,
+                reader,
+                spec,
+                group,
+                chunks=(rows, cols, (3,)),
+                dtype=np.uint8,
+                meta=np.empty((0, 0, 0), np.uint8),
+                name="render-" + tokenize(source, plan.grid, plan.z, plan.t, spec, group),
+            )
+        else:
+            tiles = _tiles(source, plan, mode)
+            data = tiles.map_blocks(
+                _composite_block,
+                spec,
+                drop_axis=0,
+                new_axis=2,
+                chunks=(rows, cols, (3,)),
+                dtype=np.uint8,
+                meta=np.empty((0, 0, 0), np.uint8),
+                name="composite-" + tokenize(tiles.name, spec),
+            )
     default_gamma = _SERVER_GAMMA.get(preset) or PRESETS[preset]["gamma"]
     used_gamma = default_gamma if gamma is None else float(gamma)
     return Rendering(

@@ -25,6 +25,7 @@ __all__ = [
     "ImageInfo",
     "LevelInfo",
     "Source",
+    "channels_per_read",
     "default_channel_color",
     "default_window",
     "read_level",
@@ -175,6 +176,19 @@ class Source(Protocol):
     ) -> np.ndarray: ...
 
     def close(self) -> None: ...
+
+
+def channels_per_read(source: Any, level: int) -> int | None:
+    """How many channels ``source`` reads best together at ``level``.
+
+    ``1`` when every channel is stored apart (a TIFF page, a zarr chunk of one channel):
+    a render then reads and composites the channels of a chunk one at a time, and a task
+    holds one plane, not all of them. ``n`` when ``n`` channels share a stored chunk.
+    ``None`` (the default): read all shown channels of a chunk at once (network sources
+    fetch them in parallel).
+    """
+    hint = getattr(source, "channels_per_read", None)
+    return hint(level) if callable(hint) else None
 
 
 def tile_mode(source: Any) -> str:

@@ -201,6 +201,10 @@ class OmeTiffSource(CachedHandleSource):
         )
 
     # -- pixels ----------------------------------------------------------------------
+    def channels_per_read(self, level: int) -> int | None:
+        """1 where each channel is its own tiled page (read alone at no extra cost)."""
+        return 1 if isinstance(self._handle().levels[level], TiledPlanes) else None
+
     def read_region(
         self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
     ) -> np.ndarray:

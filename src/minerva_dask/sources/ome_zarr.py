@@ -192,6 +192,12 @@ class OmeZarrSource(CachedHandleSource):
             pixel_size_um=_pixel_size_um(opened.multiscale, scales[0], x_dim, y_dim),
         )
 
+    def channels_per_read(self, level: int) -> int | None:
+        """The level's chunk size along C: the channels one stored chunk holds."""
+        if "C" not in self._axes:
+            return None
+        return int(self._handle().arrays[level].chunks[self._axes.index("C")])
+
     def read_region(
         self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
     ) -> np.ndarray:
