@@ -167,6 +167,9 @@ class _FailingSource:
     def __dask_tokenize__(self):
         return self.inner.__dask_tokenize__()  # the same render: resume may reuse its chunks
 
+    def channels_per_read(self, level):  # reads as the wrapped source does
+        return self.inner.channels_per_read(level)
+
     def read_region(self, level, rect, channels, *, z=0, t=0):
         if rect.y >= self.fail_from_y:
             raise OSError("the network went away")
