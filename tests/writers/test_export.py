@@ -236,7 +236,7 @@ def test_export_on_a_local_cluster_survives_a_killed_worker(tmp_path) -> None:
             n_workers=2,
             threads_per_worker=2,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: the session cluster may hold 8787
             host="127.0.0.1",
         ) as cluster,
         distributed.Client(cluster) as client,
