@@ -68,6 +68,10 @@ def test_generated_pyramid_edges_equal_tifffile(tiny_ome_tiff, tiny_data) -> Non
         np.testing.assert_array_equal(level0[:, :, :], tiny_data)
         np.testing.assert_array_equal(level0[1, 650:700, 1000:1100], tiny_data[1, 650:, 1000:])
         assert level0[:, 5:5, :].shape == (3, 0, 1100)
+        # exactly one stored tile (256 px) of one plane: returned as decoded, not copied
+        np.testing.assert_array_equal(level0[1, 256:512, 512:768], tiny_data[1, 256:512, 512:768])
+        np.testing.assert_array_equal(level0[2:3, 0:256, 0:256], tiny_data[2:3, :256, :256])
+        np.testing.assert_array_equal(level0[[0], 512:768, 0:256], tiny_data[[0], 512:768, :256])
 
 
 def test_absent_tiles_read_as_zeros(tmp_path) -> None:

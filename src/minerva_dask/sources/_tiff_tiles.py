@@ -80,6 +80,15 @@ class TiledPlanes:
             else:
                 picked.append([axis[i] for i in selector])
                 keep.append(slice(None))
+        if all(len(p) == 1 for p in picked):  # one plane: one whole tile needs no copy
+            page = (
+                int(np.ravel_multi_index([p[0] for p in picked], self.shape[:-2])) if picked else 0
+            )
+            tile = self._whole_tile(page, y0, y1, x0, x1)
+            if tile is not None:
+                return tile.reshape((1,) * len(picked) + tile.shape)[
+                    (*keep, slice(None), slice(None))
+                ]
         out = np.empty((*map(len, picked), y1 - y0, x1 - x0), self.dtype)
         for position in itertools.product(*(range(len(p)) for p in picked)):
             plane = [p[i] for p, i in zip(picked, position, strict=True)]
@@ -93,6 +102,31 @@ class TiledPlanes:
             with self._lock:  # tifffile may read the IFD from the file
                 page = self._pages[index] = self._level.pages[index]
         return page
+
+    def _whole_tile(self, index: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        """The decoded tile itself when ``[y0:y1, x0:x1]`` is exactly one stored tile."""
+        tile_w, tile_h = self._keyframe.tilewidth, self._keyframe.tilelength
+        if (y0 % tile_h, x0 % tile_w, y1 - y0, x1 - x0) != (0, 0, tile_h, tile_w):
+            return None
+        page = self._page(index)
+        tile = (y0 // tile_h) * -(-self.shape[-1] // tile_w) + x0 // tile_w
+        if not (tile < len(page.dataoffsets) and page.databytecounts[tile]):
+            return None
+        ((data, _),) = page.parent.filehandle.read_segments(
+            [page.dataoffsets[tile]], [page.databytecounts[tile]], [tile], lock=self._lock
+        )
+        return self._decode(page, data, tile)
+
+    def _decode(self, page: Any, data: bytes, tile: int) -> np.ndarray:
+        """Tile ``tile`` of ``page`` from its stored bytes, as ``(tile_h, tile_w)``."""
+        keyframe = self._keyframe
+        decode_args: dict[str, Any] = {"_fullsize": True}
+        if page.jpegtables is not None:
+            decode_args["jpegtables"] = page.jpegtables
+        if keyframe.jpegheader is not None:
+            decode_args["jpegheader"] = keyframe.jpegheader
+        decoded = keyframe.decode(data, tile, **decode_args)[0]
+        return decoded.reshape(keyframe.tilelength, keyframe.tilewidth)
 
     def _read_plane(self, index: int, y0: int, y1: int, x0: int, x1: int, out: np.ndarray) -> None:
         """Fill ``out`` (``(y1 - y0, x1 - x0)``) with that region of plane ``index``."""
@@ -119,18 +153,12 @@ class TiledPlanes:
                     out[places[tile][0]] = 0
         if not wanted:
             return
-        decode_args: dict[str, Any] = {"_fullsize": True}
-        if page.jpegtables is not None:
-            decode_args["jpegtables"] = page.jpegtables
-        if keyframe.jpegheader is not None:
-            decode_args["jpegheader"] = keyframe.jpegheader
         segments = page.parent.filehandle.read_segments(
             [offsets[t] for t in wanted], [counts[t] for t in wanted], wanted, lock=self._lock
         )
         for data, tile in segments:
-            decoded = keyframe.decode(data, tile, **decode_args)[0]
             target, source = places[tile]
-            out[target] = decoded.reshape(tile_h, tile_w)[source]
+            out[target] = self._decode(page, data, tile)[source]
 
 
 def _span(selector: Any, size: int) -> tuple[int, int]:
