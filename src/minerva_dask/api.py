@@ -174,7 +174,7 @@ def crop(
         local_cluster=local_cluster,
         memory_limit=memory_limit,
     ) as client:
-        options = compute_options(source, rendering.data, {})
+        options = compute_options(source, {})
         if fmt == "png":
             from .writers.png import to_png
 

@@ -17,9 +17,9 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
@@ -35,6 +35,9 @@ from .geometry import (
 from .kernel import PRESETS, check_styles, composite, fill_background
 from .request import RenderRequest, ResolvedChannel
 from .sources.base import ImageInfo, Source, channels_per_read, tile_mode
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["RenderPlan", "Rendering", "channel_arrays", "plan_render", "render"]
 
@@ -202,6 +205,8 @@ class _TileReader:
 def _tiles(
     source: Source, plan: RenderPlan, mode: str, model: str = "color", fill: tuple[int, ...] = (0,)
 ) -> da.Array:
+    import dask.array as da
+
     reader = _TileReader(source, plan, mode, model, fill)
     name = f"{mode}-" + tokenize(source, plan.grid, plan.channels, plan.z, plan.t, model, fill)
     rows, cols = plan.grid.chunks
@@ -294,15 +299,27 @@ class _ChannelPlanes:
             yield from self.reader[slice(start, start + self.group), self.ys, self.xs]
 
 
+def _chunk_slices(edges: tuple[tuple[int, ...], tuple[int, ...]], row: int, col: int):
+    """Output-pixel ``(y slice, x slice)`` of chunk ``(row, col)`` from the grid's edges."""
+    x_edges, y_edges = edges
+    ys = slice(y_edges[row] - y_edges[0], y_edges[row + 1] - y_edges[0])
+    xs = slice(x_edges[col] - x_edges[0], x_edges[col + 1] - x_edges[0])
+    return ys, xs
+
+
 def _render_chunk(
     reader: _TileReader, spec: _CompositeSpec, group: int, block_id: tuple[int, ...]
 ) -> np.ndarray:
-    """Read and composite output chunk ``block_id`` (row, column, 0), channel group by
-    channel group."""
-    (x_edges, y_edges), (row, col) = spec.edges, block_id[:2]
-    ys = slice(y_edges[row] - y_edges[0], y_edges[row + 1] - y_edges[0])
-    xs = slice(x_edges[col] - x_edges[0], x_edges[col + 1] - x_edges[0])
+    """Read and composite output chunk ``block_id`` (row, column, 0), ``group`` channels
+    at a time."""
+    ys, xs = _chunk_slices(spec.edges, *block_id[:2])
     return _composite_block(_ChannelPlanes(reader, ys, xs, group), spec, block_id)
+
+
+def _server_chunk(reader: _TileReader, spec: _CompositeSpec, block_id: tuple[int, ...]):
+    """Output chunk ``block_id`` as the server composited it (outside: background)."""
+    ys, xs = _chunk_slices(spec.edges, *block_id[:2])
+    return reader[ys, xs]
 
 
 def _composite_block(block: Any, spec: _CompositeSpec, block_id: tuple[int, ...]) -> np.ndarray:
@@ -333,9 +350,15 @@ class Rendering:
     ``data`` is a dask array ``(height, width, 3)`` uint8 (axes ``y, x, rgb``) whose
     chunks line up with the source tiles at ``plan.level``. Nothing is read until it is
     computed (``rendering.compute()``, ``np.asarray(rendering)``, or a writer).
+
+    ``graph`` is its task graph: one task per output chunk, keyed ``(name, row, col, 0)``;
+    ``data`` wraps it in a dask array when first asked (``dask.array`` is imported then,
+    not before: a PNG written on the threaded scheduler never needs it).
     """
 
-    data: da.Array
+    graph: dict[tuple[Any, ...], Any] = field(repr=False)
+    name: str
+    chunks: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
     plan: RenderPlan
     request: RenderRequest
     image: ImageInfo
@@ -343,6 +366,19 @@ class Rendering:
     gamma: float
     background: tuple[int, int, int]
     source: Any = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def data(self) -> da.Array:
+        """The rendering as a dask array ``(height, width, 3)`` uint8."""
+        import dask.array as da
+        from dask.highlevelgraph import HighLevelGraph
+
+        graph = HighLevelGraph.from_collections(self.name, self.graph, dependencies=())
+        return da.Array(graph, self.name, self.chunks, meta=np.empty((0, 0, 0), np.uint8))
+
+    def chunk_keys(self, row: int) -> list[tuple[Any, ...]]:
+        """The graph keys of chunk row ``row``, left to right."""
+        return [(self.name, row, col, 0) for col in range(len(self.chunks[1]))]
 
     @property
     def level(self) -> int:
@@ -352,7 +388,7 @@ class Rendering:
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(height, width, 3)`` in output pixels."""
-        return tuple(self.data.shape)  # type: ignore[return-value]
+        return (sum(self.chunks[0]), sum(self.chunks[1]), 3)
 
     @property
     def downsample(self) -> tuple[float, float]:
@@ -374,7 +410,7 @@ class Rendering:
         in flight (``source.io_concurrency``), so latency is hidden; ``kwargs`` go to
         ``dask.compute`` and win.
         """
-        return self.data.compute(**compute_options(self.source, self.data, kwargs))
+        return self.data.compute(**compute_options(self.source, kwargs))
 
     def preview(self, max_size: int = 512) -> np.ndarray:
         """A small ``(y, x, 3)`` picture of this rendering (rendered from a coarse level)."""
@@ -392,15 +428,23 @@ class Rendering:
         return result if dtype is None else result.astype(dtype)
 
 
-def compute_options(source: Any, data: da.Array, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` for ``compute``, with enough threads for a network source's latency."""
+def uses_threaded_scheduler(kwargs: dict[str, Any]) -> bool:
+    """Whether a compute with ``kwargs`` runs on dask's threaded scheduler (no
+    ``scheduler=`` given, no scheduler or distributed client set as the default)."""
     import dask.threaded
     from dask.base import get_scheduler
 
+    if "scheduler" in kwargs:
+        return get_scheduler(scheduler=kwargs["scheduler"]) is dask.threaded.get
+    return get_scheduler() in (None, dask.threaded.get)
+
+
+def compute_options(source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for ``compute``, with enough threads for a network source's latency."""
     concurrency = getattr(source, "io_concurrency", None)
     if not concurrency or "scheduler" in kwargs or "num_workers" in kwargs:
         return kwargs
-    if get_scheduler(collections=[data]) is not dask.threaded.get:
+    if not uses_threaded_scheduler(kwargs):
         return kwargs  # a distributed client or another scheduler decides
     return {"num_workers": max(int(concurrency), os.cpu_count() or 1), **kwargs}
 
@@ -499,48 +543,36 @@ def render(
         chunk_size=chunk_size,
         align=align,
     )
+    styles = plan.channels if mode == "raw" else _windowed_styles(plan.channels)
+    spec = _CompositeSpec(
+        styles,
+        preset,
+        gamma,
+        background_rgb,
+        (plan.grid.level_width, plan.grid.level_height),
+        (plan.grid.x_edges, plan.grid.y_edges),
+    )
     if mode == "composite":
-        data = _tiles(source, plan, "composite", request.model, background_rgb)
+        reader = _TileReader(source, plan, "composite", request.model, background_rgb)
+        task: tuple[Any, ...] = (_server_chunk, reader, spec)
     else:
-        styles = plan.channels if mode == "raw" else _windowed_styles(plan.channels)
-        rows, cols = plan.grid.chunks
-        spec = _CompositeSpec(
-            styles,
-            preset,
-            gamma,
-            background_rgb,
-            (plan.grid.level_width, plan.grid.level_height),
-            (plan.grid.x_edges, plan.grid.y_edges),
-        )
-        group = channels_per_read(source, plan.level) if mode == "raw" else None
-        if group:
-            reader = _TileReader(source, plan, mode)
-            data = da.map_blocks(
-                _render_chunk,
-                reader,
-                spec,
-                group,
-                chunks=(rows, cols, (3,)),
-                dtype=np.uint8,
-                meta=np.empty((0, 0, 0), np.uint8),
-                name="render-" + tokenize(source, plan.grid, plan.z, plan.t, spec, group),
-            )
-        else:
-            tiles = _tiles(source, plan, mode)
-            data = tiles.map_blocks(
-                _composite_block,
-                spec,
-                drop_axis=0,
-                new_axis=2,
-                chunks=(rows, cols, (3,)),
-                dtype=np.uint8,
-                meta=np.empty((0, 0, 0), np.uint8),
-                name="composite-" + tokenize(tiles.name, spec),
-            )
+        group = (channels_per_read(source, plan.level) if mode == "raw" else None) or len(styles)
+        task = (_render_chunk, _TileReader(source, plan, mode), spec, group)
+    name = f"render-{mode}-" + tokenize(
+        source, plan.grid, plan.channels, plan.z, plan.t, request.model, spec, task[-1]
+    )
+    rows, cols = plan.grid.chunks
+    graph = {
+        (name, row, col, 0): (*task, (row, col, 0))
+        for row in range(len(rows))
+        for col in range(len(cols))
+    }
     default_gamma = _SERVER_GAMMA.get(preset) or PRESETS[preset]["gamma"]
     used_gamma = default_gamma if gamma is None else float(gamma)
     return Rendering(
-        data=data,
+        graph=graph,
+        name=name,
+        chunks=(rows, cols, (3,)),
         plan=plan,
         request=request,
         image=source.info,

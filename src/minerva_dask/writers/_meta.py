@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["ExportResult", "OutputMetadata", "as_rgb_dask"]
 
@@ -62,6 +64,8 @@ class ExportResult:
 def as_rgb_dask(image: Any, chunk: int | None = None) -> da.Array:
     """The ``(y, x, 3)`` uint8 dask array of a Rendering, dask or numpy array, with
     regular chunks (``chunk`` pixels, default the array's first chunk) and one chunk of 3."""
+    import dask.array as da
+
     data = getattr(image, "data", image)
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks=(chunk or 1024, chunk or 1024, 3))

@@ -235,37 +235,53 @@ def encode_png(pixels: np.ndarray, *, level: int = 6, threads: int | None = None
 
 
 def _lazy_or_numpy(image: Any) -> Any:
-    """The dask array of a Rendering, a dask array as is, anything else as numpy."""
+    """A Rendering or dask array as is; anything else as numpy."""
     if isinstance(image, np.ndarray) or hasattr(image, "chunks"):
         return image
-    inner = getattr(image, "data", None)  # a Rendering holds its dask array in .data
-    return inner if hasattr(inner, "chunks") else np.asarray(image)
+    return np.asarray(image)
 
 
 def _row_blocks(
     image: Any, client: Any, compute_kwargs: dict[str, Any], progress: bool
 ) -> Iterator[np.ndarray]:
-    """``image`` as numpy row blocks, top to bottom (a dask array: one row of chunks each,
-    computed while the encoder deflates the rows before)."""
-    data = _lazy_or_numpy(image)
-    if not hasattr(data, "chunks"):
-        yield np.asarray(data)
+    """``image`` as numpy row blocks, top to bottom: for a lazy image one row of chunks at
+    a time, computed while the encoder deflates the rows before."""
+    if not hasattr(image, "chunks"):
+        yield np.asarray(image)
         return
-    from ..graph import compute_options
+    from ..graph import compute_options, uses_threaded_scheduler
     from ._bands import Progress, compute_in_order
 
-    report = Progress(data.numblocks[0] * data.numblocks[1], "PNG", enabled=progress)
+    rows, columns = len(image.chunks[0]), len(image.chunks[1])
+    report = Progress(rows * columns, "PNG", enabled=progress)
+    options = compute_options(getattr(image, "source", None), compute_kwargs)
+    if client is None and hasattr(image, "graph") and uses_threaded_scheduler(options):
+        # A Rendering on the threaded scheduler: run its chunk tasks directly (no
+        # dask.array needed), one row at a time, on every core (or as many threads as
+        # a network source wants tiles in flight).
+        import dask.threaded
 
-    options = compute_options(getattr(image, "source", None), data, compute_kwargs)
-    jobs = (data.blocks[row] for row in range(data.numblocks[0]))
+        threads = options.get("num_workers") or os.cpu_count() or 1
+        jobs: Iterator[Any] = (image.chunk_keys(row) for row in range(rows))
+
+        def compute(keys: list[Any]) -> np.ndarray:
+            row_graph = {key: image.graph[key] for key in keys}  # chunk tasks stand alone
+            blocks = dask.threaded.get(row_graph, keys, num_workers=threads)
+            return np.concatenate(blocks, axis=1)
+
+    else:
+        data = getattr(image, "data", image)
+        jobs = (data.blocks[row] for row in range(rows))
+
+        def compute(job: Any) -> np.ndarray:
+            return job.compute(**options)
+
     # Locally one band at a time (it takes every core; the encoder's threads overlap it);
     # a cluster gets two in flight.
     prefetch = 1 if client is None else 2
-    for rows in compute_in_order(
-        jobs, client=client, prefetch=prefetch, compute=lambda job: job.compute(**options)
-    ):
-        report.advance(data.numblocks[1])
-        yield rows
+    for block in compute_in_order(jobs, client=client, prefetch=prefetch, compute=compute):
+        report.advance(columns)
+        yield block
 
 
 def to_png(
@@ -309,10 +325,11 @@ def to_png(
     'crop.png'
     """
     target = check_output_path(path, overwrite=overwrite)
-    data = _lazy_or_numpy(image)
-    shape = tuple(data.shape)
-    if getattr(data, "dtype", None) != np.uint8:
-        raise OutputError(f"cannot write {target}: PNG needs uint8 pixels, got {data.dtype}")
+    image = _lazy_or_numpy(image)
+    shape = tuple(image.shape)
+    dtype = np.dtype(np.uint8) if hasattr(image, "graph") else image.dtype
+    if dtype != np.uint8:
+        raise OutputError(f"cannot write {target}: PNG needs uint8 pixels, got {dtype}")
     try:
         samples = _samples(shape)
         if not 0 <= level <= 9:
