@@ -107,7 +107,8 @@ class PngWriter:
         Threads deflating bands (default: the machine's cores).
 
     Call :meth:`write` with ``(rows, width[, samples])`` uint8 blocks until ``height`` rows
-    have been given, then :meth:`close`.
+    have been given, then :meth:`close`. Bands are deflated in the background: a block's
+    memory must not change until :meth:`close` returns (the writer keeps no copy).
     """
 
     def __init__(
@@ -147,9 +148,7 @@ class PngWriter:
         if rows.dtype != np.uint8:
             raise ValueError(f"PNG rows must be uint8, got {rows.dtype}")
         expected = (self.width,) if self.samples == 1 else (self.width, self.samples)
-        if rows.ndim == 2 and self.samples == 1:
-            pass
-        elif rows.shape[1:] != expected:
+        if rows.shape[1:] != expected:
             raise ValueError(
                 f"PNG rows must be (n, {', '.join(map(str, expected))}), got {rows.shape}"
             )
