@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
+import time
 import zlib
 
 import imagecodecs
@@ -137,3 +139,42 @@ def test_missing_rows_are_an_error_and_leave_no_file(tmp_path) -> None:
     with pytest.raises(OutputError, match="shape"):
         md.to_png(np.zeros((4, 4, 5), np.uint8), tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+class _SlowRemote:
+    """A file source behaving as a network source: it wants 8 tiles in flight and each
+    read takes 50 ms. Records the most reads that overlapped."""
+
+    io_concurrency = 8
+
+    def __init__(self, inner) -> None:
+        self.inner, self.info = inner, inner.info
+        self._lock = threading.Lock()
+        self.active = self.peak = 0
+
+    def __dask_tokenize__(self):
+        return ("slow", self.inner.__dask_tokenize__())
+
+    def read_region(self, level, rect, channels, *, z=0, t=0):
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(0.05)
+            return self.inner.read_region(level, rect, channels, z=z, t=t)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_streamed_png_keeps_a_network_sources_tiles_in_flight(tiny_ome_tiff, tmp_path) -> None:
+    source = _SlowRemote(md.open_image(tiny_ome_tiff))
+    request = md.parse_request("/0/0/0/?c=1|500:20000$0000FF&region=0,0,1100,700")
+    rendering = md.render(source, request, chunk_size=128)  # 9 x 6 chunks
+    path = md.to_png(rendering, tmp_path / "remote.png")
+    assert source.peak == source.io_concurrency  # not one row of 9, not 2 cores' worth
+    expected = md.render(source.inner, request, chunk_size=128).compute()
+    assert np.array_equal(np.asarray(Image.open(path)), expected)

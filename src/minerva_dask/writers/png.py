@@ -243,8 +243,9 @@ def _lazy_or_numpy(image: Any) -> Any:
 def _row_blocks(
     image: Any, client: Any, compute_kwargs: dict[str, Any], progress: bool
 ) -> Iterator[np.ndarray]:
-    """``image`` as numpy row blocks, top to bottom: for a lazy image one row of chunks at
-    a time, computed while the encoder deflates the rows before."""
+    """``image`` as numpy row blocks, top to bottom. A lazy image is computed a few rows of
+    chunks at a time (enough chunks to keep every thread busy, or every tile a network
+    source wants in flight), while the encoder deflates the rows before."""
     if not hasattr(image, "chunks"):
         yield np.asarray(image)
         return
@@ -254,32 +255,43 @@ def _row_blocks(
     rows, columns = len(image.chunks[0]), len(image.chunks[1])
     report = Progress(rows * columns, "PNG", enabled=progress)
     options = compute_options(getattr(image, "source", None), compute_kwargs)
+    if client is not None:
+        threads = sum(client.nthreads().values())
+    else:
+        threads = options.get("num_workers") or os.cpu_count() or 1
+    step = max(1, -(-threads // columns))  # rows of chunks per job
+    starts = range(0, rows, step)
     if client is None and hasattr(image, "graph") and uses_threaded_scheduler(options):
-        # A Rendering on the threaded scheduler: run its chunk tasks directly (no
-        # dask.array needed), one row at a time, on every core (or as many threads as
-        # a network source wants tiles in flight).
+        # A Rendering on the threaded scheduler: run its chunk tasks directly with
+        # dask.threaded (no dask.array needed).
         import dask.threaded
 
-        threads = options.get("num_workers") or os.cpu_count() or 1
-        jobs: Iterator[Any] = (image.chunk_keys(row) for row in range(rows))
+        jobs: Iterator[Any] = (
+            [image.chunk_keys(row) for row in range(start, min(start + step, rows))]
+            for start in starts
+        )
 
-        def compute(keys: list[Any]) -> np.ndarray:
-            row_graph = {key: image.graph[key] for key in keys}  # chunk tasks stand alone
-            blocks = dask.threaded.get(row_graph, keys, num_workers=threads)
-            return np.concatenate(blocks, axis=1)
+        def compute(keys: list[list[Any]]) -> np.ndarray:
+            flat = [key for row in keys for key in row]
+            graph = {key: image.graph[key] for key in flat}  # chunk tasks stand alone
+            blocks = iter(dask.threaded.get(graph, flat, num_workers=threads))
+            return np.concatenate(
+                [np.concatenate([next(blocks) for _ in row], axis=1) for row in keys]
+            )
 
     else:
         data = getattr(image, "data", image)
-        jobs = (data.blocks[row] for row in range(rows))
+        jobs = (data.blocks[start : start + step] for start in starts)
 
         def compute(job: Any) -> np.ndarray:
             return job.compute(**options)
 
-    # Locally one band at a time (it takes every core; the encoder's threads overlap it);
+    # Locally one job at a time (it takes every thread; the encoder's threads overlap it);
     # a cluster gets two in flight.
     prefetch = 1 if client is None else 2
-    for block in compute_in_order(jobs, client=client, prefetch=prefetch, compute=compute):
-        report.advance(columns)
+    blocks = compute_in_order(jobs, client=client, prefetch=prefetch, compute=compute)
+    for start, block in zip(starts, blocks, strict=True):
+        report.advance(columns * (min(start + step, rows) - start))
         yield block
 
 
