@@ -85,6 +85,10 @@ def composite(
 ) -> np.ndarray:
     """Composite raw ``planes`` ``(c, y, x)`` into ``out`` ``(y, x, 3)`` uint8 and return it.
 
+    ``planes`` is an array, or anything with ``shape``, ``ndim``, ``dtype`` whose iteration
+    yields the ``(y, x)`` planes in order (the graph passes one that reads each plane as
+    it is reached, so only one is held at a time).
+
     ``gamma`` overrides the preset's (``linear``: 1, ``minerva-2018``: 2.2); the output is
     ``acc ** (1 / gamma)``.
 
