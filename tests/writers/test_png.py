@@ -178,3 +178,12 @@ def test_streamed_png_keeps_a_network_sources_tiles_in_flight(tiny_ome_tiff, tmp
     assert source.peak == source.io_concurrency  # not one row of 9, not 2 cores' worth
     expected = md.render(source.inner, request, chunk_size=128).compute()
     assert np.array_equal(np.asarray(Image.open(path)), expected)
+
+
+def test_a_plain_dask_array_is_streamed_too(tmp_path) -> None:
+    import dask.array as da
+
+    pixels = _images(301, 203, 3)["noise"]
+    lazy = da.from_array(pixels, chunks=(64, 100, 3))
+    path = md.to_png(lazy, tmp_path / "dask.png", threads=2)
+    assert np.array_equal(np.asarray(Image.open(path)), pixels)
