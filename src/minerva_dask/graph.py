@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -431,11 +432,17 @@ class Rendering:
 def uses_threaded_scheduler(kwargs: dict[str, Any]) -> bool:
     """Whether a compute with ``kwargs`` runs on dask's threaded scheduler (no
     ``scheduler=`` given, no scheduler or distributed client set as the default)."""
+    import dask
     import dask.threaded
     from dask.base import get_scheduler
 
     if "scheduler" in kwargs:
         return get_scheduler(scheduler=kwargs["scheduler"]) is dask.threaded.get
+    if dask.config.get("scheduler", None) is None and "distributed" not in sys.modules:
+        # No scheduler configured, and no distributed Client can exist without
+        # distributed imported. (get_scheduler would import distributed, 0.15-0.3 s,
+        # just to look for one.)
+        return True
     return get_scheduler() in (None, dask.threaded.get)
 
 
