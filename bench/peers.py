@@ -7,7 +7,8 @@ fresh process, start-up and a level-6 PNG included, timed with its peak RSS. The
 is computed from deflate decode and composite throughput measured here, now.
 
 Peers: pyvips (pyvips-binary), large_image + large-image-source-tifffile (its style
-composites bands by 'lighten', the nearest it has to additive), and a plain single-thread
+composites bands by 'lighten', the nearest it has to additive; it runs in the interpreter
+$MINERVA_DASK_LARGE_IMAGE_PYTHON, which ./run sets up with zarr 2), and a plain single-thread
 tifffile + numpy loop.
 
 Run: ./run bench peers [--repeats 3] [--cases ...]
