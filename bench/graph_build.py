@@ -1,8 +1,8 @@
 """Issue goal: a 100,000 x 100,000 x 40-channel full-resolution request builds and optimises
-its dask graph in under 2 s. Prints the time of each step and the task counts, for both
-graph shapes: channels read together (fused read + composite blockwise layers, as for
-network sources) and channels read one at a time (one render task per chunk, as for TIFF
-pages and one-channel zarr chunks).
+its dask graph in under 2 s. Prints the time of each step and the task counts, for a
+source that reads all channels of a chunk together (network sources) and one that reads
+them one at a time (TIFF pages, one-channel zarr chunks). Both make one task per output
+chunk; "optimise" includes wrapping the task graph in a dask array.
 
 Run: ./run bench graph_build
 """
