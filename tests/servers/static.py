@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from http.server import SimpleHTTPRequestHandler
 from typing import Any
 
@@ -26,10 +28,23 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         header = self.headers.get("Range")
-        self.server.requests_seen.append((self.path, header))  # type: ignore[attr-defined]
+        server: Any = self.server
+        server.requests_seen.append((self.path, header))
         path = self.translate_path(self.path)
         if not header or not os.path.isfile(path):
             return super().do_GET()
+        with server.lock:
+            server.active += 1
+            server.peak_active = max(server.peak_active, server.active)
+        try:
+            time.sleep(server.delay_s)  # latency, as an object store far away has
+            self._send_range(header, path)
+        finally:
+            with server.lock:
+                server.active -= 1
+
+    def _send_range(self, header: str, path: str) -> None:
+        server: Any = self.server
         match = _RANGE.match(header.strip())
         size = os.path.getsize(path)
         if not match:
@@ -49,6 +64,11 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         with open(path, "rb") as fh:
             fh.seek(start)
             body = fh.read(end - start + 1)
+        with server.lock:
+            short, server.short_reads = server.short_reads > 0, max(0, server.short_reads - 1)
+        if short and end > start:  # fault: a well-formed answer holding half the range
+            end = start + (end - start) // 2
+            body = body[: end - start + 1]
         self.send_response(206)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Accept-Ranges", "bytes")
@@ -63,12 +83,21 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
 
 
 class StaticServer(LoopbackServer):
-    """``with StaticServer(folder) as url:`` serves ``folder`` at ``http://127.0.0.1:PORT``."""
+    """``with StaticServer(folder) as url:`` serves ``folder`` at ``http://127.0.0.1:PORT``.
 
-    def __init__(self, directory: str) -> None:
+    Switches on ``server.httpd``: ``delay_s`` before each range answer; ``short_reads``,
+    how many next range answers carry only half the bytes asked. ``peak_active`` counts
+    the most range requests served at once; ``requests_seen`` every (path, Range).
+    """
+
+    def __init__(self, directory: str, delay_s: float = 0.0) -> None:
         handler = lambda *a, **k: RangeRequestHandler(*a, directory=directory, **k)  # noqa: E731
         super().__init__(handler)  # type: ignore[arg-type]
-        self.httpd.requests_seen = []  # type: ignore[attr-defined]
+        httpd: Any = self.httpd
+        httpd.requests_seen = []
+        httpd.lock = threading.Lock()
+        httpd.delay_s, httpd.short_reads = delay_s, 0
+        httpd.active = httpd.peak_active = 0
 
     def __enter__(self) -> str:  # type: ignore[override]
         super().__enter__()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,22 @@ class TiledPlanes:
     Indexing takes, per leading axis, an int, a slice or a list (lists are orthogonal, as
     zarr's ``oindex``), and step-1 slices for Y and X. Absent tiles (offset or byte count
     0, as sparse TIFFs have) read as zeros, as tifffile reads them.
+
+    Tile bytes come from the TIFF's own file handle under ``lock`` (a local file), or from
+    ``fetch(offsets, byte_counts)`` when given: a remote file, read by stateless range
+    requests that threads can have in flight together.
     """
 
-    def __init__(self, level: Any, lock: threading.RLock) -> None:
+    def __init__(
+        self,
+        level: Any,
+        lock: threading.RLock,
+        fetch: Callable[[list[int], list[int]], list[bytes]] | None = None,
+    ) -> None:
         self._level = level
         self._keyframe = level.keyframe
         self._lock = lock
+        self._fetch = fetch
         self._pages: dict[int, Any] = {}
         self.shape: tuple[int, ...] = tuple(level.shape)
         self.dtype = np.dtype(level.dtype)
@@ -112,10 +123,16 @@ class TiledPlanes:
         tile = (y0 // tile_h) * -(-self.shape[-1] // tile_w) + x0 // tile_w
         if not (tile < len(page.dataoffsets) and page.databytecounts[tile]):
             return None
-        ((data, _),) = page.parent.filehandle.read_segments(
-            [page.dataoffsets[tile]], [page.databytecounts[tile]], [tile], lock=self._lock
-        )
+        ((data, _),) = self._segments(page, [tile])
         return self._decode(page, data, tile)
+
+    def _segments(self, page: Any, tiles: list[int]) -> Any:
+        """``(bytes, tile index)`` of each of ``tiles`` of ``page``."""
+        offsets = [page.dataoffsets[t] for t in tiles]
+        counts = [page.databytecounts[t] for t in tiles]
+        if self._fetch is not None:
+            return zip(self._fetch(offsets, counts), tiles, strict=True)
+        return page.parent.filehandle.read_segments(offsets, counts, tiles, lock=self._lock)
 
     def _decode(self, page: Any, data: bytes, tile: int) -> np.ndarray:
         """Tile ``tile`` of ``page`` from its stored bytes, as ``(tile_h, tile_w)``."""
@@ -153,10 +170,7 @@ class TiledPlanes:
                     out[places[tile][0]] = 0
         if not wanted:
             return
-        segments = page.parent.filehandle.read_segments(
-            [offsets[t] for t in wanted], [counts[t] for t in wanted], wanted, lock=self._lock
-        )
-        for data, tile in segments:
+        for data, tile in self._segments(page, wanted):
             target, source = places[tile]
             out[target] = self._decode(page, data, tile)[source]
 

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 # Strip-organised levels are read in blocks of about this many pixels, full width.
 _STRIP_BLOCK_PIXELS = 1 << 20
+# Tile range requests a remote TIFF keeps in flight (threads on the threaded scheduler).
+REMOTE_CONCURRENCY = 16
 # More samples per pixel than this is not a colour image: such files hold planes.
 _MAX_PLAUSIBLE_SAMPLES = 4
 
@@ -71,9 +73,10 @@ class _Opened:
                 )
             self.series = self.tif.series[series]
             lock = threading.RLock()
+            fetch = _range_reader(ref, storage_options) if is_url(ref) else None
             levels = self.series.levels
             self.levels: list[Any] = [
-                TiledPlanes(level, lock) if TiledPlanes.supports(level) else None
+                TiledPlanes(level, lock, fetch) if TiledPlanes.supports(level) else None
                 for level in levels
             ]
             if None in self.levels:  # another layout: tifffile's zarr store reads it
@@ -95,6 +98,40 @@ class _Opened:
             self.tif.close()
         if self._fileobj is not None:
             self._fileobj.close()
+
+
+def _range_reader(ref: str, storage_options: dict[str, Any]) -> Any:
+    """``fetch(offsets, byte_counts) -> [bytes]`` for a remote TIFF: all ranges requested
+    together (fsspec ``cat_ranges``), stateless, so threads keep many in flight; transient
+    failures and short answers retried with backoff, then an error naming file and bytes."""
+    import fsspec
+
+    from ._http import RetryPolicy, call_with_retries
+
+    fs, path = fsspec.core.url_to_fs(ref, **storage_options)
+    policy = RetryPolicy()
+
+    def fetch(offsets: list[int], counts: list[int]) -> list[bytes]:
+        ends = [o + c for o, c in zip(offsets, counts, strict=True)]
+        what = f"{redact_url(ref)} bytes {min(offsets)}-{max(ends)} ({len(offsets)} tiles)"
+
+        def once() -> tuple[list[bytes] | None, OSError | None]:
+            try:
+                chunks = fs.cat_ranges([path] * len(offsets), offsets, ends)
+            except (FileNotFoundError, PermissionError) as exc:
+                return None, exc  # gone or forbidden: retrying will not help
+            if any(len(b) != c for b, c in zip(chunks, counts, strict=True)):
+                raise ValueError("fewer bytes than asked came back (truncated)")  # retried
+            return chunks, None
+
+        chunks, permanent = call_with_retries(
+            once, what=what, policy=policy, transient=(OSError, TimeoutError)
+        )
+        if permanent is not None:
+            raise permanent
+        return chunks  # type: ignore[return-value]
+
+    return fetch
 
 
 class OmeTiffSource(CachedHandleSource):
@@ -123,6 +160,8 @@ class OmeTiffSource(CachedHandleSource):
         self.ref = os.fspath(ref)
         self.series = series
         self.storage_options = dict(storage_options or {})
+        if is_url(self.ref):  # range requests in flight at once, to hide their latency
+            self.io_concurrency = REMOTE_CONCURRENCY
         exists_or_raise(self.ref, self.storage_options)
         self._info: ImageInfo | None = None
         self._axes = ""
@@ -225,6 +264,8 @@ def _rebuild(
     source = OmeTiffSource.__new__(OmeTiffSource)
     source.ref, source.series, source.storage_options = ref, series, storage_options
     source._info, source._axes = info, axes
+    if is_url(ref):
+        source.io_concurrency = REMOTE_CONCURRENCY
     return source
 
 
