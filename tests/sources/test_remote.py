@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from pathlib import Path
@@ -142,7 +141,7 @@ def slow_http(tiny_ome_tiff, tmp_path):
 def test_remote_tiff_tiles_are_fetched_many_at_once(slow_http, tiny_ome_tiff) -> None:
     url, httpd = slow_http
     remote = md.open_image(f"{url}/tiny.ome.tif")
-    assert remote.io_concurrency > (os.cpu_count() or 1)
+    assert remote.io_concurrency >= 8  # threads the threaded scheduler gets for it
     httpd.delay_s = 0.1  # 100 ms a range: latency is hidden only by requests in flight
     request = md.parse_request("/0/0/0/?c=1,2,3&region=0,0,1024,512&max_size=10000")
     got = md.render(remote, request, chunk_size=256).compute()  # 8 chunks x 3 channels
