@@ -7,7 +7,24 @@ from typing import Any
 
 from ..errors import SourceError, SourceNotFoundError
 
-__all__ = ["exists_or_raise", "is_url", "local_path", "redact_url"]
+__all__ = [
+    "REMOTE_CONCURRENCY",
+    "exists_or_raise",
+    "is_url",
+    "local_path",
+    "redact_url",
+    "remote_concurrency",
+]
+
+
+# Reads a remote file source keeps in flight (threads on the threaded scheduler): range
+# requests to an object store or web server take tens of milliseconds each.
+REMOTE_CONCURRENCY = 16
+
+
+def remote_concurrency(ref: str) -> int | None:
+    """Reads to keep in flight for ``ref``: many when remote, ``None`` (the cores) when local."""
+    return REMOTE_CONCURRENCY if is_url(ref) else None
 
 
 def is_url(ref: str) -> bool:

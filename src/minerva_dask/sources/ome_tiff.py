@@ -26,7 +26,7 @@ from ..errors import SourceError, TileReadError
 from ..geometry import Rect
 from ..ome_xml import OmeImage, parse_ome_images
 from ._axes import check_axes, read_block
-from ._fs import exists_or_raise, is_url, local_path, redact_url
+from ._fs import exists_or_raise, is_url, local_path, redact_url, remote_concurrency
 from ._tiff_tiles import TiledPlanes
 from .base import (
     CachedHandleSource,
@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 # Strip-organised levels are read in blocks of about this many pixels, full width.
 _STRIP_BLOCK_PIXELS = 1 << 20
-# Tile range requests a remote TIFF keeps in flight (threads on the threaded scheduler).
-REMOTE_CONCURRENCY = 16
 # More samples per pixel than this is not a colour image: such files hold planes.
 _MAX_PLAUSIBLE_SAMPLES = 4
 
@@ -160,8 +158,6 @@ class OmeTiffSource(CachedHandleSource):
         self.ref = os.fspath(ref)
         self.series = series
         self.storage_options = dict(storage_options or {})
-        if is_url(self.ref):  # range requests in flight at once, to hide their latency
-            self.io_concurrency = REMOTE_CONCURRENCY
         exists_or_raise(self.ref, self.storage_options)
         self._info: ImageInfo | None = None
         self._axes = ""
@@ -170,6 +166,11 @@ class OmeTiffSource(CachedHandleSource):
     # -- pickling: arguments only, handles reopen lazily in the worker -----------------
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self.ref, self.series, self.storage_options, self._info, self._axes))
+
+    @property
+    def io_concurrency(self) -> int | None:
+        """Reads to keep in flight: many for a remote file, to hide request latency."""
+        return remote_concurrency(self.ref)
 
     def __repr__(self) -> str:
         return f"OmeTiffSource({redact_url(self.ref)!r}, series={self.series})"
@@ -264,8 +265,6 @@ def _rebuild(
     source = OmeTiffSource.__new__(OmeTiffSource)
     source.ref, source.series, source.storage_options = ref, series, storage_options
     source._info, source._axes = info, axes
-    if is_url(ref):
-        source.io_concurrency = REMOTE_CONCURRENCY
     return source
 
 

@@ -20,7 +20,7 @@ from ..errors import SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect
 from ..request import parse_color
 from ._axes import check_axes, read_block
-from ._fs import is_url, local_path, redact_url
+from ._fs import is_url, local_path, redact_url, remote_concurrency
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -124,6 +124,11 @@ class OmeZarrSource(CachedHandleSource):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self.ref, self.series, self.storage_options, self._info, self._axes))
+
+    @property
+    def io_concurrency(self) -> int | None:
+        """Reads to keep in flight: many for a remote store, to hide request latency."""
+        return remote_concurrency(self.ref)
 
     def __repr__(self) -> str:
         return f"OmeZarrSource({redact_url(self.ref)!r})"
