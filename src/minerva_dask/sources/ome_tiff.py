@@ -71,7 +71,9 @@ class _Opened:
                 )
             self.series = self.tif.series[series]
             lock = threading.RLock()
-            fetch = _range_reader(ref, storage_options) if is_url(ref) else None
+            fetch = None
+            if self._fileobj is not None:  # remote: the file's own filesystem, by ranges
+                fetch = _range_reader(self._fileobj.fs, self._fileobj.path, ref)
             levels = self.series.levels
             self.levels: list[Any] = [
                 TiledPlanes(level, lock, fetch) if TiledPlanes.supports(level) else None
@@ -98,15 +100,13 @@ class _Opened:
             self._fileobj.close()
 
 
-def _range_reader(ref: str, storage_options: dict[str, Any]) -> Any:
-    """``fetch(offsets, byte_counts) -> [bytes]`` for a remote TIFF: all ranges requested
-    together (fsspec ``cat_ranges``), stateless, so threads keep many in flight; transient
-    failures and short answers retried with backoff, then an error naming file and bytes."""
-    import fsspec
-
+def _range_reader(fs: Any, path: str, ref: str) -> Any:
+    """``fetch(offsets, byte_counts) -> [bytes]`` for a remote TIFF at ``path`` on the
+    fsspec filesystem ``fs``: all ranges requested together (``cat_ranges``), stateless, so
+    threads keep many in flight; transient failures and short answers retried with
+    backoff, then an error naming the file (``ref``, redacted) and the bytes."""
     from ._http import RetryPolicy, call_with_retries
 
-    fs, path = fsspec.core.url_to_fs(ref, **storage_options)
     policy = RetryPolicy()
 
     def fetch(offsets: list[int], counts: list[int]) -> list[bytes]:
