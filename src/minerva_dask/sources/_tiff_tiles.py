@@ -101,10 +101,12 @@ class TiledPlanes:
                     (*keep, slice(None), slice(None))
                 ]
         out = np.empty((*map(len, picked), y1 - y0, x1 - x0), self.dtype)
+        pieces: list[_Piece] = []
         for position in itertools.product(*(range(len(p)) for p in picked)):
             plane = [p[i] for p, i in zip(picked, position, strict=True)]
             page = int(np.ravel_multi_index(plane, self.shape[:-2])) if plane else 0
-            self._read_plane(page, y0, y1, x0, x1, out[position])
+            pieces += self._plan_plane(page, y0, y1, x0, x1, out[position])
+        self._fill(pieces)
         return out[(*keep, slice(None), slice(None))]
 
     def _page(self, index: int) -> Any:
@@ -134,6 +136,27 @@ class TiledPlanes:
             return zip(self._fetch(offsets, counts), tiles, strict=True)
         return page.parent.filehandle.read_segments(offsets, counts, tiles, lock=self._lock)
 
+    def _fill(self, pieces: list[_Piece]) -> None:
+        """Read, decode and place every piece: a remote file in one batch of range
+        requests (all planes and tiles in flight together), a local one page by page."""
+        if not pieces:
+            return
+        if self._fetch is not None:
+            datas = self._fetch(
+                [p.page.dataoffsets[p.tile] for p in pieces],
+                [p.page.databytecounts[p.tile] for p in pieces],
+            )
+            for piece, data in zip(pieces, datas, strict=True):
+                piece.place(self._decode(piece.page, data, piece.tile))
+            return
+        by_page: dict[int, list[_Piece]] = {}
+        for piece in pieces:
+            by_page.setdefault(id(piece.page), []).append(piece)
+        for group in by_page.values():
+            page, by_tile = group[0].page, {p.tile: p for p in group}
+            for data, tile in self._segments(page, list(by_tile)):
+                by_tile[tile].place(self._decode(page, data, tile))
+
     def _decode(self, page: Any, data: bytes, tile: int) -> np.ndarray:
         """Tile ``tile`` of ``page`` from its stored bytes, as ``(tile_h, tile_w)``."""
         keyframe = self._keyframe
@@ -145,34 +168,43 @@ class TiledPlanes:
         decoded = keyframe.decode(data, tile, **decode_args)[0]
         return decoded.reshape(keyframe.tilelength, keyframe.tilewidth)
 
-    def _read_plane(self, index: int, y0: int, y1: int, x0: int, x1: int, out: np.ndarray) -> None:
-        """Fill ``out`` (``(y1 - y0, x1 - x0)``) with that region of plane ``index``."""
+    def _plan_plane(
+        self, index: int, y0: int, y1: int, x0: int, x1: int, out: np.ndarray
+    ) -> list[_Piece]:
+        """The stored tiles that fill ``out`` (``(y1 - y0, x1 - x0)``) from plane ``index``;
+        parts whose tile is absent are zeroed here."""
         if y1 <= y0 or x1 <= x0:
-            return
+            return []
         page, keyframe = self._page(index), self._keyframe
         tile_w, tile_h = keyframe.tilewidth, keyframe.tilelength
         across = -(-self.shape[-1] // tile_w)
         offsets, counts = page.dataoffsets, page.databytecounts
-        wanted, places = [], {}
+        pieces = []
         for ty in range(y0 // tile_h, -(-y1 // tile_h)):
             for tx in range(x0 // tile_w, -(-x1 // tile_w)):
                 tile = ty * across + tx
                 ty0, tx0 = ty * tile_h, tx * tile_w
                 ya, yb = max(y0, ty0), min(y1, ty0 + tile_h)
                 xa, xb = max(x0, tx0), min(x1, tx0 + tile_w)
-                places[tile] = (
-                    (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0)),
-                    (slice(ya - ty0, yb - ty0), slice(xa - tx0, xb - tx0)),
-                )
+                target = out[ya - y0 : yb - y0, xa - x0 : xb - x0]
                 if tile < len(offsets) and offsets[tile] and counts[tile]:
-                    wanted.append(tile)
+                    source = (slice(ya - ty0, yb - ty0), slice(xa - tx0, xb - tx0))
+                    pieces.append(_Piece(page, tile, target, source))
                 else:
-                    out[places[tile][0]] = 0
-        if not wanted:
-            return
-        for data, tile in self._segments(page, wanted):
-            target, source = places[tile]
-            out[target] = self._decode(page, data, tile)[source]
+                    target[...] = 0
+        return pieces
+
+
+class _Piece:
+    """One stored tile of one page and where its part goes in the output."""
+
+    __slots__ = ("page", "source", "target", "tile")
+
+    def __init__(self, page: Any, tile: int, target: np.ndarray, source: tuple[slice, ...]):
+        self.page, self.tile, self.target, self.source = page, tile, target, source
+
+    def place(self, decoded: np.ndarray) -> None:
+        self.target[...] = decoded[self.source]
 
 
 def _span(selector: Any, size: int) -> tuple[int, int]:
