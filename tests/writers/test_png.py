@@ -187,3 +187,25 @@ def test_a_plain_dask_array_is_streamed_too(tmp_path) -> None:
     lazy = da.from_array(pixels, chunks=(64, 100, 3))
     path = md.to_png(lazy, tmp_path / "dask.png", threads=2)
     assert np.array_equal(np.asarray(Image.open(path)), pixels)
+
+
+class _BreaksHalfway(_SlowRemote):
+    """Reads below row 300 fail, as a server that goes away mid-render."""
+
+    io_concurrency = None
+
+    def read_region(self, level, rect, channels, *, z=0, t=0):
+        if rect.y >= 300:
+            raise md.TileReadError(f"tile at y={rect.y:g} is gone")
+        return self.inner.read_region(level, rect, channels, z=z, t=t)
+
+
+def test_a_read_failure_mid_stream_names_the_tile_and_leaves_no_file(tiny_ome_tiff, tmp_path):
+    source = _BreaksHalfway(md.open_image(tiny_ome_tiff))
+    request = md.parse_request("/0/0/0/?c=1|500:20000$0000FF&region=0,0,1100,700")
+    rendering = md.render(source, request, chunk_size=128)
+    (tmp_path / "keep.png").write_bytes(b"old")
+    with pytest.raises(md.TileReadError, match=r"tile at y=\d+ is gone"):
+        md.to_png(rendering, tmp_path / "keep.png")
+    assert (tmp_path / "keep.png").read_bytes() == b"old"  # the old file is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]  # no temporary left
