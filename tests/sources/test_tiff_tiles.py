@@ -72,6 +72,10 @@ def test_generated_pyramid_edges_equal_tifffile(tiny_ome_tiff, tiny_data) -> Non
         np.testing.assert_array_equal(level0[1, 256:512, 512:768], tiny_data[1, 256:512, 512:768])
         np.testing.assert_array_equal(level0[2:3, 0:256, 0:256], tiny_data[2:3, :256, :256])
         np.testing.assert_array_equal(level0[[0], 512:768, 0:256], tiny_data[[0], 512:768, :256])
+        # a plane asked twice: both copies filled (its tiles read once)
+        np.testing.assert_array_equal(
+            level0[[1, 1], 0:300, 100:400], tiny_data[[1, 1], :300, 100:400]
+        )
 
 
 def test_absent_tiles_read_as_zeros(tmp_path) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -91,22 +91,18 @@ class TiledPlanes:
             else:
                 picked.append([axis[i] for i in selector])
                 keep.append(slice(None))
-        if all(len(p) == 1 for p in picked):  # one plane: one whole tile needs no copy
-            page = (
-                int(np.ravel_multi_index([p[0] for p in picked], self.shape[:-2])) if picked else 0
-            )
-            tile = self._whole_tile(page, y0, y1, x0, x1)
-            if tile is not None:
-                return tile.reshape((1,) * len(picked) + tile.shape)[
-                    (*keep, slice(None), slice(None))
-                ]
         out = np.empty((*map(len, picked), y1 - y0, x1 - x0), self.dtype)
         pieces: list[_Piece] = []
         for position in itertools.product(*(range(len(p)) for p in picked)):
             plane = [p[i] for p, i in zip(picked, position, strict=True)]
             page = int(np.ravel_multi_index(plane, self.shape[:-2])) if plane else 0
             pieces += self._plan_plane(page, y0, y1, x0, x1, out[position])
-        self._fill(pieces)
+        if len(pieces) == 1 and pieces[0].target.size == out.size == pieces[0].tile_size:
+            # exactly one whole stored tile: hand it over as decoded, no copy
+            ((_, tile),) = self._decoded(pieces)
+            return tile.reshape(out.shape)[(*keep, slice(None), slice(None))]
+        for piece, decoded in self._decoded(pieces):
+            piece.place(decoded)
         return out[(*keep, slice(None), slice(None))]
 
     def _page(self, index: int) -> Any:
@@ -116,46 +112,40 @@ class TiledPlanes:
                 page = self._pages[index] = self._level.pages[index]
         return page
 
-    def _whole_tile(self, index: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
-        """The decoded tile itself when ``[y0:y1, x0:x1]`` is exactly one stored tile."""
-        tile_w, tile_h = self._keyframe.tilewidth, self._keyframe.tilelength
-        if (y0 % tile_h, x0 % tile_w, y1 - y0, x1 - x0) != (0, 0, tile_h, tile_w):
-            return None
-        page = self._page(index)
-        tile = (y0 // tile_h) * -(-self.shape[-1] // tile_w) + x0 // tile_w
-        if not (tile < len(page.dataoffsets) and page.databytecounts[tile]):
-            return None
-        ((data, _),) = self._segments(page, [tile])
-        return self._decode(page, data, tile)
-
-    def _segments(self, page: Any, tiles: list[int]) -> Any:
-        """``(bytes, tile index)`` of each of ``tiles`` of ``page``."""
-        offsets = [page.dataoffsets[t] for t in tiles]
-        counts = [page.databytecounts[t] for t in tiles]
-        if self._fetch is not None:
-            return zip(self._fetch(offsets, counts), tiles, strict=True)
-        return page.parent.filehandle.read_segments(offsets, counts, tiles, lock=self._lock)
-
-    def _fill(self, pieces: list[_Piece]) -> None:
-        """Read, decode and place every piece: a remote file in one batch of range
-        requests (all planes and tiles in flight together), a local one page by page."""
-        if not pieces:
-            return
-        if self._fetch is not None:
-            datas = self._fetch(
-                [p.page.dataoffsets[p.tile] for p in pieces],
-                [p.page.databytecounts[p.tile] for p in pieces],
-            )
-            for piece, data in zip(pieces, datas, strict=True):
-                piece.place(self._decode(piece.page, data, piece.tile))
-            return
-        by_page: dict[int, list[_Piece]] = {}
+    def _decoded(self, pieces: list[_Piece]) -> Iterator[tuple[_Piece, np.ndarray]]:
+        """Each piece with its whole decoded tile; a tile wanted by several pieces (a plane
+        asked twice) is read and decoded once. A remote file fetches every tile in one
+        batch of range requests (all planes and tiles in flight together); a local one is
+        read page by page through the TIFF's file handle, under the lock."""
+        wanted: dict[tuple[int, int], list[_Piece]] = {}
         for piece in pieces:
-            by_page.setdefault(id(piece.page), []).append(piece)
-        for group in by_page.values():
-            page, by_tile = group[0].page, {p.tile: p for p in group}
-            for data, tile in self._segments(page, list(by_tile)):
-                by_tile[tile].place(self._decode(page, data, tile))
+            wanted.setdefault((id(piece.page), piece.tile), []).append(piece)
+        if self._fetch is not None and wanted:
+            first = [group[0] for group in wanted.values()]
+            datas = self._fetch(
+                [p.page.dataoffsets[p.tile] for p in first],
+                [p.page.databytecounts[p.tile] for p in first],
+            )
+            for piece, data in zip(first, datas, strict=True):
+                decoded = self._decode(piece.page, data, piece.tile)
+                for same in wanted[(id(piece.page), piece.tile)]:
+                    yield same, decoded
+            return
+        by_page: dict[int, list[int]] = {}
+        for page_id, tile in wanted:
+            by_page.setdefault(page_id, []).append(tile)
+        for page_id, tiles in by_page.items():
+            page = wanted[(page_id, tiles[0])][0].page
+            segments = page.parent.filehandle.read_segments(
+                [page.dataoffsets[t] for t in tiles],
+                [page.databytecounts[t] for t in tiles],
+                tiles,
+                lock=self._lock,
+            )
+            for data, tile in segments:
+                decoded = self._decode(page, data, tile)
+                for same in wanted[(page_id, tile)]:
+                    yield same, decoded
 
     def _decode(self, page: Any, data: bytes, tile: int) -> np.ndarray:
         """Tile ``tile`` of ``page`` from its stored bytes, as ``(tile_h, tile_w)``."""
@@ -202,6 +192,11 @@ class _Piece:
 
     def __init__(self, page: Any, tile: int, target: np.ndarray, source: tuple[slice, ...]):
         self.page, self.tile, self.target, self.source = page, tile, target, source
+
+    @property
+    def tile_size(self) -> int:
+        """Pixels in the whole stored tile."""
+        return self.page.keyframe.tilewidth * self.page.keyframe.tilelength
 
     def place(self, decoded: np.ndarray) -> None:
         self.target[...] = decoded[self.source]
