@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import minerva_dask as md
+from minerva_dask.sources.base import channels_per_read
 from tests.reference import independent_pyramid
 from tests.servers.static import StaticServer
 
@@ -142,6 +143,9 @@ def test_remote_tiff_tiles_are_fetched_many_at_once(slow_http, tiny_ome_tiff) ->
     url, httpd = slow_http
     remote = md.open_image(f"{url}/tiny.ome.tif")
     assert remote.io_concurrency >= 8  # threads the threaded scheduler gets for it
+    # a chunk fetches all its channels in one batch (locally: one channel at a time)
+    assert channels_per_read(remote, 0) is None
+    assert channels_per_read(md.open_image(tiny_ome_tiff), 0) == 1
     httpd.delay_s = 0.1  # 100 ms a range: latency is hidden only by requests in flight
     request = md.parse_request("/0/0/0/?c=1,2,3&region=0,0,1024,512&max_size=10000")
     got = md.render(remote, request, chunk_size=256).compute()  # 8 chunks x 3 channels

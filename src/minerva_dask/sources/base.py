@@ -184,9 +184,12 @@ def channels_per_read(source: Any, level: int) -> int | None:
     ``1`` when every channel is stored apart (a TIFF page, a zarr chunk of one channel):
     a render then reads and composites the channels of a chunk one at a time, and a task
     holds one plane, not all of them. ``n`` when ``n`` channels share a stored chunk.
-    ``None`` (the default): read all shown channels of a chunk at once (network sources
-    fetch them in parallel).
+    ``None`` (the default, and always for a source that reads over a network, one with an
+    ``io_concurrency``): read all shown channels of a chunk at once, so a network source
+    fetches them together and pays its latency once per chunk, not once per channel.
     """
+    if getattr(source, "io_concurrency", None):
+        return None
     hint = getattr(source, "channels_per_read", None)
     return hint(level) if callable(hint) else None
 

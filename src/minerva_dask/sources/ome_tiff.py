@@ -242,11 +242,7 @@ class OmeTiffSource(CachedHandleSource):
 
     # -- pixels ----------------------------------------------------------------------
     def channels_per_read(self, level: int) -> int | None:
-        """1 where each channel is its own tiled page of a local file (read alone at no
-        extra cost); remote files read all shown channels of a chunk in one batch of range
-        requests, so latency is paid once per chunk, not once per channel."""
-        if is_url(self.ref):
-            return None
+        """1 where each channel is its own tiled page (read alone at no extra cost)."""
         return 1 if isinstance(self._handle().levels[level], TiledPlanes) else None
 
     def read_region(
