@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+import zlib_ng.zlib_ng as zng
 
 from ..errors import OutputError
 from ._atomic import atomic_write, check_output_path
@@ -40,8 +41,6 @@ _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> PNG colour type
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
-    import zlib_ng.zlib_ng as zng
-
     crc = zng.crc32(payload, zng.crc32(kind))
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
@@ -82,8 +81,6 @@ def _deflate_band(
 ) -> tuple[bytes, np.ndarray]:
     """One band as an ``IDAT`` chunk of raw deflate ending in a sync flush, and the
     filtered bytes it holds (for the stream's Adler-32)."""
-    import zlib_ng.zlib_ng as zng
-
     filtered = _filter_rows(rows, previous, bpp)
     deflater = zng.compressobj(level, zng.DEFLATED, -15)
     body = deflater.compress(filtered) + deflater.flush(zng.Z_SYNC_FLUSH)
@@ -121,8 +118,6 @@ class PngWriter:
         level: int = 6,
         threads: int | None = None,
     ) -> None:
-        import zlib_ng.zlib_ng as zng
-
         if not (0 < width < 2**31 and 0 < height < 2**31):
             raise ValueError(f"a PNG needs 1 to 2**31-1 pixels a side, got {width} x {height}")
         if samples not in _COLOUR_TYPES:
@@ -165,16 +160,12 @@ class PngWriter:
         self._rows_given += flat.shape[0]
 
     def _write_next(self) -> None:
-        import zlib_ng.zlib_ng as zng
-
         chunk, filtered = self._pending.popleft().result()
         self.fh.write(chunk)
         self._adler = zng.adler32(filtered, self._adler)
 
     def close(self) -> None:
         """Finish the stream (final block, Adler-32, ``IEND``); all rows must be given."""
-        import zlib_ng.zlib_ng as zng
-
         try:
             while self._pending:
                 self._write_next()
