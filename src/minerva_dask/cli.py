@@ -10,10 +10,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
 from .errors import MinervaDaskError, RequestError
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 _CROP_HELP = """\
 Render a composite of chosen channels of a microscopy image to a picture file.
@@ -48,12 +47,26 @@ def _storage_option(text: str) -> tuple[str, object]:
     return key, parsed
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (reading package
+    metadata takes 10-30 ms of every start-up otherwise)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from . import __version__
+
+        print(f"{parser.prog} {__version__}")
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minerva-dask",
         description="Render composites of huge multiplexed microscopy images, tile by tile.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     crop = commands.add_parser(
         "crop",
@@ -384,5 +397,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours.propagate = True
 
 
+def run() -> None:
+    """The ``minerva-dask`` console script: :func:`main`, then exit with its code.
+
+    Before exiting, every object is moved out of the cyclic garbage collector's reach
+    (``gc.freeze``): the interpreter's last collections would otherwise walk every object
+    of numpy, tifffile and ours, 10-15 ms of a 0.2 s crop, for memory the operating
+    system reclaims anyway. Outputs are closed by then; atexit handlers still run and
+    buffered output is still flushed.
+    """
+    code = main()
+    import gc
+
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
