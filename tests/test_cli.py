@@ -155,3 +155,60 @@ def test_png_is_written_atomically_with_the_usual_permissions(tmp_path, tiny_ome
     os.umask(umask)
     assert mode == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temporary file left
+
+
+def test_version_names_the_installed_package(capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"minerva-dask {md.__version__}\n"
+
+
+_CROP_AND_LIST_DASK = """
+import sys
+from minerva_dask.cli import main
+from minerva_dask.graph import dask_may_be_configured
+configured = dask_may_be_configured()
+for region, out in zip(sys.argv[2::2], sys.argv[3::2]):
+    code = main(["crop", "/0/0/0/?c=1|500:20000$0000FF,3|300:9000$FF8000&region=" + region,
+                 "--image", sys.argv[1], "-o", out, "-q"])
+    assert code == 0, code
+print(configured, "dask" in sys.modules)
+"""
+
+
+def _crop_in_fresh_process(tiny_ome_tiff, tmp_path, extra_env: dict[str, str]):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env.update(HOME=str(tmp_path), **extra_env)  # no ~/.config/dask either
+    regions = {"-150,-80,1400,900": tmp_path / "whole.png", "0,0,400,300": tmp_path / "one.png"}
+    args = [item for region, out in regions.items() for item in (region, str(out))]
+    result = subprocess.run(
+        [sys.executable, "-c", _CROP_AND_LIST_DASK, str(tiny_ome_tiff), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    source = md.open_image(tiny_ome_tiff)
+    for region, out in regions.items():
+        request = md.parse_request(
+            f"/0/0/0/?c=1|500:20000$0000FF,3|300:9000$FF8000&region={region}"
+        )
+        expected = md.render(source, request).compute()
+        np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+    return result.stdout.split()
+
+
+def test_a_png_crop_never_imports_dask_when_nothing_configured_it(tiny_ome_tiff, tmp_path):
+    configured, dask_loaded = _crop_in_fresh_process(tiny_ome_tiff, tmp_path, {})
+    if configured == "True":
+        pytest.skip("this installation has a dask configuration file")
+    assert dask_loaded == "False"  # its chunk tasks ran on a thread pool; same pixels
+
+
+def test_a_png_crop_follows_dask_configuration_from_the_environment(tiny_ome_tiff, tmp_path):
+    configured, dask_loaded = _crop_in_fresh_process(
+        tiny_ome_tiff, tmp_path, {"DASK_SCHEDULER": "synchronous"}
+    )
+    assert (configured, dask_loaded) == ("True", "True")

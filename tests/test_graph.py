@@ -229,3 +229,52 @@ def test_bad_render_options_are_rejected_before_any_read(tiny_ome_tiff) -> None:
     )
     with pytest.raises(md.RequestError, match="only rendered by an OMERO server"):
         md.render(source, family)
+
+
+class _BrokenChannel:
+    """Wraps a source; channel ``broken`` (0-based) cannot be read."""
+
+    def __init__(self, source, broken: int) -> None:
+        self.inner, self.broken, self.info = source, broken, source.info
+
+    def channels_per_read(self, level):
+        return 1
+
+    def read_region(self, level, rect, channels, *, z=0, t=0):
+        if self.broken in channels:
+            raise md.TileReadError(f"channel {self.broken + 1} tile is corrupt")
+        return self.inner.read_region(level, rect, channels, z=z, t=t)
+
+
+def test_reading_channels_ahead_gives_the_same_pixels(tiny_ome_tiff) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = md.open_image(tiny_ome_tiff)
+    request = md.parse_request("/0/0/0/?c=1,2,3&region=-300,0,1600,700&max_size=5000")
+    rendering = md.render(source, request, chunk_size=256)
+    expected = rendering.compute()
+    rows, cols = (len(c) for c in rendering.chunks[:2])
+    with ThreadPoolExecutor(4) as reads:
+        for ahead in (1, 2, 5):
+            got = np.concatenate(
+                [
+                    np.concatenate(
+                        [
+                            rendering.compute_chunk(r, c, reads=reads, ahead=ahead)
+                            for c in range(cols)
+                        ],
+                        axis=1,
+                    )
+                    for r in range(rows)
+                ]
+            )
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_a_read_failing_ahead_surfaces_in_its_chunk(tiny_ome_tiff) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = _BrokenChannel(md.open_image(tiny_ome_tiff), broken=2)
+    rendering = md.render(source, md.parse_request("/0/0/0/?c=1,2,3&region=0,0,500,500"))
+    with ThreadPoolExecutor(2) as reads, pytest.raises(md.TileReadError, match="channel 3"):
+        rendering.compute_chunk(0, 0, reads=reads, ahead=2)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from dask.base import tokenize
 
 from .errors import RequestError
 from .geometry import (
@@ -207,6 +208,7 @@ def _tiles(
     source: Source, plan: RenderPlan, mode: str, model: str = "color", fill: tuple[int, ...] = (0,)
 ) -> da.Array:
     import dask.array as da
+    from dask.base import tokenize
 
     reader = _TileReader(source, plan, mode, model, fill)
     name = f"{mode}-" + tokenize(source, plan.grid, plan.channels, plan.z, plan.t, model, fill)
@@ -288,16 +290,45 @@ class _CompositeSpec:
 class _ChannelPlanes:
     """The shown channels of one chunk as ``(c, y, x)`` planes, read ``group`` channels at
     a time while the kernel iterates over them (only ``shape``, ``dtype``, ``ndim`` and
-    iteration, which is all :func:`kernel.composite` uses)."""
+    iteration, which is all :func:`kernel.composite` uses).
 
-    def __init__(self, reader: _TileReader, ys: slice, xs: slice, group: int) -> None:
+    With an executor ``reads``, up to ``ahead`` further groups are read on it while the
+    kernel composites the current one (for chunks that have cores to spare)."""
+
+    def __init__(
+        self,
+        reader: _TileReader,
+        ys: slice,
+        xs: slice,
+        group: int,
+        reads: Executor | None = None,
+        ahead: int = 0,
+    ) -> None:
         self.reader, self.ys, self.xs, self.group = reader, ys, xs, group
+        self.reads, self.ahead = reads, ahead if reads is not None else 0
         self.shape = (len(reader.styles), ys.stop - ys.start, xs.stop - xs.start)
         self.dtype, self.ndim = reader.dtype, 3
 
+    def _read(self, start: int) -> np.ndarray:
+        return self.reader[slice(start, start + self.group), self.ys, self.xs]
+
     def __iter__(self) -> Any:
-        for start in range(0, self.shape[0], self.group):
-            yield from self.reader[slice(start, start + self.group), self.ys, self.xs]
+        starts = range(0, self.shape[0], self.group)
+        if self.ahead < 1 or len(starts) < 2:
+            for start in starts:
+                yield from self._read(start)
+            return
+        pending: deque[Future[np.ndarray]] = deque()
+        try:
+            for start in starts:
+                pending.append(self.reads.submit(self._read, start))  # type: ignore[union-attr]
+                if len(pending) > self.ahead:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:  # the kernel stopped early (an error): drop the rest
+                future.cancel()
 
 
 def _chunk_slices(edges: tuple[tuple[int, ...], tuple[int, ...]], row: int, col: int):
@@ -309,16 +340,28 @@ def _chunk_slices(edges: tuple[tuple[int, ...], tuple[int, ...]], row: int, col:
 
 
 def _render_chunk(
-    reader: _TileReader, spec: _CompositeSpec, group: int, block_id: tuple[int, ...]
+    reader: _TileReader,
+    spec: _CompositeSpec,
+    group: int,
+    block_id: tuple[int, ...],
+    reads: Executor | None = None,
+    ahead: int = 0,
 ) -> np.ndarray:
     """Read and composite output chunk ``block_id`` (row, column, 0), ``group`` channels
-    at a time."""
+    at a time (``ahead`` groups read ahead on ``reads``, when given)."""
     ys, xs = _chunk_slices(spec.edges, *block_id[:2])
-    return _composite_block(_ChannelPlanes(reader, ys, xs, group), spec, block_id)
+    return _composite_block(_ChannelPlanes(reader, ys, xs, group, reads, ahead), spec, block_id)
 
 
-def _server_chunk(reader: _TileReader, spec: _CompositeSpec, block_id: tuple[int, ...]):
-    """Output chunk ``block_id`` as the server composited it (outside: background)."""
+def _server_chunk(
+    reader: _TileReader,
+    spec: _CompositeSpec,
+    block_id: tuple[int, ...],
+    reads: Executor | None = None,
+    ahead: int = 0,
+) -> np.ndarray:
+    """Output chunk ``block_id`` as the server composited it (outside: background); one
+    read, so ``reads`` and ``ahead`` do not apply."""
     ys, xs = _chunk_slices(spec.edges, *block_id[:2])
     return reader[ys, xs]
 
@@ -352,13 +395,15 @@ class Rendering:
     chunks line up with the source tiles at ``plan.level``. Nothing is read until it is
     computed (``rendering.compute()``, ``np.asarray(rendering)``, or a writer).
 
-    ``graph`` is its task graph: one task per output chunk, keyed ``(name, row, col, 0)``;
-    ``data`` wraps it in a dask array when first asked (``dask.array`` is imported then,
-    not before: a PNG written on the threaded scheduler never needs it).
+    Every output chunk is one independent task, ``chunk_task`` called with the chunk's
+    ``(row, col, 0)``: ``compute_chunk(row, col)`` runs it. ``graph`` is the dask task
+    graph of those tasks, keyed ``(name, row, col, 0)``, and ``data`` the dask array over
+    it; both are made when first asked, so dask is imported then, not before (a PNG
+    written where dask was never loaded runs the chunk tasks on a thread pool of its own).
+    ``chunks`` are the output's ``(row heights, column widths, (3,))`` in pixels.
     """
 
-    graph: dict[tuple[Any, ...], Any] = field(repr=False)
-    name: str
+    chunk_task: tuple[Any, ...] = field(repr=False)
     chunks: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
     plan: RenderPlan
     request: RenderRequest
@@ -367,6 +412,41 @@ class Rendering:
     gamma: float
     background: tuple[int, int, int]
     source: Any = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def name(self) -> str:
+        """The dask name of this rendering: the same render, the same name (a resumed
+        export recognises its chunks by it)."""
+        from dask.base import tokenize
+
+        _, reader, spec, *_ = self.chunk_task
+        plan, last = self.plan, self.chunk_task[-1]  # last: the channel group, or the spec
+        token = tokenize(
+            self.source, plan.grid, plan.channels, plan.z, plan.t, self.request.model, spec, last
+        )
+        return f"render-{reader.mode}-{token}"
+
+    @cached_property
+    def graph(self) -> dict[tuple[Any, ...], Any]:
+        """The dask task graph: one task per output chunk, keyed ``(name, row, col, 0)``."""
+        rows, cols = len(self.chunks[0]), len(self.chunks[1])
+        return {
+            (self.name, row, col, 0): (*self.chunk_task, (row, col, 0))
+            for row in range(rows)
+            for col in range(cols)
+        }
+
+    def compute_chunk(
+        self, row: int, col: int, *, reads: Executor | None = None, ahead: int = 0
+    ) -> np.ndarray:
+        """Read and composite output chunk ``(row, col)``: ``(y, x, 3)`` uint8.
+
+        Where channels are read in groups, ``reads`` (an executor) may read up to
+        ``ahead`` groups while the current one is composited: for a chunk that has
+        threads to spare (fewer chunks than cores). Same pixels either way.
+        """
+        function, *args = self.chunk_task
+        return function(*args, (row, col, 0), reads, ahead)
 
     @cached_property
     def data(self) -> da.Array:
@@ -429,9 +509,30 @@ class Rendering:
         return result if dtype is None else result.astype(dtype)
 
 
+def dask_may_be_configured() -> bool:
+    """Whether dask may hold settings for this process: it is imported (code may have set
+    a scheduler, callbacks or a client), a ``DASK_*`` environment variable is set, or a
+    file lies where dask looks for its YAML configuration. When none holds, dask would
+    run a compute on its defaults: the threaded scheduler, one thread per core."""
+    if "dask" in sys.modules or any(name.startswith("DASK_") for name in os.environ):
+        return True
+    import site
+
+    folders = [
+        "/etc/dask",
+        os.path.join(sys.prefix, "etc", "dask"),
+        *(os.path.join(prefix, "etc", "dask") for prefix in site.PREFIXES),
+        os.path.join(os.path.expanduser("~"), ".config", "dask"),
+    ]
+    return any(os.path.isdir(folder) and os.listdir(folder) for folder in folders)
+
+
 def uses_threaded_scheduler(kwargs: dict[str, Any]) -> bool:
     """Whether a compute with ``kwargs`` runs on dask's threaded scheduler (no
-    ``scheduler=`` given, no scheduler or distributed client set as the default)."""
+    ``scheduler=`` given, no scheduler or distributed client set as the default).
+    Answered without importing dask when nothing can have configured it."""
+    if "scheduler" not in kwargs and not dask_may_be_configured():
+        return True
     import dask
     import dask.threaded
     from dask.base import get_scheduler
@@ -565,20 +666,11 @@ def render(
     else:
         group = (channels_per_read(source, plan.level) if mode == "raw" else None) or len(styles)
         task = (_render_chunk, _TileReader(source, plan, mode), spec, group)
-    name = f"render-{mode}-" + tokenize(
-        source, plan.grid, plan.channels, plan.z, plan.t, request.model, spec, task[-1]
-    )
     rows, cols = plan.grid.chunks
-    graph = {
-        (name, row, col, 0): (*task, (row, col, 0))
-        for row in range(len(rows))
-        for col in range(len(cols))
-    }
     default_gamma = _SERVER_GAMMA.get(preset) or PRESETS[preset]["gamma"]
     used_gamma = default_gamma if gamma is None else float(gamma)
     return Rendering(
-        graph=graph,
-        name=name,
+        chunk_task=task,
         chunks=(rows, cols, (3,)),
         plan=plan,
         request=request,

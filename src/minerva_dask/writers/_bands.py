@@ -75,8 +75,6 @@ def compute_in_order(
     cluster (with ``retries`` for transient task failures); otherwise to the threaded
     scheduler (``compute`` overrides how one job is computed there).
     """
-    import dask
-
     prefetch = max(1, prefetch)
     pending: deque[Any] = deque()
     if client is not None:
@@ -87,10 +85,15 @@ def compute_in_order(
         while pending:
             yield client.gather(pending.popleft())
         return
-    run = compute or (lambda job: dask.compute(job)[0])
+    if compute is None:
+        import dask
+
+        def compute(job: Any) -> Any:
+            return dask.compute(job)[0]
+
     with ThreadPoolExecutor(max_workers=prefetch) as pool:
         for job in jobs:
-            pending.append(pool.submit(run, job))
+            pending.append(pool.submit(compute, job))
             if len(pending) >= prefetch:
                 yield pending.popleft().result()
         while pending:
