@@ -457,10 +457,6 @@ class Rendering:
         graph = HighLevelGraph.from_collections(self.name, self.graph, dependencies=())
         return da.Array(graph, self.name, self.chunks, meta=np.empty((0, 0, 0), np.uint8))
 
-    def chunk_keys(self, row: int) -> list[tuple[Any, ...]]:
-        """The graph keys of chunk row ``row``, left to right."""
-        return [(self.name, row, col, 0) for col in range(len(self.chunks[1]))]
-
     @property
     def level(self) -> int:
         """The pyramid level read (0 = full resolution)."""

@@ -122,8 +122,10 @@ class PngWriter:
         Threads deflating bands (default: the machine's cores).
 
     Call :meth:`write` with ``(rows, width[, samples])`` uint8 blocks until ``height`` rows
-    have been given, then :meth:`close`. Bands are deflated in the background: a block's
-    memory must not change until :meth:`close` returns (the writer keeps no copy).
+    have been given, then :meth:`close`; or use it as a context manager, which closes it
+    on success and calls :meth:`abort` on an error. Bands are deflated in the background:
+    a block's memory must not change until :meth:`close` returns (the writer keeps no
+    copy).
     """
 
     def __init__(
@@ -136,12 +138,7 @@ class PngWriter:
         level: int = 6,
         threads: int | None = None,
     ) -> None:
-        if not (0 < width < 2**31 and 0 < height < 2**31):
-            raise ValueError(f"a PNG needs 1 to 2**31-1 pixels a side, got {width} x {height}")
-        if samples not in _COLOUR_TYPES:
-            raise ValueError(f"a PNG pixel has 1-4 samples, got {samples}")
-        if not 0 <= level <= 9:
-            raise ValueError(f"zlib level must be 0-9, got {level}")
+        _check_header(width, height, samples, level)
         self.fh, self.width, self.height, self.samples = fh, width, height, samples
         self.level = level
         self._row_bytes = width * samples
@@ -209,11 +206,28 @@ class PngWriter:
         """Stop without finishing the file (after an error)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def __enter__(self) -> PngWriter:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _check_header(width: int, height: int, samples: int, level: int) -> None:
+    """Raise ``ValueError`` naming what a PNG cannot hold: its size, samples or level."""
+    if not (0 < width < 2**31 and 0 < height < 2**31):
+        raise ValueError(f"a PNG needs 1 to 2**31-1 pixels a side, got {width} x {height}")
+    if samples not in _COLOUR_TYPES:
+        raise ValueError(f"a PNG pixel has 1-4 samples, got {samples}")
+    if not 0 <= level <= 9:
+        raise ValueError(f"zlib level must be 0-9, got {level}")
+
 
 def _samples(shape: tuple[int, ...]) -> int:
     """Samples per pixel of a ``(height, width[, samples])`` shape a PNG can hold."""
-    if len(shape) in (2, 3) and not (0 < shape[0] < 2**31 and 0 < shape[1] < 2**31):
-        raise ValueError(f"a PNG needs 1 to 2**31-1 pixels a side, got {shape[1]} x {shape[0]}")
     if len(shape) == 2:
         return 1
     if len(shape) == 3 and shape[2] in _COLOUR_TYPES:
@@ -235,20 +249,11 @@ def encode_png(pixels: np.ndarray, *, level: int = 6, threads: int | None = None
     if pixels.dtype != np.uint8:
         raise ValueError(f"PNG needs uint8 pixels, got {pixels.dtype}")
     buffer = io.BytesIO()
-    writer = PngWriter(
-        buffer,
-        pixels.shape[1],
-        pixels.shape[0],
-        _samples(pixels.shape),
-        level=level,
-        threads=threads,
-    )
-    try:
+    samples = _samples(pixels.shape)
+    with PngWriter(
+        buffer, pixels.shape[1], pixels.shape[0], samples, level=level, threads=threads
+    ) as writer:
         writer.write(pixels)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
     return buffer.getvalue()
 
 
@@ -327,16 +332,13 @@ def _local_chunk_runner(
 
         return on_dask
     pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="chunk"))
-    reads: list[ThreadPoolExecutor] = []  # made when a job has fewer chunks than threads
+    reads = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="chunk-read"))
 
     def on_pool(ids: list[tuple[int, int]]) -> list[np.ndarray]:
-        ahead = threads // len(ids) - 1  # spare threads per chunk read channels ahead
-        if ahead > 0 and not reads:
-            reads.append(stack.enter_context(ThreadPoolExecutor(threads, "chunk-read")))
-        executor = reads[0] if ahead > 0 else None
+        ahead = max(threads // len(ids) - 1, 0)  # spare threads per chunk read channels ahead
 
         def one(id_: tuple[int, int]) -> np.ndarray:
-            return image.compute_chunk(*id_, reads=executor, ahead=max(ahead, 0))
+            return image.compute_chunk(*id_, reads=reads if ahead else None, ahead=ahead)
 
         return list(pool.map(one, ids))
 
@@ -389,19 +391,15 @@ def to_png(
     dtype = np.dtype(np.uint8) if hasattr(image, "chunk_task") else image.dtype
     if dtype != np.uint8:
         raise OutputError(f"cannot write {target}: PNG needs uint8 pixels, got {dtype}")
-    try:
+    try:  # before any file or work: what the PNG could not hold
         samples = _samples(shape)
-        if not 0 <= level <= 9:
-            raise ValueError(f"zlib level must be 0-9, got {level}")
+        _check_header(shape[1], shape[0], samples, level)
     except ValueError as exc:
         raise OutputError(f"cannot write {target}: {exc}") from None
-    with atomic_write(target) as fh:
-        writer = PngWriter(fh, shape[1], shape[0], samples, level=level, threads=threads)
-        try:
-            for rows in _row_blocks(image, client, compute_kwargs, progress):
-                writer.write(rows)
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
+    with (
+        atomic_write(target) as fh,
+        PngWriter(fh, shape[1], shape[0], samples, level=level, threads=threads) as writer,
+    ):
+        for rows in _row_blocks(image, client, compute_kwargs, progress):
+            writer.write(rows)
     return target
