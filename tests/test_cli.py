@@ -145,16 +145,21 @@ def test_public_names_are_the_functions_not_same_named_modules() -> None:
     assert md.open_image.__module__ == "minerva_dask.sources"
 
 
-def test_png_is_written_atomically_with_the_usual_permissions(tmp_path, tiny_ome_tiff) -> None:
+@pytest.mark.parametrize("name", ["x.png", "x.ome.tif"])
+def test_outputs_are_written_atomically_with_the_usual_permissions(
+    tmp_path, tiny_ome_tiff, name
+) -> None:
+    """A new output gets 0666 less the umask, as any new file (the OME-TIFF writer's
+    temporary file was once made 0600 and renamed as such)."""
     import stat
 
-    target = tmp_path / "x.png"
+    target = tmp_path / name
     md.crop("/0/0/0/?c=1&region=0,0,100,100", target, image=tiny_ome_tiff)
     mode = stat.S_IMODE(target.stat().st_mode)
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
-    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
 
 
 def test_version_names_the_installed_package(capsys) -> None:

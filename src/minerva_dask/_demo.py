@@ -12,7 +12,6 @@ Nothing here is a copy of any real image; the same seed always gives the same pi
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -160,12 +159,13 @@ def write_ome_tiff_pyramid(
     """Write ``(c, y, x)`` data as a tiled OME-TIFF with a SubIFD pyramid, atomically."""
     import tifffile
 
+    from .writers._atomic import create_temp_beside
+
     path = Path(path)
     levels = pyramid_levels(data, min_side)
     names = list(channel_names or [f"Channel {i}" for i in range(data.shape[0])])
-    fd, tmp = tempfile.mkstemp(prefix=".demo-", suffix=".ome.tif", dir=path.parent)
+    fd, tmp = create_temp_beside(path)
     os.close(fd)
-    os.chmod(tmp, 0o644)
     try:
         options = {"tile": (tile, tile), "compression": compression, "photometric": "minisblack"}
         if compression == "zlib":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 from ..errors import OutputError
-from ._meta import ExportResult, OutputMetadata
 from .png import encode_png, to_png
 
 __all__ = [
@@ -55,6 +54,10 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
 
 
 def __getattr__(name: str):  # the big writers import their libraries on first use
+    if name in ("ExportResult", "OutputMetadata"):  # only the big writers need these
+        from . import _meta
+
+        return getattr(_meta, name)
     if name == "to_ome_tiff":
         from .ome_tiff import to_ome_tiff
 

@@ -1,17 +1,23 @@
-"""Atomic file output: write to a temporary file beside the target, then rename."""
+"""Atomic file output: write to a temporary file beside the target, then rename.
+
+The temporary file is made with ``os.open(O_CREAT | O_EXCL)`` under a random name rather
+than ``tempfile.mkstemp``: the same guarantee (a new file of ours, never one that
+existed), the usual mode for a new file (0666 less the umask, where mkstemp gives 0600),
+and no import of ``tempfile``, which brings shutil, bz2, lzma and random into every crop's
+start-up (3-4 ms).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import OutputError
 
-__all__ = ["atomic_write", "check_output_path"]
+__all__ = ["atomic_write", "check_output_path", "create_temp_beside"]
 
 
 def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
@@ -29,11 +35,15 @@ def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = True) -
     return target
 
 
-def _default_mode() -> int:
-    """0666 minus the process umask: the mode ``open()`` would have given a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def create_temp_beside(target: Path) -> tuple[int, Path]:
+    """A new, empty file ``.{name}.{random}.part`` in ``target``'s folder, opened for
+    writing: its descriptor and path."""
+    while True:
+        tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.part")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:  # 48 random bits: practically never
+            continue
 
 
 @contextlib.contextmanager
@@ -43,9 +53,8 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     On any error the temporary file is removed and ``path`` is left as it was.
     """
     target = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, tmp = create_temp_beside(target)
     try:
-        os.fchmod(fd, _default_mode())  # mkstemp makes 0600; outputs get the usual mode
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()

@@ -22,7 +22,7 @@ import dask
 import numpy as np
 
 from ..errors import OutputError
-from ._atomic import check_output_path
+from ._atomic import check_output_path, create_temp_beside
 from ._bands import Progress, compute_in_order
 from ._meta import ExportResult, OutputMetadata, as_rgb_dask
 from ._pyramid import downsample_2x, pyramid_shapes
@@ -96,7 +96,7 @@ def to_ome_tiff(
     shapes = pyramid_shapes(height, width, tile)
     codec, codec_args = COMPRESSIONS[compression]
     scratch = tempfile.mkdtemp(prefix=f".{target.name}.levels-", dir=target.parent)
-    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
     os.close(fd)
     total = sum(math.ceil(h / tile) * math.ceil(w / tile) for h, w in shapes)
     report = Progress(total, "OME-TIFF", enabled=progress)
