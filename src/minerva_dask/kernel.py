@@ -116,6 +116,15 @@ def composite(
     return _composite_linear(planes, channels, gamma, out)
 
 
+def _zeros(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``np.zeros``, filled by hand: a big calloc'd array is faulted in 4 kB pages as it is
+    first written (7 ms for 12 MB in a fresh process here), one numpy allocates itself gets
+    huge pages (2 ms)."""
+    array = np.empty(shape, dtype)
+    array.fill(0)
+    return array
+
+
 def _normalise_into(plane: np.ndarray, style: Any, n: np.ndarray) -> None:
     """``n = clip((plane - start) / (end - start), 0, 1)`` in float32, in place."""
     start, end = float(style.start), float(style.end)
@@ -135,7 +144,7 @@ def _composite_linear(
     planes: np.ndarray, channels: Sequence[Any], gamma: float, out: np.ndarray
 ) -> np.ndarray:
     height, width = planes.shape[1:]
-    acc = np.zeros((3, height, width), np.float32)
+    acc = _zeros((3, height, width), np.float32)
     n = np.empty((height, width), np.float32)
     scaled = np.empty((height, width), np.float32)
     for plane, style in zip(planes, channels, strict=True):

@@ -292,9 +292,7 @@ def _row_blocks(
 
             def compute(job: range) -> np.ndarray:
                 blocks = iter(chunks_of([(row, col) for row in job for col in range(columns)]))
-                return np.concatenate(
-                    [np.concatenate([next(blocks) for _ in range(columns)], axis=1) for _ in job]
-                )
+                return _joined([_joined([next(blocks) for _ in range(columns)], 1) for _ in job], 0)
 
         else:
             data = getattr(image, "data", image)
@@ -310,6 +308,11 @@ def _row_blocks(
         for start, block in zip(starts, blocks, strict=True):
             report.advance(columns * (min(start + step, rows) - start))
             yield block
+
+
+def _joined(blocks: list[np.ndarray], axis: int) -> np.ndarray:
+    """``blocks`` concatenated along ``axis``; a single block as it is (no copy)."""
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=axis)
 
 
 def _local_chunk_runner(
@@ -335,7 +338,8 @@ def _local_chunk_runner(
     reads = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="chunk-read"))
 
     def on_pool(ids: list[tuple[int, int]]) -> list[np.ndarray]:
-        ahead = max(threads // len(ids) - 1, 0)  # spare threads per chunk read channels ahead
+        # with threads to spare, each chunk keeps its share of them reading channels ahead
+        ahead = threads // len(ids) if len(ids) < threads else 0
 
         def one(id_: tuple[int, int]) -> np.ndarray:
             return image.compute_chunk(*id_, reads=reads if ahead else None, ahead=ahead)
