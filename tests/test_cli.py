@@ -70,6 +70,8 @@ def test_real_file_run_equals_the_python_api(tmp_path, shared_data) -> None:
         (["crop", "--image", "{data}", "-o", "out.jpg"], "cannot tell the output format"),
         (["crop", "/0/0/0/?c=9&region=0,0,10,10", "--image", "{data}"], "channel 9 in c"),
         (["crop", "--image", "{data}", "--preset", "vips"], "invalid choice"),
+        (["crop", "--image", "{data}", "-o", "x.ome.tif", "--png-level", "9"], "applies to PNG"),
+        (["crop", "--image", "{data}", "--png-level", "10"], "invalid choice"),
     ],
 )
 def test_errors_exit_non_zero_with_one_clear_line(tmp_path, shared_data, args, message) -> None:
@@ -79,6 +81,22 @@ def test_errors_exit_non_zero_with_one_clear_line(tmp_path, shared_data, args, m
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+def _zlib_level_class(png_bytes: bytes) -> int:
+    """FLEVEL of the PNG's zlib stream (0 fastest .. 3 best): its first IDAT's header."""
+    start = png_bytes.index(b"IDAT") + 4
+    return png_bytes[start + 1] >> 6
+
+
+def test_png_level_sets_the_zlib_level_and_keeps_the_pixels(tmp_path, shared_data) -> None:
+    data = str(shared_data / "ome-tiff/4ch-uint16-64x64.ome.tif")
+    default, best = tmp_path / "default.png", tmp_path / "best.png"
+    assert main(["crop", "--image", data, "-o", str(default), "-q"]) == 0
+    assert main(["crop", "--image", data, "-o", str(best), "-q", "--png-level", "9"]) == 0
+    assert _zlib_level_class(default.read_bytes()) == 1  # levels 2-5: "fast"
+    assert _zlib_level_class(best.read_bytes()) == 3  # levels 7-9: "maximum"
+    assert np.array_equal(np.asarray(Image.open(default)), np.asarray(Image.open(best)))
 
 
 def test_quiet_prints_nothing(tmp_path, shared_data, capsys) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
 from .graph import Rendering, compute_options, render
 from .request import RenderRequest, default_request, parse_request
 from .sources import Source, open_image
@@ -106,6 +107,7 @@ def crop(
     compression: str = "deflate",
     zarr_version: str = "0.5",
     chunk: int = EXPORT_CHUNK,
+    png_level: int | None = None,
 ) -> CropResult:
     """Render ``request`` from ``image`` and write it to ``output``.
 
@@ -133,6 +135,8 @@ def crop(
         OME-Zarr: continue an interrupted export, skipping chunks already written.
     compression, zarr_version, chunk
         OME-TIFF compression; OME-Zarr NGFF version (``"0.5"`` or ``"0.4"``); chunk side.
+    png_level
+        PNG zlib level 0-9 (default :data:`minerva_dask.writers.png.PNG_LEVEL`, 3).
 
     Other arguments are those of :func:`minerva_dask.render`.
 
@@ -145,6 +149,8 @@ def crop(
     """
     started = time.perf_counter()
     fmt = output_format(output, format)
+    if png_level is not None and fmt != "png":
+        raise OutputError(f"png_level applies to PNG output, not {fmt} ({output})")
     overwrite = (fmt == "png") if overwrite is None else overwrite
     if fmt == "png":
         from .writers._atomic import check_output_path
@@ -178,7 +184,10 @@ def crop(
         if fmt == "png":
             from .writers.png import to_png
 
-            path = to_png(rendering, output, overwrite=overwrite, client=client, progress=progress)
+            level = {} if png_level is None else {"level": png_level}
+            path = to_png(
+                rendering, output, overwrite=overwrite, client=client, progress=progress, **level
+            )
             return CropResult(
                 str(path),
                 rendering.shape[:2],

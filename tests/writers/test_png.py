@@ -116,6 +116,18 @@ def test_file_is_within_ten_percent_of_libpng_at_the_same_level(demo_path) -> No
     assert ours <= 1.10 * libpng
 
 
+def test_default_level_files_are_within_ten_percent_of_level_6(demo_path) -> None:
+    """The default level (3) trades a few percent of size for speed, never more than 10%."""
+    source = md.open_image(demo_path)
+    pixels = md.render(
+        source,
+        md.parse_request("/0/0/0/?c=1|600:24000$0000FF,3|500:12000$FF0000&region=0,0,2048,2048"),
+    ).compute()
+    default, level_6 = len(encode_png(pixels)), len(encode_png(pixels, level=6))
+    assert png.PNG_LEVEL != 6
+    assert default <= 1.10 * level_6
+
+
 def test_streamed_png_of_a_rendering_equals_the_computed_array(demo_path, tmp_path) -> None:
     rendering = md.render(
         md.open_image(demo_path),
