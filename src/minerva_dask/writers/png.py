@@ -7,7 +7,7 @@ the bands joined, closed by an empty final block and the Adler-32 of all filtere
 are one valid zlib stream. Each band becomes one ``IDAT`` chunk. Deflate is zlib-ng
 (``zlib_ng``, the zlib API, GIL released), 1.6-2.7x faster than zlib at the same level.
 The default level is :data:`PNG_LEVEL` (3), not zlib's customary 6: on the benchmark
-crops and the sample images its files are 0.5-8% larger than level 6's, in 25-75% of the
+crops and the sample images its files are 0.4-8% larger than level 6's, in 25-75% of the
 time (bench/RESULTS.md); ``level=6`` or ``9`` is there for smaller files.
 
 Each row is filtered (PNG filter None, Sub or Up) with the one of smallest sum of absolute
