@@ -106,23 +106,23 @@ def test_every_level_round_trips(level) -> None:
     assert np.array_equal(imagecodecs.png_decode(encode_png(pixels, level=level)), pixels)
 
 
+def _demo_render(demo_path, url: str) -> np.ndarray:
+    return md.render(md.open_image(demo_path), md.parse_request(url)).compute()
+
+
 def test_file_is_within_ten_percent_of_libpng_at_the_same_level(demo_path) -> None:
-    source = md.open_image(demo_path)
-    pixels = md.render(
-        source,
-        md.parse_request("/0/0/0/?c=1|600:24000$0000FF,2|400:9000$00FF00&region=0,0,1024,1024"),
-    ).compute()
+    pixels = _demo_render(
+        demo_path, "/0/0/0/?c=1|600:24000$0000FF,2|400:9000$00FF00&region=0,0,1024,1024"
+    )
     ours, libpng = len(encode_png(pixels, level=6)), len(imagecodecs.png_encode(pixels, level=6))
     assert ours <= 1.10 * libpng
 
 
 def test_default_level_files_are_within_ten_percent_of_level_6(demo_path) -> None:
     """The default level (3) trades a few percent of size for speed, never more than 10%."""
-    source = md.open_image(demo_path)
-    pixels = md.render(
-        source,
-        md.parse_request("/0/0/0/?c=1|600:24000$0000FF,3|500:12000$FF0000&region=0,0,2048,2048"),
-    ).compute()
+    pixels = _demo_render(
+        demo_path, "/0/0/0/?c=1|600:24000$0000FF,3|500:12000$FF0000&region=0,0,2048,2048"
+    )
     default, level_6 = len(encode_png(pixels)), len(encode_png(pixels, level=6))
     assert png.PNG_LEVEL != 6
     assert default <= 1.10 * level_6
