@@ -182,11 +182,15 @@ def crop(
     ) as client:
         options = compute_options(source, {})
         if fmt == "png":
-            from .writers.png import to_png
+            from .writers.png import PNG_LEVEL, to_png
 
-            level = {} if png_level is None else {"level": png_level}
             path = to_png(
-                rendering, output, overwrite=overwrite, client=client, progress=progress, **level
+                rendering,
+                output,
+                level=PNG_LEVEL if png_level is None else png_level,
+                overwrite=overwrite,
+                client=client,
+                progress=progress,
             )
             return CropResult(
                 str(path),
