@@ -36,8 +36,9 @@ def _decoders(data: bytes) -> dict[str, np.ndarray]:
     }
 
 
-def _zlib_reference_decode(data: bytes) -> np.ndarray:
-    """Unfilter by hand from the spec (filters 0-4) after one zlib.decompress of all IDATs."""
+def _filtered_rows(data: bytes) -> tuple[int, int, int, np.ndarray]:
+    """Width, height, samples and the inflated ``(height, 1 + row bytes)`` rows (filter type
+    byte, residuals) of a PNG, its chunks' CRCs checked, all IDATs one zlib stream."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(data):
@@ -54,6 +55,12 @@ def _zlib_reference_decode(data: bytes) -> np.ndarray:
     width, height, _, colour_type, *_ = header
     samples = {0: 1, 4: 2, 2: 3, 6: 4}[colour_type]
     raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(height, 1 + width * samples)
+    return width, height, samples, raw
+
+
+def _zlib_reference_decode(data: bytes) -> np.ndarray:
+    """Unfilter by hand from the spec (filters 0-4) after one zlib.decompress of all IDATs."""
+    width, height, samples, raw = _filtered_rows(data)
     rows = np.zeros((height + 1, width * samples), np.int64)
     for y in range(height):
         kind_byte, line = raw[y, 0], raw[y, 1:].astype(np.int64)
@@ -116,6 +123,30 @@ def test_file_is_within_ten_percent_of_libpng_at_the_same_level(demo_path) -> No
     )
     ours, libpng = len(encode_png(pixels, level=6)), len(imagecodecs.png_encode(pixels, level=6))
     assert ours <= 1.10 * libpng
+
+
+def test_dark_sparse_composites_are_written_unfiltered_and_smaller(demo_path, monkeypatch):
+    """Row filters turn a composite's runs of black into noise; the trial deflate sees it."""
+    pixels = _demo_render(
+        demo_path, "/0/0/0/?c=1|600:24000$0000FF,2|400:9000$00FF00&region=0,0,1024,1024"
+    )
+    data = encode_png(pixels)
+    assert not _filtered_rows(data)[3][:, 0].any()  # every row: filter type 0, None
+    for decoded in _decoders(data).values():
+        assert np.array_equal(decoded, pixels)
+    monkeypatch.setattr(png, "_unfiltered_deflates_smaller", lambda *args: False)
+    assert len(data) < 0.97 * len(encode_png(pixels))
+
+
+def test_smooth_images_keep_their_row_filters_and_level_0_stores_rows_unfiltered(monkeypatch):
+    y, x = np.mgrid[:300, :200]
+    grey = ((x * x + 3 * y * y) // 64 % 256).astype(np.uint8)  # smooth, not periodic
+    pixels = np.stack([grey, grey // 2, 255 - grey], axis=-1)
+    data = encode_png(pixels)
+    assert set(np.unique(_filtered_rows(data)[3][:, 0])) <= {1, 2}  # Sub or Up, never None
+    assert not _filtered_rows(encode_png(pixels, level=0))[3][:, 0].any()
+    monkeypatch.setattr(png, "_unfiltered_deflates_smaller", lambda *args: True)
+    assert 1.3 * len(data) < len(encode_png(pixels))
 
 
 def test_default_level_files_are_within_ten_percent_of_level_6(demo_path) -> None:

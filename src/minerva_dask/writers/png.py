@@ -6,13 +6,17 @@ raw deflate stream ended by a sync flush (byte aligned, not final), as pigz does
 the bands joined, closed by an empty final block and the Adler-32 of all filtered bytes,
 are one valid zlib stream. Each band becomes one ``IDAT`` chunk. Deflate is zlib-ng
 (``zlib_ng``, the zlib API, GIL released), 1.6-2.7x faster than zlib at the same level.
-The default level is :data:`PNG_LEVEL` (3), not zlib's customary 6: on the benchmark
-crops and the sample images its files are 0.4-8% larger than level 6's, in 25-75% of the
-time (bench/RESULTS.md); ``level=6`` or ``9`` is there for smaller files.
+The default level is :data:`PNG_LEVEL` (3), not zlib's customary 6: its files are
+0.8-3.2% larger than level 6's on the benchmark crops and 1.3-8.6% on the sample images,
+in 25-75% of the time (bench/RESULTS.md); ``level=6`` or ``9`` is there for smaller files.
 
 Each row is filtered (PNG filter None, Sub or Up) with the one of smallest sum of absolute
 residuals, libpng's heuristic over the three filters that vectorise cheaply; files come
-within about 5% of libpng's at the same level (bench/RESULTS.md).
+within about 5% of libpng's at the same level (bench/RESULTS.md). That heuristic misjudges
+dark, sparse composites, where Sub and Up turn long runs of black and of saturated colour
+into noise: before a band is filtered, a trial deflate of a sample of its rows (a few runs
+of consecutive rows, a few percent of them) filtered both ways decides whether it is written
+unfiltered instead, which is then both smaller (up to 20%) and quicker.
 
 Rows arrive in order, so a rendering is computed and encoded row band by row band: the
 output never has to fit in memory, and rendering overlaps encoding.
@@ -100,12 +104,50 @@ def _residual_cost(residuals: np.ndarray, scratch: np.ndarray, out: np.ndarray) 
     scratch.sum(axis=1, dtype=np.uint32, out=out)
 
 
+def _unfiltered(rows: np.ndarray) -> np.ndarray:
+    """``(n, row_bytes)`` rows as PNG filter None: ``(n, 1 + row_bytes)``, type byte 0."""
+    out = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
+    out[:, 0] = 0
+    out[:, 1:] = rows
+    return out
+
+
+_TRIAL_RUNS = 4
+_TRIAL_RUN_BYTES = 1 << 13
+
+
+def _unfiltered_deflates_smaller(rows: np.ndarray, previous: np.ndarray, bpp: int) -> bool:
+    """Whether ``(n, row_bytes)`` rows deflate smaller unfiltered than filtered row by row
+    (:func:`_filter_rows`), judged by deflating (level 1) a sample of them both ways:
+    :data:`_TRIAL_RUNS` runs of consecutive rows spread over the band, each about
+    :data:`_TRIAL_RUN_BYTES` (the whole band when it is smaller than that)."""
+    n, row_bytes = rows.shape
+    run = max(2, -(-_TRIAL_RUN_BYTES // row_bytes))
+    if n <= _TRIAL_RUNS * run:
+        starts, run = [0], n
+    else:
+        starts = [i * (n - run) // (_TRIAL_RUNS - 1) for i in range(_TRIAL_RUNS)]
+    plain = np.concatenate([_unfiltered(rows[s : s + run]) for s in starts])
+    filtered = np.concatenate(
+        [_filter_rows(rows[s : s + run], rows[s - 1] if s else previous, bpp) for s in starts]
+    )
+    return len(zng.compress(plain, 1)) <= len(zng.compress(filtered, 1))
+
+
+def _filter_band(rows: np.ndarray, previous: np.ndarray, bpp: int, level: int) -> np.ndarray:
+    """A band's rows with their PNG filters, as deflated: unfiltered at level 0 (stored:
+    filtering would not shrink it) or where a trial says so, else row by row."""
+    if level == 0 or _unfiltered_deflates_smaller(rows, previous, bpp):
+        return _unfiltered(rows)
+    return _filter_rows(rows, previous, bpp)
+
+
 def _deflate_band(
     rows: np.ndarray, previous: np.ndarray, bpp: int, level: int
 ) -> tuple[bytes, np.ndarray]:
     """One band as an ``IDAT`` chunk of raw deflate ending in a sync flush, and the
     filtered bytes it holds (for the stream's Adler-32)."""
-    filtered = _filter_rows(rows, previous, bpp)
+    filtered = _filter_band(rows, previous, bpp, level)
     deflater = zng.compressobj(level, zng.DEFLATED, -15)
     body = deflater.compress(filtered) + deflater.flush(zng.Z_SYNC_FLUSH)
     return _chunk(b"IDAT", body), filtered
