@@ -48,6 +48,20 @@ def test_linear_with_gamma_and_inversion(planes: np.ndarray) -> None:
     assert np.array_equal(composite(planes, styles, gamma=2.2), expected)
 
 
+@pytest.mark.parametrize(
+    "colours",
+    [
+        [(0, 0, 1), (0, 0, 1), (0.5, 0, 0), (0, 0, 0.25)],  # blue twice, green never touched
+        [(1, 0.5, 0.25), (1, 0, 0), (0, 1, 0), (1, 1, 1)],  # primaries after a mixed colour
+        [(0.3, 0, 0), (0, 0, 0), (1, 0, 0), (0, 0.7, 0)],  # a black channel; weights below 1
+    ],
+)
+def test_components_written_first_equal_adding_to_zeros(planes, colours) -> None:
+    """The first channel on a component writes it instead of adding to a zeroed one."""
+    styles = [style(s, e, c) for (s, e), c in zip(WINDOWS, colours, strict=True)]
+    assert np.array_equal(composite(planes, styles), composite_linear(planes, WINDOWS, colours))
+
+
 def test_window_start_equal_to_end_is_a_step_not_nan() -> None:
     plane = np.array([[[99, 100, 101]]], np.uint16)
     for preset in ("linear", "omero", "minerva-2018"):
