@@ -235,3 +235,42 @@ def test_a_png_crop_follows_dask_configuration_from_the_environment(tiny_ome_tif
         tiny_ome_tiff, tmp_path, {"DASK_SCHEDULER": "synchronous"}
     )
     assert (configured, dask_loaded) == ("True", "True")
+
+
+_CROP_AND_COUNT_THREADS = """
+import atexit, os, sys
+from minerva_dask.cli import run
+assert "numpy" not in sys.modules  # so OpenBLAS, loaded with numpy, sees the setting
+atexit.register(lambda: print(os.environ.get("OPENBLAS_NUM_THREADS"),
+                              len(os.listdir("/proc/self/task"))))  # threads left at exit
+sys.argv = ["minerva-dask", "crop", "/0/0/0/?c=1|500:20000$0000FF&region=0,0,400,300",
+            "--image", sys.argv[1], "-o", sys.argv[2], "-q"]
+run()
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_the_console_script_holds_openblas_to_one_thread_unless_told(tiny_ome_tiff, tmp_path):
+    """No linear algebra here: OpenBLAS's own thread would spin while a crop uses the cores."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    said = []
+    for setting in (None, "2"):
+        if setting:
+            env["OPENBLAS_NUM_THREADS"] = setting
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _CROP_AND_COUNT_THREADS,
+                str(tiny_ome_tiff),
+                str(tmp_path / "o.png"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        said.append(result.stdout.split())
+    assert said[0] == ["1", "1"]  # only the main thread is left: no OpenBLAS thread
+    assert said[1][0] == "2"  # the user's setting stands
