@@ -294,16 +294,18 @@ def main() -> None:
     print(
         f"\n{os.cpu_count()} cores; medians of {args.repeats} runs, whole process incl. "
         f"start-up and the PNG (peers at level 6, minerva-dask at its default level "
-        f"{PNG_LEVEL}: sizes against level 6 below); ratio = time / {args.peers[0]} time"
+        f"{PNG_LEVEL}: sizes against level 6 below); ratio = median over the repeats of "
+        f"time / {args.peers[0]} time in the same repeat (pairs cancel the machine's drift)"
     )
     print(f"{'case':16} {'contender':18} {'median s':>9} {'peak MB':>8} {'PNG kB':>7} {'ratio':>6}")
     for case in args.cases:
-        ours = statistics.median(times[(case, args.peers[0])])
+        ours = times[(case, args.peers[0])]
         for name in args.peers:
             median = statistics.median(times[(case, name)])
+            ratio = statistics.median(t / o for t, o in zip(times[(case, name)], ours, strict=True))
             print(
                 f"{case:16} {name:18} {median:9.3f} {peaks[(case, name)]:8.0f} "
-                f"{sizes[(case, name)] / 1000:7.0f} {median / ours:6.2f}"
+                f"{sizes[(case, name)] / 1000:7.0f} {ratio:6.3f}"
             )
     print(f"\n{'case':16} {'floor s':>8} {'render-to-array s':>18} {'ratio':>6}")
     for case in args.cases:
