@@ -86,8 +86,14 @@ def _zlib_reference_decode(data: bytes) -> np.ndarray:
         (513, 301, 3),  # odd sizes, several bands
     ],
 )
-def test_png_decodes_to_the_input_with_pillow_libpng_and_zlib(height, width, samples, monkeypatch):
+@pytest.mark.parametrize("bands", ["as the trial chooses", "all filtered", "all unfiltered"])
+def test_png_decodes_to_the_input_with_pillow_libpng_and_zlib(
+    height, width, samples, bands, monkeypatch
+):
     monkeypatch.setattr(png, "BAND_BYTES", 4096)  # many bands even for small images
+    if bands != "as the trial chooses":  # both paths at every size, whatever the trial says
+        forced = bands == "all unfiltered"
+        monkeypatch.setattr(png, "_unfiltered_deflates_smaller", lambda *args: forced)
     for kind, pixels in _images(height, width, samples).items():
         data = encode_png(pixels, threads=3)
         for decoder, decoded in _decoders(data).items():
@@ -103,6 +109,7 @@ def test_band_boundaries_and_uneven_row_blocks_keep_the_up_filter_right(monkeypa
     for start, stop in [(0, 1), (1, 6), (6, 7), (7, 40), (40, 61)]:
         writer.write(pixels[start:stop])
     writer.close()
+    assert 2 in _filtered_rows(buffer.getvalue())[3][:, 0]  # Up is used, across bands too
     for decoded in _decoders(buffer.getvalue()).values():
         assert np.array_equal(decoded, pixels)
 
