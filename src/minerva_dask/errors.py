@@ -8,6 +8,8 @@ with status 2.
 
 from __future__ import annotations
 
+from ._redact import redact
+
 __all__ = [
     "AuthError",
     "MinervaDaskError",
@@ -22,7 +24,14 @@ __all__ = [
 
 
 class MinervaDaskError(Exception):
-    """Base class of every error raised by minerva-dask on purpose."""
+    """Base class of every error raised by minerva-dask on purpose.
+
+    Its message is redacted when the error is made (:func:`minerva_dask._redact.redact`):
+    no password, key, token or ``user:pass@`` reaches a message, a log or a traceback.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class RequestError(MinervaDaskError, ValueError):

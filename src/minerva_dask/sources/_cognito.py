@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .._redact import register_secret
 from ..errors import AuthError, RemoteError
 
 __all__ = ["CognitoConfig", "CognitoSession", "token_expiry_s"]
@@ -154,6 +155,7 @@ class CognitoSession:
         except BotoCoreError as exc:
             raise RemoteError(f"cannot reach Cognito in {self.config.region}: {exc}") from None
         self._tokens = dict(response["AuthenticationResult"])
+        _register_tokens(self._tokens)
         self.sign_ins += 1
         logger.info("signed in to Cognito user pool %s", self.config.pool_id)
 
@@ -170,12 +172,18 @@ class CognitoSession:
                     AuthParameters={"REFRESH_TOKEN": refresh_token, **self._secret_hash(subject)},
                 )
                 self._tokens.update(response["AuthenticationResult"])
+                _register_tokens(self._tokens)
                 self.refreshes += 1
                 logger.info("refreshed the Cognito IdToken")
                 return
             except (ClientError, BotoCoreError) as exc:
                 logger.info("token refresh failed (%s); signing in again", type(exc).__name__)
         self._sign_in()
+
+
+def _register_tokens(tokens: dict[str, Any]) -> None:
+    for name in ("IdToken", "AccessToken", "RefreshToken"):
+        register_secret(tokens.get(name))
 
 
 def _claim(token: str, name: str) -> str:

@@ -1,9 +1,23 @@
-"""HTTP for remote sources: one session factory, one retry loop, credential redaction.
+"""The network policy for every remote read: OMERO, Minerva's API, HTTP and S3 files.
 
-Retries live here and nowhere else: exponential backoff with full jitter on connection
-errors, timeouts, truncated bodies, 429 and 5xx, and on bodies a caller's ``validate``
-rejects (a truncated JPEG decodes without complaint, so callers check it). ``max_retries``
-and ``initial_delay_s`` let tests run without waiting.
+One place decides, for every request:
+
+* **TLS**: certificates are verified unless the caller chose ``verify=False`` for that
+  source, and that choice holds whatever ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` say
+  (requests lets the environment override a session's ``verify`` otherwise).
+* **Where credentials go**: redirects are never followed, and a URL a server advertises
+  (OMERO's ``/api/`` index) is used only on the scheme and host the user named
+  (:func:`check_same_origin`).
+* **Time**: a connect timeout, a read timeout per socket read, and a deadline for the
+  whole request, body included, so a server trickling a byte at a time cannot hang us.
+* **Retries**: exponential backoff with full jitter, per request (one tile, one byte
+  range; never a whole batch), on connection errors, timeouts, truncated bodies, 429 and
+  5xx, and bodies a caller's ``validate`` rejects.
+* **What is said**: URLs in messages and logs go through :func:`redact`.
+
+fsspec filesystems (HTTP through aiohttp, S3 through s3fs/botocore) get the same timeouts
+and retry budget through :func:`fs_storage_options`; their reads are retried per range by
+the caller with :func:`call_with_retries`.
 """
 
 from __future__ import annotations
@@ -14,37 +28,57 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from .._redact import redact as redact_text
 from ..errors import RemoteError
 
-__all__ = ["RetryPolicy", "call_with_retries", "make_session", "redact", "request_with_retries"]
+__all__ = [
+    "RetryPolicy",
+    "call_with_retries",
+    "check_same_origin",
+    "describe_network_error",
+    "make_session",
+    "redact",
+    "request_with_retries",
+]
 
 logger = logging.getLogger(__name__)
 
-_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_SECRET_PARAMS = (
-    "bsession",
-    "password",
-    "username",
-    "token",
-    "X-Amz-Signature",
-    "X-Amz-Credential",
-    "X-Amz-Security-Token",
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_SECRET_PARAMS = frozenset(
+    {
+        "bsession",
+        "password",
+        "username",
+        "token",
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "X-Amz-Security-Token",
+    }
 )
+_READ_SIZE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How hard to try: attempts after the first, first delay, cap, per-request timeout."""
+    """How hard to try one request.
+
+    ``max_retries`` attempts after the first, backoff from ``initial_delay_s`` doubling up
+    to ``max_delay_s`` (full jitter); ``connect_timeout_s`` to open a connection,
+    ``timeout_s`` for each socket read, ``deadline_s`` for the whole request, body
+    included.
+    """
 
     max_retries: int = 5
     initial_delay_s: float = 0.25
     max_delay_s: float = 8.0
     timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    deadline_s: float = 180.0
 
     def delay_s(self, attempt: int) -> float:
         """Full-jitter exponential backoff before retry ``attempt`` (1-based)."""
@@ -52,14 +86,25 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
+class _Session(requests.Session):
+    """A session whose ``verify`` is what its owner set, whatever the environment says."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.verify is False:  # --insecure for this source: REQUESTS_CA_BUNDLE may not undo it
+            settings["verify"] = False
+        return settings
+
+
 def make_session(
     *, pool_size: int = 32, verify: bool = True, headers: Mapping[str, str] | None = None
 ) -> requests.Session:
-    """A pooled ``requests.Session`` (keep-alive, ``pool_size`` connections per host).
+    """A pooled session (keep-alive, ``pool_size`` connections per host).
 
-    TLS verification is on unless ``verify=False`` is chosen explicitly for this source.
+    TLS verification is on unless ``verify=False`` is chosen explicitly for this source;
+    redirects are never followed by :func:`request_with_retries`.
     """
-    session = requests.Session()
+    session = _Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -73,21 +118,58 @@ def make_session(
 def redact(url: str, params: Mapping[str, Any] | None = None) -> str:
     """The URL with its query, secrets replaced by ``***``; safe for messages and logs.
 
-    >>> redact("https://h/x/?bsession=abc&c=1", {"tile": "0,1,2"})
+    >>> redact("https://u:p@h/x/?bsession=abc&c=1", {"tile": "0,1,2"})
     'https://h/x/?bsession=***&c=1&tile=0,1,2'
     """
-    from urllib.parse import parse_qsl, urlsplit, urlunsplit
-
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True) + list((params or {}).items())
     clean = [(k, "***" if k in _SECRET_PARAMS else str(v)) for k, v in pairs]
     query = urlencode(clean, safe=",|:$*")
     netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
 
 
-class _Retryable(Exception):
-    """An attempt that failed in a way worth trying again."""
+def check_same_origin(base: str, url: str, what: str) -> str:
+    """``url`` if it has the scheme and host of ``base``; else a :class:`RemoteError`.
+
+    Servers advertise URLs (OMERO's ``/api/`` index); behind a TLS-terminating proxy that
+    does not pass ``X-Forwarded-Proto`` they advertise ``http://``. Following one would
+    send a password or session in clear, or to another host, so it is refused.
+
+    >>> check_same_origin("https://h/omero/", "https://h/omero/api/v0/", "x")
+    'https://h/omero/api/v0/'
+    """
+    want, got = urlsplit(base), urlsplit(url)
+    if (got.scheme.lower(), got.netloc.lower()) != (want.scheme.lower(), want.netloc.lower()):
+        raise RemoteError(
+            f"{redact(base)} advertises {what} at {redact(url)}, on another "
+            f"{'scheme' if got.netloc.lower() == want.netloc.lower() else 'host'}; "
+            "refusing to send credentials there (a proxy that terminates TLS without "
+            "setting X-Forwarded-Proto makes servers advertise http://)"
+        )
+    return url
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+def _read_body(response: requests.Response, deadline: float) -> None:
+    """Read the body of a streamed response into ``response.content`` before ``deadline``
+    (``time.monotonic()``): each socket read is bounded by the read timeout, the whole by
+    the deadline, so a trickling server is cut off."""
+    chunks = []
+    raw = response.raw
+    while True:
+        if time.monotonic() > deadline:
+            response.close()
+            raise _DeadlineExceeded()
+        chunk = raw.read1(_READ_SIZE, decode_content=True)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # type: ignore[attr-defined]
+    response._content_consumed = True  # type: ignore[attr-defined]
 
 
 def request_with_retries[T](
@@ -108,7 +190,8 @@ def request_with_retries[T](
     ``what`` names the thing fetched (``"image 5, level 2, tile x=3 y=1"``) for errors.
     ``on_response`` may raise (e.g. an auth error) before the status is judged.
     ``validate`` turns a 2xx response into the result and raises ``ValueError`` for a bad
-    body, which counts as transient. A 4xx other than 408/429 fails at once.
+    body, which counts as transient. A 4xx other than 408/425/429 fails at once; a
+    redirect is an error (never followed: it could carry credentials elsewhere).
     """
     last_error = "no attempt made"
     for attempt in range(policy.max_retries + 1):
@@ -116,31 +199,32 @@ def request_with_retries[T](
             delay = policy.delay_s(attempt)
             logger.debug("retry %d for %s in %.2f s (%s)", attempt, what, delay, last_error)
             time.sleep(delay)
-        started = time.perf_counter()
+        started = time.monotonic()
         try:
             response = session.request(
                 method,
                 url,
                 params=params,
-                timeout=policy.timeout_s,
+                timeout=(policy.connect_timeout_s, policy.timeout_s),
                 allow_redirects=False,
+                stream=True,
                 **kwargs,
             )
-            _ = response.content  # read the body now: a cut connection raises here
-        except (
-            requests.ConnectionError,
-            requests.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
-        ) as exc:
-            last_error = f"{type(exc).__name__}: {_first_line(exc)}"
+            _read_body(response, started + policy.deadline_s)
+        except requests.exceptions.SSLError as exc:
+            raise RemoteError(f"{what}: {describe_network_error(exc, url)}") from None
+        except _DeadlineExceeded:
+            last_error = f"no complete answer within {policy.deadline_s:g} s"
+            continue
+        except (requests.RequestException, OSError) as exc:
+            last_error = describe_network_error(exc, url)
             continue
         logger.debug(
             "%s %s -> %d in %.3f s",
             method,
             redact(url, params),
             response.status_code,
-            time.perf_counter() - started,
+            time.monotonic() - started,
         )
         if on_response is not None:
             on_response(response)
@@ -178,8 +262,9 @@ def call_with_retries[T](
 ) -> T:
     """Call ``fn()`` until it succeeds, retrying ``transient`` errors with backoff.
 
-    For reads that are not plain HTTP requests (S3 through s3fs). A ``ValueError`` from
-    ``fn`` (a body that does not decode) counts as transient too.
+    For reads that are not plain HTTP requests (byte ranges through fsspec, S3 through
+    s3fs). A ``ValueError`` from ``fn`` (a body that does not decode, a short read)
+    counts as transient too.
     """
     last_error = "no attempt made"
     for attempt in range(policy.max_retries + 1):
@@ -188,20 +273,42 @@ def call_with_retries[T](
         try:
             return fn()
         except (*transient, ValueError) as exc:
-            last_error = f"{type(exc).__name__}: {_first_line(exc)}"
+            last_error = describe_network_error(exc)
             logger.debug("attempt %d at %s failed: %s", attempt + 1, what, last_error)
     raise RemoteError(
         f"{what}: failed after {policy.max_retries + 1} attempts; last error: {last_error}"
     )
 
 
+def describe_network_error(exc: BaseException, url: str | None = None) -> str:
+    """One line for a person: what kind of network failure ``exc`` is, in their terms
+    (a certificate problem is a certificate problem, not "nothing found")."""
+    text = _first_line(exc)
+    chain = [exc, exc.__cause__, exc.__context__]
+    names = " ".join(type(e).__name__ for e in chain if e is not None)
+    lowered = f"{names} {text}".lower()
+    where = f" ({redact(url)})" if url else ""
+    if "certificate" in lowered or "ssl" in lowered:
+        return (
+            f"TLS certificate verification failed{where}: {text}; if you trust this server, "
+            "--insecure turns verification off for it"
+        )
+    if "timeout" in lowered or "timed out" in lowered:
+        return f"timed out{where}: {text}"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return f"unknown host{where}: {text}"
+    if "connection refused" in lowered:
+        return f"connection refused{where}: nothing is listening there"
+    return f"{type(exc).__name__}{where}: {text}"
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+    return redact_text(text[:300])
 
 
 def _body_excerpt(response: requests.Response) -> str:
     kind = response.headers.get("Content-Type", "")
     if "json" in kind or "text" in kind:
-        return " ".join(response.text.split())[:200] or "(empty body)"
+        return redact_text(" ".join(response.text.split())[:200]) or "(empty body)"
     return f"({kind or 'no content type'}, {len(response.content)} bytes)"

@@ -36,6 +36,7 @@ import numpy as np
 import requests
 
 from .._config import setting
+from .._redact import register_secret
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect, tile_pieces
 from ..imgdata import MINERVA_TILE_SIZE, minerva_level_sizes
@@ -94,6 +95,8 @@ def resolve_settings(**given: Any) -> dict[str, Any]:
             f"Minerva needs {', '.join(missing)}: pass them as options, set the "
             "environment variables, or put them in the config file's [minerva]"
         )
+    for name in ("password", "client_secret"):
+        register_secret(out[name])
     for name in ("username", "password"):
         if not out[name]:
             raise AuthError(
@@ -192,6 +195,8 @@ class _Connection:
             raise
         data = response.json().get("data", {})
         self.credential_fetches += 1
+        for value in (data.get("credentials") or {}).values():
+            register_secret(value)
         url = data.get("image_url", "")
         if url.startswith("s3://"):
             self.bucket = url[5:].split("/", 1)[0]
@@ -453,6 +458,8 @@ class MinervaSource(CachedHandleSource):
 def _rebuild(state: dict[str, Any]) -> MinervaSource:
     source = MinervaSource.__new__(MinervaSource)
     source.__dict__.update(state)
+    for name in ("password", "client_secret"):  # in the worker too
+        register_secret(state["_settings"].get(name))
     return source
 
 

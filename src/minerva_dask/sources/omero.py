@@ -36,7 +36,14 @@ import requests
 from .._config import setting
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect, tile_pieces
-from ._http import RetryPolicy, make_session, redact, request_with_retries
+from .._redact import register_secret, register_url_secrets
+from ._http import (
+    RetryPolicy,
+    check_same_origin,
+    make_session,
+    redact,
+    request_with_retries,
+)
 from ._tiles import PNG_START, decode_tile
 from .base import CachedHandleSource, ChannelInfo, ImageInfo, LevelInfo, default_window
 
@@ -78,7 +85,12 @@ class _Connection:
 
     # -- authentication -------------------------------------------------------------
     def login(self) -> None:
-        """JSON API login (api-contract.md 5): token, servers, POST login with CSRF."""
+        """JSON API login (api-contract.md 5): token, servers, POST login with CSRF.
+
+        Every request goes through the network policy (retries, timeouts, TLS), every URL
+        the server advertises must stay on the scheme and host the user named, and a
+        refusal is tried once more with a fresh CSRF token before it is reported (a
+        proxy or a restarting server can refuse once)."""
         username, password = self.credentials.get("username"), self.credentials.get("password")
         if not username or not password:
             raise AuthError(
@@ -87,38 +99,62 @@ class _Connection:
             )
         api = self._json("api/", "the OMERO JSON API")
         base = next(
-            (v["url:base"] for v in api.get("data", []) if v.get("version") == "0"),
-            urljoin(self.base, "api/v0/"),
-        )
+            (v.get("url:base") for v in api.get("data", []) if v.get("version") == "0"),
+            None,
+        ) or urljoin(self.base, "api/v0/")
+        base = check_same_origin(self.base, urljoin(self.base, base), "its JSON API")
         urls = self._json(base, "the OMERO JSON API index")
-        token = self._json(urls.get("url:token", urljoin(base, "token/")), "a CSRF token")["data"]
-        servers = self._json(urls.get("url:servers", urljoin(base, "servers/")), "the server list")
-        server_id = (servers.get("data") or [{"id": 1}])[0]["id"]
-        login_url = urls.get("url:login", urljoin(base, "login/"))
-        response = self.session.post(
-            login_url,
-            data={"username": username, "password": password, "server": server_id},
-            headers={"X-CSRFToken": token, "Referer": login_url},
-            timeout=self.policy.timeout_s,
-            allow_redirects=False,
-        )
-        if response.status_code != 200:
-            message = _json_message(response)
-            raise AuthError(
-                f"OMERO login to {self.base} as the user from OMERO_USERNAME "
-                f"failed (HTTP {response.status_code}): {message}"
-            )
-        context = response.json().get("eventContext", {})
+
+        def advertised(key: str, default: str, what: str) -> str:
+            return check_same_origin(self.base, urljoin(base, urls.get(key) or default), what)
+
+        token_url = advertised("url:token", "token/", "its CSRF token")
+        servers_url = advertised("url:servers", "servers/", "its server list")
+        login_url = advertised("url:login", "login/", "its login")
+        for attempt in range(2):
+            token = self._json(token_url, "a CSRF token").get("data")
+            register_secret(token)
+            servers = self._json(servers_url, "the server list")
+            server_id = (servers.get("data") or [{"id": 1}])[0].get("id", 1)
+            try:
+                response = request_with_retries(
+                    self.session,
+                    "POST",
+                    login_url,
+                    what=f"the OMERO login at {self.base}",
+                    policy=self.policy,
+                    data={"username": username, "password": password, "server": server_id},
+                    headers={"X-CSRFToken": str(token), "Referer": login_url},
+                )
+                context = response.json().get("eventContext", {})  # type: ignore[union-attr]
+                break
+            except RemoteError as exc:
+                if exc.status not in (400, 401, 403) or attempt:
+                    if exc.status is None:
+                        raise
+                    raise AuthError(
+                        f"OMERO login to {self.base} as the user from OMERO_USERNAME "
+                        f"failed (HTTP {exc.status}): {_login_message(exc)}"
+                    ) from None
+                logger.info("the OMERO login was refused once; trying again")
+            except ValueError:
+                raise RemoteError(f"the OMERO login at {self.base} did not answer JSON") from None
         self.session_key = context.get("sessionUuid") or self.session_key
-        logger.info("logged in to OMERO at %s", self.base)
+        register_secret(self.session_key)
+        for cookie in self.session.cookies:
+            register_secret(cookie.value)
+        logger.info("logged in to OMERO at %s", redact(self.base))
 
     def _json(self, path: str, what: str) -> dict[str, Any]:
         url = urljoin(self.base, path)
         response = request_with_retries(self.session, "GET", url, what=what, policy=self.policy)
         try:
-            return response.json()  # type: ignore[union-attr]
+            data = response.json()  # type: ignore[union-attr]
         except ValueError:
             raise RemoteError(f"{what}: {redact(url)} did not answer JSON") from None
+        if not isinstance(data, dict):
+            raise RemoteError(f"{what}: {redact(url)} did not answer a JSON object")
+        return data
 
     def _is_login_redirect(self, response: requests.Response) -> bool:
         if response.status_code in (301, 302, 303, 307):
@@ -183,11 +219,13 @@ class _LoggedOut(Exception):
     pass
 
 
-def _json_message(response: requests.Response) -> str:
+def _login_message(exc: RemoteError) -> str:
+    """The server's reason from a refused login's error text (its JSON ``message``)."""
+    text = str(exc).split(": ", 2)[-1]
     try:
-        return str(response.json().get("message", ""))[:200]
-    except ValueError:
-        return " ".join(response.text.split())[:200]
+        return str(json.loads(text).get("message", text))[:200]
+    except (ValueError, AttributeError):
+        return text[:200]
 
 
 def secrets_digest(credentials: dict[str, Any]) -> str:
@@ -288,6 +326,7 @@ class OmeroSource(CachedHandleSource):
             "password": password or setting("omero", "password", "OMERO_PASSWORD"),
             "cookie": cookie or setting("omero", "cookie", "OME_COOKIE"),
         }
+        _register_secrets(credentials, server)
         self._config = {
             "server": self.server,
             "credentials": credentials,
@@ -311,7 +350,8 @@ class OmeroSource(CachedHandleSource):
         return (_rebuild, (state,))
 
     def __repr__(self) -> str:
-        return f"OmeroSource({self.server!r}, image_id={self.image_id}, mode={self.tile_mode!r})"
+        server = redact(self.server)
+        return f"OmeroSource({server!r}, image_id={self.image_id}, mode={self.tile_mode!r})"
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return (
@@ -483,7 +523,15 @@ class OmeroSource(CachedHandleSource):
 def _rebuild(state: dict[str, Any]) -> OmeroSource:
     source = OmeroSource.__new__(OmeroSource)
     source.__dict__.update(state)
+    _register_secrets(state["_config"]["credentials"], state["server"])  # in the worker too
     return source
+
+
+def _register_secrets(credentials: dict[str, Any], server: str) -> None:
+    """Make every credential of this source one that no message or log can print."""
+    for key in ("session", "password", "cookie"):
+        register_secret(credentials.get(key))
+    register_url_secrets(server)
 
 
 def _json_body(response: requests.Response) -> dict[str, Any]:
