@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from .errors import RequestError
 from .geometry import Rect
@@ -350,9 +350,15 @@ class RenderRequest:
             return f"?{text}"  # no image named: the query alone parses back the same
         image = self.image_id if self.image_id is not None else "0"
         path = f"/{image}/{self.z}/{self.t}/?{text}"
-        if self.server:
-            return self.server.rstrip("/") + _FIGURE_MARKER.rstrip("/") + path
+        if self.server:  # never with user:password@: a URL to share, not a credential
+            server = urlunsplit(urlsplit(self.server)._replace(netloc=_host(self.server)))
+            return server.rstrip("/") + _FIGURE_MARKER.rstrip("/") + path
         return path
+
+
+def _host(url: str) -> str:
+    """The network location of ``url`` without user info."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
 def _num(value: float) -> str:

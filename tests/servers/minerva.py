@@ -86,6 +86,7 @@ class MinervaWorld:
     images: dict[str, dict[str, Any]]  # uuid -> {"name", "bfu_uuid", "pyramid_levels"}
     credentials: bool = True  # serve /credentials (else 404: users use their own AWS keys)
     credentials_lifetime_s: float = 3600.0
+    sts_keys: tuple[str, str] = ("testing", "testing")  # the temporary (key id, secret) served
     max_token_age_s: float | None = None  # refuse tokens issued longer ago than this
     other_clients: set[str] = field(default_factory=set)  # more app clients of the pool
     counts: dict[str, int] = field(
@@ -206,8 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
                         "image_url": f"s3://{world.bucket}/{uuid}/",
                         "bfu_url": f"s3://{world.bucket}/{image['bfu_uuid']}/",
                         "credentials": {
-                            "AccessKeyId": "testing",
-                            "SecretAccessKey": "testing",
+                            "AccessKeyId": world.sts_keys[0],
+                            "SecretAccessKey": world.sts_keys[1],
                             "SessionToken": f"session-{world.counts['credentials']}",
                             "Expiration": expires.isoformat(),
                         },

@@ -390,6 +390,9 @@ class Faults:
     expire_after: int | None = None  # an authenticated session dies after N requests
     busy_imgdata: int = 0  # first N imgData calls answer ConcurrencyException
     busy_backoff_ms: int = 50
+    trickle_tiles: int = 0  # first N tile answers send their body a byte at a time...
+    trickle_s: float = 0.5  # ...this many seconds apart (a slow-loris server)
+    refuse_first: int = 0  # first N requests of any kind answer 401 (a proxy's hiccup)
 
 
 class OmeroState:
@@ -416,6 +419,9 @@ class OmeroState:
         self.attempts: dict[str, int] = {}
         self.streak: dict[str, int] = {}
         self.counts = {"tiles": 0, "imgData": 0, "logins": 0, "faults": 0, "requests": 0}
+        self.advertised_base: str | None = None  # the base /api/ advertises; None: its own
+        self.tls = False
+        self.seen_passwords: list[str] = []  # every password a login POST carried
         self.tile_log: list[str] = []
 
     def new_omero_session(self, user: str) -> str:
@@ -515,8 +521,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(302, b"", headers={"Location": "/webclient/login/?url=" + quote(self.path)})
 
     # -- routes --------------------------------------------------------------------
+    def _refused_by_fault(self) -> bool:
+        with self.state.lock:
+            self.state.counts["requests"] += 1
+            refuse = self.state.counts["requests"] <= self.state.faults.refuse_first
+        if refuse:
+            self._json(401, {"message": "Unauthorized (a transient refusal)"})
+        return refuse
+
     def do_GET(self) -> None:
-        self.state.counts["requests"] += 1
+        if self._refused_by_fault():
+            return
         path = urlsplit(self.path).path
         query = self._query()
         parts = [p for p in path.split("/") if p]
@@ -544,13 +559,17 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def do_POST(self) -> None:
+        if self._refused_by_fault():
+            return
         parts = [p for p in urlsplit(self.path).path.split("/") if p]
         if parts == ["api", "v0", "login"]:
             return self._login()
         self._send(405, b"Method Not Allowed")
 
     def _base(self) -> str:
-        return f"http://{self.headers.get('Host')}"
+        if self.state.advertised_base:  # a proxy that terminates TLS and says http://...
+            return self.state.advertised_base
+        return f"{'https' if self.state.tls else 'http'}://{self.headers.get('Host')}"
 
     def _api(self, parts: list[str], query: dict[str, str]) -> None:
         base = self._base()
@@ -583,6 +602,7 @@ class _Handler(BaseHTTPRequestHandler):
             form = json.loads(body or "{}")
         else:
             form = {k: v[-1] for k, v in parse_qs(body).items()}
+        self.state.seen_passwords.append(str(form.get("password")))
         token = self._cookies().get("csrftoken")
         if (
             not token
@@ -715,7 +735,26 @@ class _Handler(BaseHTTPRequestHandler):
         body, kind = encode(rgb, fmt=fmt, quality=quality)
         if fault == "truncate":
             body = body[: len(body) // 2]
+        with self.state.lock:
+            trickle = self.state.faults.trickle_tiles > 0
+            self.state.faults.trickle_tiles -= trickle
+        if key is not None and trickle:
+            return self._trickle(body, kind)
         self._send(200, body, kind, self._pending_headers)
+
+    def _trickle(self, body: bytes, kind: str) -> None:
+        """Answer 200 with the whole Content-Length promised, then a byte at a time."""
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(self.state.faults.trickle_s)
+        except OSError:  # the client gave up on us, as it should
+            self.close_connection = True
 
     def _render_scaled_region(self, parts: list[str], query: dict[str, str]) -> None:
         """OMERO.figure views.py render_scaled_region (api-contract.md 3)."""
@@ -763,10 +802,13 @@ class _Handler(BaseHTTPRequestHandler):
 class OmeroServer(LoopbackServer):
     """``with OmeroServer(images) as server:`` serves on ``server.url`` (127.0.0.1)."""
 
-    def __init__(self, images: dict[int, ServedImage], **options: Any) -> None:
+    def __init__(
+        self, images: dict[int, ServedImage], *, tls: Any = None, **options: Any
+    ) -> None:
         self.state = OmeroState(images, **options)
+        self.state.tls = tls is not None
         handler = type("Handler", (_Handler,), {"state": self.state, "_pending_headers": {}})
-        super().__init__(handler)
+        super().__init__(handler, tls=tls)
 
     @property
     def faults(self) -> Faults:

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import MissingDependencyError, SourceError
-from ._fs import exists_or_raise, is_url, local_path, redact_url
+from ._fs import exists_or_raise, fs_storage_options, is_url, local_path, redact_url
 from .base import ChannelInfo, ImageInfo, LevelInfo, Source, read_level
 
 __all__ = [
@@ -58,7 +58,7 @@ def guess_format(ref: str, storage_options: dict[str, Any] | None = None) -> str
     else:
         import fsspec
 
-        with fsspec.open(ref, "rb", **(storage_options or {})) as fh:
+        with fsspec.open(ref, "rb", **fs_storage_options(ref, storage_options)) as fh:
             head = fh.read(4)
     if head in _TIFF_MAGIC:
         return "ome-tiff"

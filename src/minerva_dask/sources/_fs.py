@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import _redact
 from ..errors import SourceError, SourceNotFoundError
 
 __all__ = [
     "REMOTE_CONCURRENCY",
     "exists_or_raise",
+    "fs_storage_options",
     "is_url",
     "local_path",
     "redact_url",
@@ -45,15 +47,48 @@ def redact_url(url: str) -> str:
     >>> redact_url("https://user:secret@host/a.tif?X-Amz-Signature=abc")
     'https://host/a.tif'
     """
-    from urllib.parse import urlsplit, urlunsplit
+    return _redact.redact_url(url)
 
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+def fs_storage_options(ref: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    """fsspec options for ``ref`` with the network policy's defaults filled in: connect
+    and read timeouts and a whole-request limit for HTTP (aiohttp), timeouts and retries
+    for S3 (botocore). What the user gave wins. User info in an HTTP URL is registered
+    as a secret."""
+    from ._http import RetryPolicy  # the network policy's timeouts (not at import: requests)
+
+    policy = RetryPolicy()
+    options = dict(storage_options or {})
+    _redact.register_url_secrets(ref)
+    for key in ("key", "secret", "token", "password", "client_secret"):
+        _redact.register_secret(options.get(key))
+    scheme = ref.partition("://")[0].lower()
+    if scheme in ("http", "https"):
+        import aiohttp
+
+        client = dict(options.get("client_kwargs") or {})
+        client.setdefault(
+            "timeout",
+            aiohttp.ClientTimeout(
+                total=policy.deadline_s,
+                sock_connect=policy.connect_timeout_s,
+                sock_read=policy.timeout_s,
+            ),
+        )
+        options["client_kwargs"] = client
+    elif scheme in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", policy.connect_timeout_s)
+        config.setdefault("read_timeout", policy.timeout_s)
+        config.setdefault("retries", {"max_attempts": 3, "mode": "standard"})
+        options["config_kwargs"] = config
+    return options
 
 
 def exists_or_raise(ref: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Raise :class:`SourceNotFoundError` naming ``ref`` when nothing is there."""
+    """Raise :class:`SourceNotFoundError` naming ``ref`` when nothing is there, and a
+    :class:`SourceError` that says what went wrong (a certificate, credentials, an
+    unreachable host) when the question cannot be answered."""
     if not is_url(ref):
         path = local_path(ref)
         if not os.path.exists(path):
@@ -61,12 +96,21 @@ def exists_or_raise(ref: str, storage_options: dict[str, Any] | None = None) -> 
         return
     import fsspec
 
+    from ._http import describe_network_error
+
     try:
-        fs, path = fsspec.core.url_to_fs(ref, **(storage_options or {}))
-        found = fs.exists(path)
-    except (ImportError, ValueError) as exc:
-        raise SourceError(f"cannot open {redact_url(ref)}: {exc}") from None
-    except OSError as exc:
-        raise SourceError(f"cannot reach {redact_url(ref)}: {exc}") from None
+        fs, path = fsspec.core.url_to_fs(ref, **fs_storage_options(ref, storage_options))
+        if ref.partition("://")[0].lower() in ("http", "https"):
+            found = fs.exists(path, strict=True)  # an error is an error, not "absent"
+        else:
+            found = fs.exists(path)
+    except ImportError as exc:
+        raise SourceError(
+            f"cannot open {redact_url(ref)}: {exc} (pip install 'minerva-dask[s3]' for s3://)"
+        ) from None
+    except FileNotFoundError:
+        found = False
+    except Exception as exc:  # network, TLS, credentials: say which
+        raise SourceError(f"cannot open {redact_url(ref)}: {describe_network_error(exc)}") from None
     if not found:
         raise SourceNotFoundError(f"nothing found at {redact_url(ref)}")

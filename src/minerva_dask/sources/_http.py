@@ -34,13 +34,14 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .._redact import redact as redact_text
-from ..errors import RemoteError
+from ..errors import MinervaDaskError, RemoteError
 
 __all__ = [
     "RetryPolicy",
     "call_with_retries",
     "check_same_origin",
     "describe_network_error",
+    "is_transient",
     "make_session",
     "redact",
     "request_with_retries",
@@ -139,15 +140,23 @@ def check_same_origin(base: str, url: str, what: str) -> str:
     >>> check_same_origin("https://h/omero/", "https://h/omero/api/v0/", "x")
     'https://h/omero/api/v0/'
     """
-    want, got = urlsplit(base), urlsplit(url)
-    if (got.scheme.lower(), got.netloc.lower()) != (want.scheme.lower(), want.netloc.lower()):
+    want, got = _origin(base), _origin(url)
+    if got != want:
         raise RemoteError(
             f"{redact(base)} advertises {what} at {redact(url)}, on another "
-            f"{'scheme' if got.netloc.lower() == want.netloc.lower() else 'host'}; "
+            f"{'scheme' if got[1:] == want[1:] else 'host'}; "
             "refusing to send credentials there (a proxy that terminates TLS without "
             "setting X-Forwarded-Proto makes servers advertise http://)"
         )
     return url
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of ``url``, the default port made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
 
 
 class _DeadlineExceeded(Exception):
@@ -264,7 +273,7 @@ def call_with_retries[T](
 
     For reads that are not plain HTTP requests (byte ranges through fsspec, S3 through
     s3fs). A ``ValueError`` from ``fn`` (a body that does not decode, a short read)
-    counts as transient too.
+    counts as transient too; our own errors (already judged and worded) never do.
     """
     last_error = "no attempt made"
     for attempt in range(policy.max_retries + 1):
@@ -272,6 +281,8 @@ def call_with_retries[T](
             time.sleep(policy.delay_s(attempt))
         try:
             return fn()
+        except MinervaDaskError:
+            raise  # already judged and worded: not transient
         except (*transient, ValueError) as exc:
             last_error = describe_network_error(exc)
             logger.debug("attempt %d at %s failed: %s", attempt + 1, what, last_error)
@@ -282,24 +293,53 @@ def call_with_retries[T](
 
 def describe_network_error(exc: BaseException, url: str | None = None) -> str:
     """One line for a person: what kind of network failure ``exc`` is, in their terms
-    (a certificate problem is a certificate problem, not "nothing found")."""
+    (a certificate problem is a certificate problem, not "nothing found"; missing AWS
+    credentials say how to read a public bucket)."""
     text = _first_line(exc)
     chain = [exc, exc.__cause__, exc.__context__]
     names = " ".join(type(e).__name__ for e in chain if e is not None)
     lowered = f"{names} {text}".lower()
     where = f" ({redact(url)})" if url else ""
+    status = getattr(exc, "status", None)
+    if "nocredentials" in lowered or "unable to locate credentials" in lowered:
+        return (
+            f"no AWS credentials found{where}: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY or AWS_PROFILE; for a public bucket pass "
+            "--storage-option anon=true (storage_options={'anon': True})"
+        )
     if "certificate" in lowered or "ssl" in lowered:
         return (
             f"TLS certificate verification failed{where}: {text}; if you trust this server, "
             "--insecure turns verification off for it"
         )
+    if "endpointconnection" in lowered or "could not connect to the endpoint" in lowered:
+        return f"cannot reach the endpoint{where}: {text}"
     if "timeout" in lowered or "timed out" in lowered:
         return f"timed out{where}: {text}"
     if "name or service not known" in lowered or "nodename nor servname" in lowered:
         return f"unknown host{where}: {text}"
-    if "connection refused" in lowered:
+    if "connection refused" in lowered or "connect call failed" in lowered:
         return f"connection refused{where}: nothing is listening there"
+    if isinstance(exc, PermissionError) or status in (401, 403) or "accessdenied" in lowered:
+        return f"access denied{where}: {text}"
+    if isinstance(status, int):
+        return f"HTTP {status}{where}: {text}"
     return f"{type(exc).__name__}{where}: {text}"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying ``exc``'s request again may help: connection trouble, timeouts,
+    short bodies, 408/425/429/5xx; not a missing or forbidden object, a certificate
+    error or a bad request."""
+    if isinstance(exc, FileNotFoundError | PermissionError | NotImplementedError):
+        return False
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return status in _RETRY_STATUS
+    lowered = f"{type(exc).__name__} {exc}".lower()
+    if "certificate" in lowered or "ssl" in lowered or "nocredentials" in lowered:
+        return False
+    return isinstance(exc, OSError | TimeoutError | ValueError) or "connection" in lowered
 
 
 def _first_line(exc: BaseException) -> str:

@@ -26,7 +26,15 @@ from ..errors import SourceError, TileReadError
 from ..geometry import Rect
 from ..ome_xml import OmeImage, parse_ome_images
 from ._axes import check_axes, read_block
-from ._fs import exists_or_raise, is_url, local_path, redact_url, remote_concurrency
+from ._fs import (
+    exists_or_raise,
+    fs_storage_options,
+    is_url,
+    local_path,
+    redact_url,
+    remote_concurrency,
+)
+from ._ranges import NoRangeSupportError, range_reader
 from ._tiff_tiles import TiledPlanes
 from .base import (
     CachedHandleSource,
@@ -55,7 +63,8 @@ class _Opened:
         if is_url(ref):
             import fsspec
 
-            self._fileobj = fsspec.open(ref, mode="rb", **storage_options).open()
+            options = fs_storage_options(ref, storage_options)
+            self._fileobj = fsspec.open(ref, mode="rb", **options).open()
             target: Any = self._fileobj
         else:
             target = local_path(ref)
@@ -73,7 +82,7 @@ class _Opened:
             lock = threading.RLock()
             fetch = None
             if self._fileobj is not None:  # remote: the file's own filesystem, by ranges
-                fetch = _range_reader(self._fileobj.fs, self._fileobj.path, ref)
+                fetch = range_reader(self._fileobj.fs, self._fileobj.path, ref)
             levels = self.series.levels
             self.levels: list[Any] = [
                 TiledPlanes(level, lock, fetch) if TiledPlanes.supports(level) else None
@@ -90,6 +99,15 @@ class _Opened:
         except tifffile.TiffFileError as exc:
             self.close()
             raise SourceError(f"{redact_url(ref)} is not a readable TIFF: {exc}") from None
+        except ValueError as exc:
+            self.close()
+            if "range" in str(exc).lower():  # fsspec: the server sent the whole file
+                raise NoRangeSupportError(
+                    f"{redact_url(ref)}: the server does not support HTTP Range requests, "
+                    "which reading a TIFF remotely needs: serve it from a server or object "
+                    "store that does (S3, nginx, Apache), or download the file first"
+                ) from None
+            raise
         finally:
             tiff_logger.setLevel(previous)
 
@@ -98,38 +116,6 @@ class _Opened:
             self.tif.close()
         if self._fileobj is not None:
             self._fileobj.close()
-
-
-def _range_reader(fs: Any, path: str, ref: str) -> Any:
-    """``fetch(offsets, byte_counts) -> [bytes]`` for a remote TIFF at ``path`` on the
-    fsspec filesystem ``fs``: all ranges requested together (``cat_ranges``), stateless, so
-    threads keep many in flight; transient failures and short answers retried with
-    backoff, then an error naming the file (``ref``, redacted) and the bytes."""
-    from ._http import RetryPolicy, call_with_retries
-
-    policy = RetryPolicy()
-
-    def fetch(offsets: list[int], counts: list[int]) -> list[bytes]:
-        ends = [o + c for o, c in zip(offsets, counts, strict=True)]
-        what = f"{redact_url(ref)} bytes {min(offsets)}-{max(ends)} ({len(offsets)} tiles)"
-
-        def once() -> tuple[list[bytes] | None, OSError | None]:
-            try:
-                chunks = fs.cat_ranges([path] * len(offsets), offsets, ends)
-            except (FileNotFoundError, PermissionError) as exc:
-                return None, exc  # gone or forbidden: retrying will not help
-            if any(len(b) != c for b, c in zip(chunks, counts, strict=True)):
-                raise ValueError("fewer bytes than asked came back (truncated)")  # retried
-            return chunks, None
-
-        chunks, permanent = call_with_retries(
-            once, what=what, policy=policy, transient=(OSError, TimeoutError)
-        )
-        if permanent is not None:
-            raise permanent
-        return chunks  # type: ignore[return-value]
-
-    return fetch
 
 
 class OmeTiffSource(CachedHandleSource):

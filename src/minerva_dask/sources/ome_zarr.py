@@ -20,7 +20,7 @@ from ..errors import SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect
 from ..request import parse_color
 from ._axes import check_axes, read_block
-from ._fs import is_url, local_path, redact_url, remote_concurrency
+from ._fs import fs_storage_options, is_url, local_path, redact_url, remote_concurrency
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -38,7 +38,8 @@ _DEFAULT_AXES = {2: "YX", 3: "CYX", 4: "CZYX", 5: "TCZYX"}  # NGFF < 0.4 implies
 def _open_group(ref: str, storage_options: dict[str, Any]) -> zarr.Group:
     try:
         if is_url(ref):
-            return zarr.open_group(ref, mode="r", storage_options=storage_options or None)
+            options = fs_storage_options(ref, storage_options)
+            return zarr.open_group(ref, mode="r", storage_options=options)
         path = local_path(ref)
         if not os.path.exists(path):
             raise SourceNotFoundError(f"no such file or directory: {path}")

@@ -28,15 +28,15 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import numpy as np
 import requests
 
 from .._config import setting
+from .._redact import register_secret, register_url_secrets
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect, tile_pieces
-from .._redact import register_secret, register_url_secrets
 from ._http import (
     RetryPolicy,
     check_same_origin,
@@ -133,8 +133,9 @@ class _Connection:
                     if exc.status is None:
                         raise
                     raise AuthError(
-                        f"OMERO login to {self.base} as the user from OMERO_USERNAME "
-                        f"failed (HTTP {exc.status}): {_login_message(exc)}"
+                        f"OMERO login to {self.base} failed (HTTP {exc.status}): "
+                        f"{_login_message(exc)} (the username and password come from the "
+                        "server URL, else OMERO_USERNAME / OMERO_PASSWORD)"
                     ) from None
                 logger.info("the OMERO login was refused once; trying again")
             except ValueError:
@@ -310,10 +311,15 @@ class OmeroSource(CachedHandleSource):
             raise SourceError(f"image_format must be auto, jpeg or png, got {image_format!r}")
         if not 0 < quality <= 1:
             raise SourceError(f"JPEG quality must be within (0, 1], got {quality}")
+        register_url_secrets(server)
         parts = urlsplit(server)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SourceError(f"OMERO server {server!r} is not an http(s) URL")
-        self.server = server.rstrip("/")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SourceError(f"OMERO server {redact(server)!r} is not an http(s) URL")
+        if parts.username is not None:  # https://user:password@host: the OMERO login
+            username = username or unquote(parts.username)
+            password = password or unquote(parts.password or "") or None
+            parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+        self.server = urlunsplit(parts).rstrip("/")
         self.image_id = int(image_id)
         self.tile_mode = mode
         self.server_preset = "omero"  # what the composite tiles are
