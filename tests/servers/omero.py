@@ -802,9 +802,7 @@ class _Handler(BaseHTTPRequestHandler):
 class OmeroServer(LoopbackServer):
     """``with OmeroServer(images) as server:`` serves on ``server.url`` (127.0.0.1)."""
 
-    def __init__(
-        self, images: dict[int, ServedImage], *, tls: Any = None, **options: Any
-    ) -> None:
+    def __init__(self, images: dict[int, ServedImage], *, tls: Any = None, **options: Any) -> None:
         self.state = OmeroState(images, **options)
         self.state.tls = tls is not None
         handler = type("Handler", (_Handler,), {"state": self.state, "_pending_headers": {}})
