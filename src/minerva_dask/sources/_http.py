@@ -43,6 +43,7 @@ __all__ = [
     "describe_network_error",
     "is_transient",
     "make_session",
+    "open_with_retries",
     "redact",
     "request_with_retries",
 ]
@@ -291,6 +292,26 @@ def call_with_retries[T](
     )
 
 
+def open_with_retries[T](ref: str, opener: Callable[[], T], policy: RetryPolicy | None = None) -> T:
+    """``opener()`` (reading a remote file's or store's metadata), retried as a whole
+    while it fails transiently: its reads go through libraries that do not retry."""
+    policy = policy or RetryPolicy()
+    for attempt in range(policy.max_retries + 1):
+        if attempt:
+            time.sleep(policy.delay_s(attempt))
+        try:
+            return opener()
+        except Exception as exc:
+            if not is_transient(exc) or attempt == policy.max_retries:
+                if isinstance(exc, MinervaDaskError):
+                    raise
+                raise RemoteError(
+                    f"opening {redact(ref)} failed: {describe_network_error(exc)}"
+                ) from None
+            logger.debug("opening %s: %s; retrying", redact(ref), describe_network_error(exc))
+    raise AssertionError("unreachable")
+
+
 def describe_network_error(exc: BaseException, url: str | None = None) -> str:
     """One line for a person: what kind of network failure ``exc`` is, in their terms
     (a certificate problem is a certificate problem, not "nothing found"; missing AWS
@@ -331,7 +352,9 @@ def is_transient(exc: BaseException) -> bool:
     """Whether trying ``exc``'s request again may help: connection trouble, timeouts,
     short bodies, 408/425/429/5xx; not a missing or forbidden object, a certificate
     error or a bad request."""
-    if isinstance(exc, FileNotFoundError | PermissionError | NotImplementedError):
+    if isinstance(exc, MinervaDaskError | FileNotFoundError | PermissionError):
+        return False  # ours are judged and worded already; absent and forbidden stay so
+    if isinstance(exc, NotImplementedError):
         return False
     status = getattr(exc, "status", None)
     if isinstance(status, int):
@@ -339,7 +362,9 @@ def is_transient(exc: BaseException) -> bool:
     lowered = f"{type(exc).__name__} {exc}".lower()
     if "certificate" in lowered or "ssl" in lowered or "nocredentials" in lowered:
         return False
-    return isinstance(exc, OSError | TimeoutError | ValueError) or "connection" in lowered
+    if isinstance(exc, OSError | TimeoutError | ValueError):
+        return True
+    return any(word in lowered for word in ("connection", "payload", "disconnected", "timeout"))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -241,7 +241,7 @@ class MinervaSource(CachedHandleSource):
         ``"USER_SRP_AUTH"`` (default) or ``"USER_PASSWORD_AUTH"``.
     s3_endpoint_url, cognito_endpoint_url
         Endpoints other than AWS's (boto3's ``AWS_ENDPOINT_URL_*`` variables work too).
-    max_retries, initial_delay_s, timeout_s, concurrency, verify
+    max_retries, initial_delay_s, timeout_s, deadline_s, concurrency, verify
         As for the OMERO source.
     """
 
@@ -264,6 +264,7 @@ class MinervaSource(CachedHandleSource):
         max_retries: int = 5,
         initial_delay_s: float = 0.25,
         timeout_s: float = 60.0,
+        deadline_s: float = 180.0,
         concurrency: int = 16,
         verify: bool = True,
     ) -> None:
@@ -290,7 +291,9 @@ class MinervaSource(CachedHandleSource):
             verify=verify,
             pool_size=max(concurrency, 4),
         )
-        self._policy = RetryPolicy(max_retries, initial_delay_s, timeout_s=timeout_s)
+        self._policy = RetryPolicy(
+            max_retries, initial_delay_s, timeout_s=timeout_s, deadline_s=deadline_s
+        )
         # one set of sessions per source and process; workers sign in for themselves
         self._key = ("minerva", self.image_uuid, secrets.token_hex(8))
         self._info: ImageInfo | None = None

@@ -168,7 +168,13 @@ class OmeTiffSource(CachedHandleSource):
         return ("tiff", self.ref, self.series, repr(sorted(self.storage_options.items())))
 
     def _open_handle(self) -> _Opened:
-        return _Opened(self.ref, self.storage_options, self.series)
+        if not is_url(self.ref):
+            return _Opened(self.ref, self.storage_options, self.series)
+        from ._http import open_with_retries  # remote: metadata reads retried as a whole
+
+        return open_with_retries(
+            self.ref, lambda: _Opened(self.ref, self.storage_options, self.series)
+        )
 
     # -- metadata --------------------------------------------------------------------
     def _load_info(self) -> None:

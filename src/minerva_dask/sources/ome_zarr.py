@@ -20,7 +20,7 @@ from ..errors import SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect
 from ..request import parse_color
 from ._axes import check_axes, read_block
-from ._fs import fs_storage_options, is_url, local_path, redact_url, remote_concurrency
+from ._fs import is_url, local_path, redact_url, remote_concurrency
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -38,8 +38,9 @@ _DEFAULT_AXES = {2: "YX", 3: "CYX", 4: "CZYX", 5: "TCZYX"}  # NGFF < 0.4 implies
 def _open_group(ref: str, storage_options: dict[str, Any]) -> zarr.Group:
     try:
         if is_url(ref):
-            options = fs_storage_options(ref, storage_options)
-            return zarr.open_group(ref, mode="r", storage_options=options)
+            from ._zarr_store import open_remote_store
+
+            return zarr.open_group(open_remote_store(ref, storage_options), mode="r")
         path = local_path(ref)
         if not os.path.exists(path):
             raise SourceNotFoundError(f"no such file or directory: {path}")
@@ -141,7 +142,13 @@ class OmeZarrSource(CachedHandleSource):
         return ("zarr", self.ref, self.series, repr(sorted(self.storage_options.items())))
 
     def _open_handle(self) -> _Opened:
-        return _Opened(self.ref, self.storage_options, self.series)
+        if not is_url(self.ref):
+            return _Opened(self.ref, self.storage_options, self.series)
+        from ._http import open_with_retries  # remote: metadata reads retried as a whole
+
+        return open_with_retries(
+            self.ref, lambda: _Opened(self.ref, self.storage_options, self.series)
+        )
 
     def _load_info(self) -> None:
         opened = self._handle()

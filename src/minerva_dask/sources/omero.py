@@ -89,14 +89,38 @@ class _Connection:
 
         Every request goes through the network policy (retries, timeouts, TLS), every URL
         the server advertises must stay on the scheme and host the user named, and a
-        refusal is tried once more with a fresh CSRF token before it is reported (a
-        proxy or a restarting server can refuse once)."""
+        refusal (401/403, at any step) is tried once more from the start with a fresh
+        CSRF token before it is reported: a proxy or a restarting server can refuse once.
+        """
         username, password = self.credentials.get("username"), self.credentials.get("password")
         if not username or not password:
             raise AuthError(
                 f"OMERO server {self.base} needs a login: set OMERO_USERNAME and "
                 "OMERO_PASSWORD, or OMERO_SESSION (a session key), or OME_COOKIE"
             )
+        for attempt in range(2):
+            try:
+                context = self._login_once(username, password)
+                break
+            except RemoteError as exc:
+                if exc.status not in (400, 401, 403):
+                    raise
+                if attempt:
+                    raise AuthError(
+                        f"OMERO login to {self.base} failed (HTTP {exc.status}): "
+                        f"{_login_message(exc)} (the username and password come from the "
+                        "server URL, else OMERO_USERNAME / OMERO_PASSWORD)"
+                    ) from None
+                logger.info("the OMERO login was refused once; trying again")
+                self.session.cookies.clear()
+        self.session_key = context.get("sessionUuid") or self.session_key
+        register_secret(self.session_key)
+        for cookie in self.session.cookies:
+            register_secret(cookie.value)
+        logger.info("logged in to OMERO at %s", redact(self.base))
+
+    def _login_once(self, username: str, password: str) -> dict[str, Any]:
+        """One pass of the login flow; the server's ``eventContext``."""
         api = self._json("api/", "the OMERO JSON API")
         base = next(
             (v.get("url:base") for v in api.get("data", []) if v.get("version") == "0"),
@@ -111,40 +135,23 @@ class _Connection:
         token_url = advertised("url:token", "token/", "its CSRF token")
         servers_url = advertised("url:servers", "servers/", "its server list")
         login_url = advertised("url:login", "login/", "its login")
-        for attempt in range(2):
-            token = self._json(token_url, "a CSRF token").get("data")
-            register_secret(token)
-            servers = self._json(servers_url, "the server list")
-            server_id = (servers.get("data") or [{"id": 1}])[0].get("id", 1)
-            try:
-                response = request_with_retries(
-                    self.session,
-                    "POST",
-                    login_url,
-                    what=f"the OMERO login at {self.base}",
-                    policy=self.policy,
-                    data={"username": username, "password": password, "server": server_id},
-                    headers={"X-CSRFToken": str(token), "Referer": login_url},
-                )
-                context = response.json().get("eventContext", {})  # type: ignore[union-attr]
-                break
-            except RemoteError as exc:
-                if exc.status not in (400, 401, 403) or attempt:
-                    if exc.status is None:
-                        raise
-                    raise AuthError(
-                        f"OMERO login to {self.base} failed (HTTP {exc.status}): "
-                        f"{_login_message(exc)} (the username and password come from the "
-                        "server URL, else OMERO_USERNAME / OMERO_PASSWORD)"
-                    ) from None
-                logger.info("the OMERO login was refused once; trying again")
-            except ValueError:
-                raise RemoteError(f"the OMERO login at {self.base} did not answer JSON") from None
-        self.session_key = context.get("sessionUuid") or self.session_key
-        register_secret(self.session_key)
-        for cookie in self.session.cookies:
-            register_secret(cookie.value)
-        logger.info("logged in to OMERO at %s", redact(self.base))
+        token = self._json(token_url, "a CSRF token").get("data")
+        register_secret(token)
+        servers = self._json(servers_url, "the server list")
+        server_id = (servers.get("data") or [{"id": 1}])[0].get("id", 1)
+        response = request_with_retries(
+            self.session,
+            "POST",
+            login_url,
+            what=f"the OMERO login at {self.base}",
+            policy=self.policy,
+            data={"username": username, "password": password, "server": server_id},
+            headers={"X-CSRFToken": str(token), "Referer": login_url},
+        )
+        try:
+            return dict(response.json().get("eventContext") or {})  # type: ignore[union-attr]
+        except (ValueError, AttributeError):
+            raise RemoteError(f"the OMERO login at {self.base} did not answer JSON") from None
 
     def _json(self, path: str, what: str) -> dict[str, Any]:
         url = urljoin(self.base, path)
@@ -278,8 +285,10 @@ class OmeroSource(CachedHandleSource):
         ``"png"``.
     tile_size
         Side of the tiles requested, in level pixels (at most 1024).
-    max_retries, initial_delay_s, timeout_s
-        Retry policy of each request (exponential backoff with jitter).
+    max_retries, initial_delay_s, timeout_s, deadline_s
+        Retry policy of each request: exponential backoff with jitter, seconds allowed
+        for each socket read and for the whole request (a server trickling bytes is cut
+        off at the deadline and the request tried again).
     concurrency
         Tiles in flight at once on the threaded scheduler (latency hiding).
     """
@@ -303,6 +312,7 @@ class OmeroSource(CachedHandleSource):
         max_retries: int = 5,
         initial_delay_s: float = 0.25,
         timeout_s: float = 60.0,
+        deadline_s: float = 180.0,
         concurrency: int = 16,
     ) -> None:
         if mode not in TILE_MODES:
@@ -337,7 +347,9 @@ class OmeroSource(CachedHandleSource):
             "server": self.server,
             "credentials": credentials,
             "verify": verify,
-            "policy": RetryPolicy(max_retries, initial_delay_s, timeout_s=timeout_s),
+            "policy": RetryPolicy(
+                max_retries, initial_delay_s, timeout_s=timeout_s, deadline_s=deadline_s
+            ),
             "pool_size": max(concurrency, 4),
         }
         self.image_format = image_format

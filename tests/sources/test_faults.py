@@ -1,0 +1,138 @@
+"""Network faults, per request: every network source survives transient trouble with
+the same pixels as a fault-free run, and a slow or failing server is cut off in time.
+
+Faults come from the emulating servers' switches (OMERO) or from a loopback proxy in
+front of the static file server and moto's S3 (``tests/servers/proxy.py``)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+import minerva_dask as md
+from tests.conftest import TINY
+from tests.servers.omero import OmeroServer, ServedImage
+from tests.servers.proxy import FaultyProxy
+from tests.servers.static import StaticServer
+
+FAST = {"initial_delay_s": 0.001, "max_retries": 6}
+REQUEST = (
+    "/0/0/0/?c=1|500:20000$0000FF,2|0:8000$00FF00,3|300:9000$FF8000"
+    "&region=-50,-30,1200,800&max_size=600"
+)
+THIRTY_PERCENT = {"error_rate": 0.15, "drop_rate": 0.1, "short_rate": 0.05}
+
+
+def render(source) -> np.ndarray:
+    return md.render(source, md.parse_request(REQUEST)).compute()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_ome_tiff, tiny_ome_zarr):
+    folder = tmp_path_factory.mktemp("served")
+    shutil.copy(tiny_ome_tiff, folder / "tiny.ome.tif")
+    shutil.copytree(tiny_ome_zarr, folder / "tiny.ome.zarr")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def expected(tiny_ome_tiff) -> np.ndarray:
+    return render(md.open_image(tiny_ome_tiff))
+
+
+def test_a_single_503_on_a_tiff_range_read_is_retried(served, expected) -> None:
+    with StaticServer(str(served)) as url, FaultyProxy(url) as proxy:
+        source = md.open_image(f"{proxy.url}/tiny.ome.tif")  # opened without faults
+        proxy.rates = (("error", 1.0),)  # then every range read answers 503 once
+        proxy.max_consecutive = 1
+        got = render(source)
+    assert proxy.counts["faults"] > 0
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("name", ["tiny.ome.tif", "tiny.ome.zarr"])
+def test_thirty_percent_faults_over_http_give_the_same_pixels(served, expected, name) -> None:
+    with StaticServer(str(served)) as url, FaultyProxy(url, **THIRTY_PERCENT) as proxy:
+        got = render(md.open_image(f"{proxy.url}/{name}"))
+    assert proxy.counts["faults"] >= 3
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_thirty_percent_faults_over_s3_give_the_same_pixels(
+    moto_server, tiny_ome_tiff, expected, monkeypatch
+) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_server)
+    s3.create_bucket(Bucket="faults")
+    s3.upload_file(str(tiny_ome_tiff), "faults", "tiny.ome.tif")
+    with FaultyProxy(moto_server, **THIRTY_PERCENT) as proxy:
+        options = {"client_kwargs": {"endpoint_url": proxy.url}}
+        got = render(md.open_image("s3://faults/tiny.ome.tif", storage_options=options))
+    assert proxy.counts["faults"] >= 3
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_thirty_percent_faults_on_minerva_give_the_same_pixels(minerva) -> None:
+    settings = dict(minerva.settings, **FAST)
+    expected = render(md.open_minerva(TINY, **settings))  # its pyramid is its own
+    with (
+        FaultyProxy(minerva.endpoint, **THIRTY_PERCENT, picks=lambda m, p, h: m == "GET") as s3,
+        FaultyProxy(settings["api_url"], **THIRTY_PERCENT) as api,
+    ):
+        source = md.open_minerva(TINY, **dict(settings, s3_endpoint_url=s3.url, api_url=api.url))
+        got = render(source)
+    assert s3.counts["requests"] >= 6 and api.counts["requests"] >= 3  # both went through
+    assert s3.counts["faults"] + api.counts["faults"] >= 1
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.fixture(scope="module")
+def omero_images(tiny_ome_tiff):
+    return {1: ServedImage.from_tiff(str(tiny_ome_tiff))}
+
+
+def test_thirty_percent_faults_on_omero_give_the_same_pixels(omero_images) -> None:
+    login = {"username": "alice", "password": "wonderland", "tile_size": 128}
+    with OmeroServer(omero_images, png=True) as clean:
+        expected = render(md.open_omero(clean.url, 1, **login))
+    with OmeroServer(omero_images, png=True) as server:
+        server.faults.error_rate, server.faults.drop_rate = 0.15, 0.1
+        server.faults.truncate_rate = 0.05
+        got = render(md.open_omero(server.url, 1, **login, **FAST))
+    assert server.state.counts["faults"] >= 3
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_slow_loris_tile_is_cut_at_the_deadline_and_retried(omero_images) -> None:
+    with OmeroServer(omero_images, png=True) as server:
+        source = md.open_omero(
+            server.url, 1, username="alice", password="wonderland", deadline_s=1.0, **FAST
+        )
+        expected = render(source)
+        server.faults.trickle_tiles, server.faults.trickle_s = 2, 0.2  # a byte every 0.2 s
+        started = time.monotonic()
+        source.close()  # fresh connections: the trickled answers are the next tiles
+        got = render(
+            md.open_omero(
+                server.url, 1, username="alice", password="wonderland", deadline_s=1.0, **FAST
+            )
+        )
+        elapsed = time.monotonic() - started
+    assert server.faults.trickle_tiles == 0  # both slow answers were met
+    assert elapsed < 15  # each cut at about 1 s, not the minutes a trickle would take
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_transient_401_is_retried_after_a_fresh_login(omero_images) -> None:
+    with OmeroServer(omero_images, png=True) as server:
+        server.faults.refuse_first = 1  # the very first request answers 401
+        source = md.open_omero(server.url, 1, username="alice", password="wonderland", **FAST)
+        assert source.info.size_c == 3
+    with OmeroServer(omero_images, png=True) as server:
+        source = md.open_omero(server.url, 1, username="alice", password="wonderland", **FAST)
+        server.faults.refuse_first = server.state.counts["requests"] + 1  # the next one
+        assert render(source).shape == (400, 600, 3)
