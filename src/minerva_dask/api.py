@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError
+from .errors import OutputError, RemoteError, RequestError
 from .graph import Rendering, compute_options, render
 from .request import RenderRequest, default_request, parse_request
 from .sources import Source, open_image
@@ -55,6 +55,7 @@ def compute_context(
     ``LocalCluster`` of N worker processes (``memory_limit`` each, e.g. ``"2GB"``) for the
     duration. ``progress`` shows dask's progress bar on stderr for single computations.
     """
+    _check_cluster_options(scheduler, local_cluster, memory_limit)
     with contextlib.ExitStack() as stack:
         client = None
         if isinstance(scheduler, str) or local_cluster:
@@ -75,7 +76,7 @@ def compute_context(
                 )
                 client = stack.enter_context(distributed.Client(cluster))
             else:
-                client = stack.enter_context(distributed.Client(scheduler))
+                client = stack.enter_context(_connect(distributed, scheduler))
         elif scheduler is not None:
             client = scheduler
         if progress and client is None:
@@ -83,6 +84,51 @@ def compute_context(
 
             stack.enter_context(ProgressBar(out=sys.stderr, dt=0.2))
         yield client
+
+
+SCHEDULER_TIMEOUT_S = 10  # how long to try reaching a scheduler before saying it is not there
+
+
+def _check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any) -> None:
+    """Refuse, in the user's terms, cluster options that could only hang or fail late."""
+    if local_cluster is not None and (
+        isinstance(local_cluster, bool) or not isinstance(local_cluster, int) or local_cluster < 1
+    ):
+        raise RequestError(
+            f"local_cluster (--local-cluster) must be a number of worker processes >= 1, "
+            f"got {local_cluster!r}"
+        )
+    if isinstance(memory_limit, str) and memory_limit.lower() != "auto":
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(memory_limit)
+        except (ValueError, TypeError):
+            raise RequestError(
+                f"memory_limit (--memory-limit) {memory_limit!r} is not a size such as 2GB, "
+                "4GiB or 500MB, nor 'auto'"
+            ) from None
+    if isinstance(scheduler, str):
+        scheme, sep, rest = scheduler.rpartition("://")
+        host, colon, port = rest.rpartition(":")
+        if not colon or not port.isdigit() or not host or (sep and not scheme):
+            raise RequestError(
+                f"scheduler (--scheduler) {scheduler!r} is not a dask scheduler address such "
+                "as tcp://10.0.0.5:8786"
+            )
+
+
+def _connect(distributed: Any, address: str) -> Any:
+    """A client of the scheduler at ``address``, or an error within
+    :data:`SCHEDULER_TIMEOUT_S` seconds naming it."""
+    try:
+        return distributed.Client(address, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise RemoteError(
+            f"cannot reach the dask scheduler at {address} within {SCHEDULER_TIMEOUT_S} s "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "is it running, and is the address right?"
+        ) from None
 
 
 def crop(
@@ -148,6 +194,7 @@ def crop(
     ((384, 512), 3)
     """
     started = time.perf_counter()
+    _check_cluster_options(scheduler, local_cluster, memory_limit)  # before any work
     fmt = output_format(output, format)
     if png_level is not None and fmt != "png":
         raise OutputError(f"png_level applies to PNG output, not {fmt} ({output})")

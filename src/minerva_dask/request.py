@@ -425,6 +425,8 @@ def _parse_maps(text: str, channels: list[ChannelSetting]) -> list[ChannelSettin
         maps = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RequestError(f"maps is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:
+        raise RequestError("maps is nested too deeply to be a list of channel maps") from None
     if not isinstance(maps, list):
         raise RequestError("maps must be a JSON list with one object per c entry")
     if len(maps) != len(channels):
