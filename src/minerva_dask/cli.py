@@ -7,10 +7,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
-from ._redact import redact, redacting_record_factory, register_secret
+from ._console import configure_logging, first_line, print_error
 from .errors import MinervaDaskError, RequestError
 
 __all__ = ["main", "run"]
@@ -224,7 +225,9 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail if a PNG output exists (PNG is replaced by default)",
     )
-    crop.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    crop.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing but errors and warnings"
+    )
     crop.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
     )
@@ -279,55 +282,6 @@ def _run_imgdata(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"Wrote {args.output}", file=sys.stderr)
     return 0
-
-
-# Their DEBUG output is a wire dump (request and response bodies, signed headers): even
-# redacted it is no help to a user, so -vv shows them at INFO at most.
-_WIRE_LOGGERS = ("botocore", "boto3", "aiobotocore", "s3transfer", "s3fs")
-# Environment variables that hold credentials, masked wherever they could appear.
-_SECRET_PREFIXES = ("OMERO_", "OME_", "MINERVA_", "AWS_")
-_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "SESSION", "COOKIE", "KEY")
-
-
-def _configure_logging(quiet: bool, verbose: int) -> Callable[[], None]:
-    """Our INFO lines (the chosen scale, resumed chunks) on stderr unless quiet; other
-    libraries' logs with -v (-vv: debug). Every record of every logger is redacted when
-    it is made (secrets, user:pass@, tokens), and credentials in the environment are
-    registered as secrets first. Returns a function that undoes all of it."""
-    for name, value in os.environ.items():
-        upper = name.upper()
-        if upper.startswith(_SECRET_PREFIXES) and any(w in upper for w in _SECRET_WORDS):
-            register_secret(value)
-    others = logging.DEBUG if verbose >= 2 else (logging.INFO if verbose else logging.WARNING)
-    previous_factory = logging.getLogRecordFactory()
-    logging.setLogRecordFactory(redacting_record_factory(previous_factory))
-    root = logging.getLogger()
-    root_handler = logging.StreamHandler(sys.stderr)
-    root_handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    root_level = root.level
-    root.addHandler(root_handler)
-    root.setLevel(others)
-    wire_levels = {name: logging.getLogger(name).level for name in _WIRE_LOGGERS}
-    for name in _WIRE_LOGGERS:
-        logging.getLogger(name).setLevel(max(others, logging.INFO))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    ours = logging.getLogger("minerva_dask")
-    ours.addHandler(handler)
-    ours.setLevel(logging.WARNING if quiet else min(logging.INFO, others))
-    ours.propagate = False
-
-    def restore() -> None:
-        ours.removeHandler(handler)
-        ours.propagate = True
-        ours.setLevel(logging.NOTSET)
-        root.removeHandler(root_handler)
-        root.setLevel(root_level)
-        for name, level in wire_levels.items():
-            logging.getLogger(name).setLevel(level)
-        logging.setLogRecordFactory(previous_factory)
-
-    return restore
 
 
 def _open_source(args: argparse.Namespace, request: Any) -> Any:
@@ -432,35 +386,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    restore = _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", 0))
+    restore = configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", 0))
     try:
-        return _run_imgdata(args) if args.command == "imgdata" else _run_crop(args)
+        with warnings.catch_warnings():
+            if getattr(args, "insecure", False):  # asked for: one line of ours, not one a request
+                warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+            return _run_imgdata(args) if args.command == "imgdata" else _run_crop(args)
     except MinervaDaskError as exc:
-        _error(str(exc))
+        print_error(str(exc))
         return 2
     except KeyboardInterrupt:
         print("minerva-dask: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, or a failure we did not foresee: still one line
         logging.getLogger("minerva_dask.cli").debug("traceback:", exc_info=True)
-        _error(
-            f"unexpected {type(exc).__name__}: {_first_line(exc)} (this is a bug in "
+        print_error(
+            f"unexpected {type(exc).__name__}: {first_line(exc)} (this is a bug in "
             "minerva-dask or a case it does not handle yet; -vv shows the traceback)"
         )
         return 2
     finally:
         restore()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"
-
-
-def _error(message: str) -> None:
-    """Print one redacted line: the message's first line, never a traceback."""
-    line = " ".join(redact(message).split())
-    print(f"minerva-dask: error: {line}", file=sys.stderr)
 
 
 def run() -> None:

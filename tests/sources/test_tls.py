@@ -84,10 +84,14 @@ def test_https_index_advertising_http_is_refused_and_no_password_goes_in_clear(
         plain_requests = plain.state.counts["requests"]
         plain_passwords = list(plain.state.seen_passwords)
         tls_passwords = list(server.state.seen_passwords)
-    err = capsys.readouterr().err
+    lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert len(err.strip().splitlines()) == 1
-    assert "refusing to send credentials" in err
+    assert (
+        lines[0] == f"minerva-dask: warning: TLS certificate verification is off for {server.url}"
+    )
+    assert len(lines) == 2 and lines[1].startswith("minerva-dask: error: ")
+    assert "refusing to send credentials" in lines[1]
+    err = "\n".join(lines)
     assert plain_requests == 0 and plain_passwords == []
     assert tls_passwords == []  # nothing was posted anywhere
     assert "wonderland" not in err
