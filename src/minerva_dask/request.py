@@ -546,7 +546,8 @@ def parse_request(url: str) -> RenderRequest:
         if not (text.isascii() and text.isdigit()) or not text.strip("0"):
             raise RequestError(f"max_size {text!r} is not an integer >= 1")
         if len(text.lstrip("0")) > len(str(MAX_SIDE)):
-            raise RequestError(f"max_size {text} is beyond {MAX_SIDE} (2^31 - 1)")
+            shown = text if len(text) <= 20 else text[:20] + "..."
+            raise RequestError(f"max_size {shown} is not within 1..{MAX_SIDE} (2^31 - 1)")
         max_size = int(text)
     model = {"c": "color", "g": "greyscale", None: "color"}.get(params.get("m"))
     if model is None:
