@@ -30,6 +30,8 @@ from minerva_dask.plan import PNG_MAX_PIXELS, plan_render
 from minerva_dask.request import ChannelSetting, RenderRequest, ResolvedChannel
 from tests.reference import (
     block_mean_level,
+    composite_linear,
+    crop_padded,
     independent_pyramid,
     reduction_for,
     render_reference,
@@ -308,3 +310,65 @@ def test_reduced_reads_of_a_huge_block_stream_one_tile_at_a_time() -> None:
     expected = block_mean_level(level, 20)[:, :1]
     np.testing.assert_array_equal(got, expected)
     assert max(r.width * r.height for r in seen) <= 64 and len(seen) == 15
+
+
+class FakeServer:
+    """A server that renders tiles itself (``tile_mode`` composite or windowed) of a flat
+    200 x 150 image in 64 px tiles: RGB ``rgb`` or 8-bit quanta ``quanta``."""
+
+    def __init__(self, mode: str) -> None:
+        from minerva_dask.sources.base import ChannelInfo, ImageInfo, LevelInfo
+
+        rng = np.random.default_rng(7)
+        self.tile_mode = mode
+        self.rgb = rng.integers(0, 256, (150, 200, 3), dtype=np.uint8)
+        self.quanta = rng.integers(0, 256, (3, 150, 200), dtype=np.uint8)
+        self.reads: list[Rect] = []
+        self.info = ImageInfo(
+            name="server",
+            dtype=np.dtype(np.uint16),
+            size_c=3,
+            size_z=1,
+            size_t=1,
+            levels=(LevelInfo(200, 150, 64, 64),),
+            channels=tuple(ChannelInfo(i, f"c{i}", (1, 1, 1), (0, 65535)) for i in range(3)),
+        )
+
+    def _cut(self, rect: Rect) -> tuple[slice, slice]:
+        assert rect.width <= 64 and rect.height <= 64
+        self.reads.append(rect)
+        return slice(rect.y, rect.bottom), slice(rect.x, rect.right)
+
+    def read_composite(self, level, rect, styles, *, z=0, t=0, model="color"):
+        return self.rgb[self._cut(rect)]
+
+    def read_windowed(self, level, rect, styles, *, z=0, t=0):
+        ys, xs = self._cut(rect)
+        return self.quanta[[s.index for s in styles], ys, xs]
+
+    def close(self) -> None:
+        pass
+
+
+def test_server_composites_are_reduced_as_rgb_means() -> None:
+    source = FakeServer("composite")
+    region = (-30, 10, 400, 300)  # 400 / 13 <= 32 < 400 / 12: k = 13
+    rendering = md.render(source, _request(region, 32), background=(1, 2, 3))
+    assert rendering.reduction == 13
+    got = rendering.compute(scheduler="sync")
+    means = block_mean_level(np.moveaxis(source.rgb, -1, 0), 13)
+    padded, inside = crop_padded(means, -3, 0, 30, 23)
+    expected = np.moveaxis(padded, 0, -1).copy()
+    expected[~inside] = (1, 2, 3)
+    assert got.shape == (23, 30, 3)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_server_windowed_quanta_are_reduced_before_compositing() -> None:
+    source = FakeServer("windowed")
+    rendering = md.render(source, _request((0, 0, 200, 150), 50))
+    assert rendering.reduction == 4
+    got = rendering.compute(scheduler="sync")
+    quanta = block_mean_level(source.quanta[[0, 2]], 4)[:, :37]  # 150 / 4: truncated
+    expected = composite_linear(quanta, [(0, 255)] * 2, COLOURS)
+    np.testing.assert_array_equal(got, expected)

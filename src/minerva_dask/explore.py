@@ -97,8 +97,11 @@ def rendering_html(rendering: Any, max_size: int = PREVIEW_SIZE) -> str:
         for c in rendering.plan.channels
     )
     image = preview(rendering, max_size)
+    level = f"level {rendering.level}"
+    if rendering.plan.reduction > 1:
+        level += f" reduced 1/{rendering.plan.reduction}"
     return (
-        f"<div><b>{html.escape(rendering.image.name)}</b>: level {rendering.level} "
+        f"<div><b>{html.escape(rendering.image.name)}</b>: {level} "
         f"(1/{fx:g} scale), output {width} x {height} px, preset {rendering.preset}"
         f'<ul>{channels}</ul><img src="{_png_data_uri(image)}" '
         f'title="preview, {image.shape[1]} x {image.shape[0]} px"/></div>'
