@@ -8,7 +8,7 @@ zarr chunks) the task reads and composites one channel group at a time, so its m
 one plane and the accumulator whatever the channel count; otherwise it reads all shown
 channels at once. Server-rendered tiles (windowed, composite) go through the same lazy
 reader as ``channel_arrays``. Chunks wholly outside the image read nothing and become
-background.
+background. Planning (level, reduction, grid, budgets) is :mod:`minerva_dask.plan`.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ class _TileReader:
     ``mode`` ``"raw"`` or ``"windowed"``: shape ``(c, y, x)``, raw pixels or 8-bit quanta
     of the shown channels. ``"composite"``: shape ``(y, x, 3)``, the server's RGB. Parts
     outside the level are ``fill`` (broadcast, never allocated for a chunk wholly outside).
+    Where the plan reduces the level (``plan.reduction`` k > 1) its pixels are those of the
+    virtual level: means of k x k level blocks (:func:`minerva_dask.reduction.block_means`),
+    read one level tile at a time.
     """
 
     def __init__(
@@ -149,8 +152,9 @@ def _tiles(
     from dask.base import tokenize
 
     reader = _TileReader(source, plan, mode, model, fill)
+    reduced = (plan.reduction,) if plan.reduction > 1 else ()  # names kept where not reduced
     name = f"{mode}-" + tokenize(
-        source, plan.grid, plan.reduction, plan.channels, plan.z, plan.t, model, fill
+        source, plan.grid, *reduced, plan.channels, plan.z, plan.t, model, fill
     )
     rows, cols = plan.grid.chunks
     chunks = (rows, cols, (3,)) if mode == "composite" else ((len(plan.channels),), rows, cols)
@@ -372,10 +376,11 @@ class Rendering:
 
         _, reader, spec, *_ = self.chunk_task
         plan, last = self.plan, self.chunk_task[-1]  # last: the channel group, or the spec
+        reduced = (plan.reduction,) if plan.reduction > 1 else ()  # as before where not reduced
         token = tokenize(
             self.source,
             plan.grid,
-            plan.reduction,
+            *reduced,
             plan.channels,
             plan.z,
             plan.t,
