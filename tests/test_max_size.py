@@ -372,3 +372,33 @@ def test_server_windowed_quanta_are_reduced_before_compositing() -> None:
     quanta = block_mean_level(source.quanta[[0, 2]], 4)[:, :37]  # 150 / 4: truncated
     expected = composite_linear(quanta, [(0, 255)] * 2, COLOURS)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_imgdata_claiming_1e12_px_plans_in_microseconds() -> None:
+    import time
+
+    from minerva_dask.sources.omero import info_from_imgdata
+
+    side = 10**12
+    info = info_from_imgdata(
+        {
+            "size": {"width": side, "height": side, "z": 1, "t": 1, "c": 1},
+            "meta": {"pixelsType": "uint8", "imageName": "claims"},
+            "tiles": True,
+            "tile_size": {"width": 256, "height": 256},
+            "zoomLevelScaling": {"0": 1.0, "1": 1e-3},
+            "channels": [{"label": "A", "color": "FF0000", "window": {"start": 0, "end": 255}}],
+        }
+    )
+    started = time.perf_counter()
+    part = plan_render(info, md.parse_request("/0/0/0/?c=1&region=7e11,7e11,5e6,3e6&max_size=900"))
+    assert (part.level, part.reduction, part.grid.shape) == (1, 6, (500, 833))
+    with pytest.raises(RequestError, match="max_read_pixels"):
+        plan_render(info, md.parse_request("/0/0/0/?c=1&region=0,0,1e12,1e12&max_size=100"))
+    with pytest.raises(RequestError, match="max_pixels"):  # OMERO.figure: 10^9 x 10^9 px
+        plan_render(
+            info,
+            md.parse_request("/0/0/0/?c=1&region=0,0,1e12,1e12&max_size=100"),
+            level_rule="omero-figure",
+        )
+    assert time.perf_counter() - started < 0.1
