@@ -144,8 +144,10 @@ result = {}
 started = time.perf_counter()
 source = md.open_image(sample)
 url = "/0/0/0/?c=1|0:3000$FF0000&region=0,0,1e12,1e12&max_size=100"
-rgb = md.render(source, md.parse_request(url)).compute(scheduler="sync")
-result["huge_region"] = [time.perf_counter() - started, list(rgb.shape), int(rgb[0, 0, 0])]
+rendering = md.render(source, md.parse_request(url))
+planned = time.perf_counter() - started
+rgb = rendering.compute(scheduler="sync")
+result["huge_region"] = [planned, time.perf_counter() - started, list(rgb.shape), int(rgb[0, 0, 0])]
 group = zarr.open_group(store, mode="w", zarr_format=3)
 group.create_array("0", shape=(1, 10**12, 10**12), chunks=(1, 256, 256), dtype="uint16",
                    fill_value=0)
@@ -156,8 +158,9 @@ group.attrs["ome"] = {"version": "0.5", "multiscales": [
 started = time.perf_counter()
 big = md.open_image(store)
 part = md.render(big, md.parse_request("/0/0/0/?c=1|0:10&region=5e11,5e11,300,200"))
+planned = time.perf_counter() - started
 rgb = part.compute(scheduler="sync")
-result["zarr_part"] = [time.perf_counter() - started, list(rgb.shape), int(rgb.max())]
+result["zarr_part"] = [planned, time.perf_counter() - started, list(rgb.shape), int(rgb.max())]
 started = time.perf_counter()
 try:
     md.render(big, md.parse_request("/0/0/0/?c=1|0:10&region=0,0,1e12,1e12&max_size=100"))
@@ -183,10 +186,13 @@ def test_the_planner_is_bounded_by_the_output_not_the_region(shared_data, tmp_pa
         check=True,
     )
     result = json.loads(done.stdout)
-    seconds, shape, corner = result["huge_region"]
-    assert seconds < 1.0 and shape == [100, 100, 3] and corner > 0  # the whole image, 1 px
-    seconds, shape, brightest = result["zarr_part"]
-    assert seconds < 1.0 and shape == [200, 300, 3] and brightest == 0  # fill values
+    # open + plan well under a second; with the first compute (dask's first use) under
+    # 5 s even on a loaded machine (the planner used to grow 4.4 GB in 20 s here)
+    planned, total, shape, corner = result["huge_region"]
+    assert planned < 1.0 and total < 5.0
+    assert shape == [100, 100, 3] and corner > 0  # the whole image is 1 output pixel
+    planned, total, shape, brightest = result["zarr_part"]
+    assert planned < 1.0 and total < 5.0 and shape == [200, 300, 3] and brightest == 0
     seconds, message = result["zarr_whole"]
     assert seconds < 0.1 and "max_read_pixels" in message and "1/10000000000" in message
     assert result["peak_kib"] < 200 * 1024  # the whole process, imports included (Linux: KiB)
