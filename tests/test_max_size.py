@@ -137,6 +137,8 @@ def test_omero_figure_rule_and_forced_levels_are_not_reduced(shared_data) -> Non
 
 _BOUNDED = """
 import json, resource, sys, time
+# a planner that grows with the region fails here with MemoryError, not the machine
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 import dask.array, tifffile, zarr  # imported before the clocks start
 import minerva_dask as md
 sample, store = sys.argv[1], sys.argv[2]
@@ -166,11 +168,14 @@ try:
     md.render(big, md.parse_request("/0/0/0/?c=1|0:10&region=0,0,1e12,1e12&max_size=100"))
 except md.errors.RequestError as exc:
     result["zarr_whole"] = [time.perf_counter() - started, str(exc)]
-result["peak_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's over exec)
+with open("/proc/self/status") as status:
+    result["peak_kib"] = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 print(json.dumps(result))
 """
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 def test_the_planner_is_bounded_by_the_output_not_the_region(shared_data, tmp_path) -> None:
     done = subprocess.run(
         [
@@ -182,10 +187,11 @@ def test_the_planner_is_bounded_by_the_output_not_the_region(shared_data, tmp_pa
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
         check=True,
     )
     result = json.loads(done.stdout)
+    print(result)  # shown when an assertion fails
     # open + plan well under a second; with the first compute (dask's first use) under
     # 5 s even on a loaded machine (the planner used to grow 4.4 GB in 20 s here)
     planned, total, shape, corner = result["huge_region"]
@@ -195,7 +201,7 @@ def test_the_planner_is_bounded_by_the_output_not_the_region(shared_data, tmp_pa
     assert planned < 1.0 and total < 5.0 and shape == [200, 300, 3] and brightest == 0
     seconds, message = result["zarr_whole"]
     assert seconds < 0.1 and "max_read_pixels" in message and "1/10000000000" in message
-    assert result["peak_kib"] < 200 * 1024  # the whole process, imports included (Linux: KiB)
+    assert result["peak_kib"] < 200 * 1024  # the whole process, imports included
 
 
 def test_the_output_pixel_budget_refuses_before_any_read(shared_data, tmp_path) -> None:
