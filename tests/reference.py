@@ -36,6 +36,33 @@ def level_for(downsamples, w, h, max_size):
     return len(downsamples) - 1
 
 
+def reduction_for(downsample, w, h, max_size):
+    """Smallest integer k with max(w, h) / (f k) <= max_size at the level (1 if it fits)."""
+    fx, fy = downsample
+    k = 1
+    while max(w / (fx * k), h / (fy * k)) > max_size * (1 + 1e-12):
+        k += 1
+    return k
+
+
+def block_mean_level(cyx: np.ndarray, k: int) -> np.ndarray:
+    """Means of the k x k blocks of (c, y, x) data, partial edge blocks averaging what
+    exists; integers rounded half up, the obvious way: pad, reshape, sum, divide."""
+    if k == 1:
+        return cyx
+    c, height, width = cyx.shape
+    vh, vw = -(-height // k), -(-width // k)
+    padded = np.zeros((c, vh * k, vw * k), np.float64 if cyx.dtype.kind == "f" else object)
+    padded[:, :height, :width] = cyx
+    ones = np.zeros((vh * k, vw * k), np.int64)
+    ones[:height, :width] = 1
+    sums = padded.reshape(c, vh, k, vw, k).sum(axis=(2, 4))
+    counts = ones.reshape(vh, k, vw, k).sum(axis=(1, 3))
+    if cyx.dtype.kind == "f":
+        return (sums / counts).astype(cyx.dtype)
+    return ((2 * sums + counts) // (2 * counts)).astype(cyx.dtype)
+
+
 def crop_padded(cyx: np.ndarray, x: int, y: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     """Region [x, x+w) x [y, y+h) of (c, y, x) data, zero padded; plus an 'inside' mask."""
     c, height, width = cyx.shape

@@ -14,6 +14,7 @@ import minerva_dask as md
 from minerva_dask._demo import synthetic_tissue
 from minerva_dask.cli import main
 from tests.conftest import TINY
+from tests.reference import block_mean_level, crop_padded
 from tests.servers.omero import OmeroServer, ServedImage
 from tests.sparse import write_sparse_pyramid
 
@@ -54,13 +55,22 @@ def test_the_omero_default_url_with_ome_cookie_writes_out_png_in_the_folder(
     folder.mkdir()
     assert main(["crop", OMERO_DEFAULT, "--omero", omero.url, "-o", str(folder)]) == 0
     err = capsys.readouterr().err
-    assert "Cropping 1/16 scale" in err
+    # 48960 px at max_size 2000: the coarsest level (1/16) is 3060 px, which the 2018
+    # script wrote as is; max_size is now kept: that level reduced 1/2 (issue 14)
+    assert "Cropping 1/32 scale: level 4 reduced 1/2, output 1530 x 1530 px" in err
     assert "sessionid" not in err  # the cookie is never printed
     got = np.asarray(Image.open(folder / "out.png"))
-    expected = md.render(
-        md.open_image(slide), md.parse_request(OMERO_DEFAULT), preset="omero"
+    whole = OMERO_DEFAULT.split("&region=")[0] + "&region=0,0,40000,30000"
+    level4 = md.render(
+        md.open_image(slide), md.parse_request(whole), preset="omero", level=4
     ).compute()
-    assert got.shape == (3060, 3060, 3)
+    assert level4.shape == (1875, 2500, 3)
+    # OMERO composites the tiles; the reduction averages the server's RGB, 2 x 2 blocks
+    # of the level (edge blocks: what exists), placed at (-8160, -16416) / 32, black around
+    means = block_mean_level(np.moveaxis(level4, -1, 0), 2)
+    padded, _ = crop_padded(means, -255, -513, 1530, 1530)
+    expected = np.moveaxis(padded, 0, -1)
+    assert got.shape == (1530, 1530, 3)
     np.testing.assert_array_equal(got, expected)
 
 

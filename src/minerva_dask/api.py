@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import OutputError, RemoteError, RequestError
 from .graph import Rendering, compute_options, render
+from .plan import MAX_PIXELS, MAX_READ_PIXELS, PNG_MAX_PIXELS
 from .request import RenderRequest, default_request, parse_request
 from .sources import Source, open_image
 from .writers import output_format
@@ -143,6 +144,8 @@ def crop(
     background: str | Sequence[int] = "black",
     max_size: int | None = None,
     level_rule: str = "general",
+    max_pixels: int | None = None,
+    max_read_pixels: int = MAX_READ_PIXELS,
     scheduler: Any = None,
     local_cluster: int | None = None,
     memory_limit: str | None = None,
@@ -171,6 +174,13 @@ def crop(
         Overrides the request's ``max_size``.
     level_rule
         ``"general"`` or ``"omero-figure"`` (see :func:`minerva_dask.graph.plan_render`).
+    max_pixels
+        Largest output, in pixels, before anything is read; default 2^31 - 1 for PNG
+        (what decoders accept) and 2^40 for OME-TIFF and OME-Zarr. Raise it for a larger
+        output (mostly with ``level_rule="omero-figure"`` or a huge ``max_size``).
+    max_read_pixels
+        Largest number of level pixels that a level reduced on the fly may read
+        (default 2^34; see :func:`minerva_dask.graph.plan_render`).
     scheduler, local_cluster, memory_limit
         Where to compute (see :func:`compute_context`); the threaded scheduler by default.
     progress
@@ -211,6 +221,8 @@ def crop(
     if max_size is not None:
         request = replace(request, max_size=max_size)
     export = fmt != "png"
+    if max_pixels is None:
+        max_pixels = MAX_PIXELS if export else PNG_MAX_PIXELS
     rendering = render(
         source,
         request,
@@ -220,6 +232,8 @@ def crop(
         level_rule=level_rule,
         align="output" if export else "tiles",
         chunk_size=chunk if export else None,
+        max_pixels=max_pixels,
+        max_read_pixels=max_read_pixels,
     )
     logger.info("%s", describe_plan(rendering))
     with compute_context(
@@ -288,12 +302,14 @@ def crop(
 
 
 def describe_plan(rendering: Rendering) -> str:
-    """One line for a person: the scale, level, output size and channels of a render."""
+    """One line for a person: the scale, level, output size and channels of a render.
+
+    A level reduced on the fly to keep max_size says so (``level 0 reduced 1/8``)."""
     fx, fy = rendering.downsample
     scale = f"1/{fx:g}" if fx == fy else f"1/{fx:g} x 1/{fy:g}"
     height, width = rendering.shape[:2]
     names = ", ".join(rendering.image.channels[c.index].name for c in rendering.plan.channels)
-    return (
-        f"Cropping {scale} scale: level {rendering.level}, output {width} x {height} px, "
-        f"channels {names}"
-    )
+    level = f"level {rendering.level}"
+    if rendering.plan.reduction > 1:
+        level += f" reduced 1/{rendering.plan.reduction}"
+    return f"Cropping {scale} scale: {level}, output {width} x {height} px, channels {names}"

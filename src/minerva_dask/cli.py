@@ -104,6 +104,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="largest output side; overrides max_size in the request",
     )
     crop.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="largest output in pixels, refused before any read beyond it (default "
+        "2147483647 for PNG, 2^40 for OME-TIFF/OME-Zarr)",
+    )
+    crop.add_argument(
         "--background",
         default=None,
         metavar="COLOUR",
@@ -343,6 +350,7 @@ def _run_crop(args: argparse.Namespace) -> int:
         gamma=args.gamma,
         background=background,
         level_rule="omero-figure" if args.omero_compatible else "general",
+        max_pixels=args.max_pixels,
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,
         memory_limit=args.memory_limit,

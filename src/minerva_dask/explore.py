@@ -33,8 +33,9 @@ AUTO_LEVEL_PIXELS = 1 << 22  # the finest level with at most this many pixels is
 def preview(rendering: Any, max_size: int = PREVIEW_SIZE) -> np.ndarray:
     """A small ``(y, x, 3)`` uint8 picture of a rendering, at most ``max_size`` a side.
 
-    The request is rendered again with ``max_size`` from the coarsest suitable level, so a
-    whole-slide rendering previews in a moment.
+    The request is rendered again with ``max_size`` from the coarsest suitable level (a
+    level reduced on the fly when none is small enough), so a whole-slide rendering
+    previews in a moment.
 
     >>> import minerva_dask as md
     >>> src = md.open_image(md.demo_image_path())
@@ -53,12 +54,7 @@ def preview(rendering: Any, max_size: int = PREVIEW_SIZE) -> np.ndarray:
         gamma=rendering.gamma,
         background=rendering.background,
     )
-    image = small.compute()
-    height, width = image.shape[:2]
-    if max(height, width) > max_size:  # the coarsest level was still too big: subsample
-        step = int(np.ceil(max(height, width) / max_size))
-        image = image[::step, ::step]
-    return image
+    return small.compute()  # the general level rule keeps max_size (reducing if need be)
 
 
 def _png_data_uri(rgb: np.ndarray) -> str:
@@ -101,8 +97,11 @@ def rendering_html(rendering: Any, max_size: int = PREVIEW_SIZE) -> str:
         for c in rendering.plan.channels
     )
     image = preview(rendering, max_size)
+    level = f"level {rendering.level}"
+    if rendering.plan.reduction > 1:
+        level += f" reduced 1/{rendering.plan.reduction}"
     return (
-        f"<div><b>{html.escape(rendering.image.name)}</b>: level {rendering.level} "
+        f"<div><b>{html.escape(rendering.image.name)}</b>: {level} "
         f"(1/{fx:g} scale), output {width} x {height} px, preset {rendering.preset}"
         f'<ul>{channels}</ul><img src="{_png_data_uri(image)}" '
         f'title="preview, {image.shape[1]} x {image.shape[0]} px"/></div>'

@@ -24,6 +24,7 @@ __all__ = [
     "TilePiece",
     "choose_level",
     "choose_level_omero_figure",
+    "choose_reduction",
     "floor_tolerant",
     "plan_tile_grid",
     "region_at_level",
@@ -94,7 +95,9 @@ def choose_level(
     The general rule of ``rendering.md`` section 2: the finest level whose scaled longest
     side ``max(width / fx, height / fy)`` is <= ``max_size``; if none is, the coarsest.
     For power-of-two pyramids this equals the 2018 rule
-    ``clip(ceil(log2(max(w, h) / max_size)), 0, L - 1)``. Never upsamples.
+    ``clip(ceil(log2(max(w, h) / max_size)), 0, L - 1)``. Never upsamples. When even the
+    coarsest level is too big, :func:`choose_reduction` says by how much to reduce it
+    further, so that the output keeps ``max_size``.
 
     Parameters
     ----------
@@ -116,6 +119,38 @@ def choose_level(
         if max(width / fx, height / fy) <= max_size * (1 + 1e-12):
             return level
     return len(downsamples) - 1
+
+
+def choose_reduction(
+    downsample: tuple[float, float], width: float, height: float, max_size: int
+) -> int:
+    """The smallest integer ``k >= 1`` that brings a region within ``max_size`` at a level.
+
+    When no pyramid level is small enough (a flat image, a region far larger than the
+    image), the general rule reduces the chosen level ``l`` further on the fly: a *virtual
+    level* whose pixel ``(i, j)`` is the mean of the ``k x k`` block of level pixels
+    ``[i k, (i + 1) k) x [j k, (j + 1) k)`` that lie inside the level (edge blocks average
+    what exists), downsample ``(fx k, fy k)``, size ``ceil(W_l / k) x ceil(H_l / k)``.
+    ``k`` is the smallest integer with ``max(width / (fx k), height / (fy k)) <= max_size``;
+    the region then maps onto the virtual level with the usual truncation rule. Pure
+    arithmetic: its cost does not depend on the sizes.
+
+    >>> choose_reduction((1, 1), 4096, 4096, 512), choose_reduction((1, 1), 500, 20, 512)
+    (8, 1)
+    >>> choose_reduction((4, 4), 1e12, 1e12, 100)
+    2500000000
+    """
+    fx, fy = downsample
+    longest = max(width / fx, height / fy)
+    tolerance = 1 + 1e-12  # as choose_level
+    if longest <= max_size * tolerance:
+        return 1
+    k = max(1, math.ceil(longest / max_size))
+    while k > 1 and longest / (k - 1) <= max_size * tolerance:
+        k -= 1
+    while longest / k > max_size * tolerance:
+        k += 1
+    return k
 
 
 def choose_level_omero_figure(

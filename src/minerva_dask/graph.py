@@ -8,7 +8,7 @@ zarr chunks) the task reads and composites one channel group at a time, so its m
 one plane and the accumulator whatever the channel count; otherwise it reads all shown
 channels at once. Server-rendered tiles (windowed, composite) go through the same lazy
 reader as ``channel_arrays``. Chunks wholly outside the image read nothing and become
-background.
+background. Planning (level, reduction, grid, budgets) is :mod:`minerva_dask.plan`.
 """
 
 from __future__ import annotations
@@ -26,15 +26,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import RequestError
-from .geometry import (
-    Rect,
-    TileGrid,
-    choose_level,
-    choose_level_omero_figure,
-    plan_tile_grid,
-    region_at_level,
-)
+from .geometry import Rect
 from .kernel import PRESETS, check_styles, composite, fill_background
+from .plan import (  # noqa: F401  (LEVEL_RULES, MIN_CHUNK_SIDE: importable from here too)
+    LEVEL_RULES,
+    MAX_PIXELS,
+    MAX_READ_PIXELS,
+    MIN_CHUNK_SIDE,
+    RenderPlan,
+    plan_render,
+)
+from .reduction import block_means
 from .request import RenderRequest, ResolvedChannel
 from .sources.base import ImageInfo, Source, channels_per_read, tile_mode
 
@@ -43,88 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RenderPlan", "Rendering", "channel_arrays", "plan_render", "render"]
 
-# Source tiles smaller than this are grouped so that a chunk is at least this many pixels
-# a side: a 100k x 100k slide in 256-pixel OMERO tiles would otherwise make 150k tasks.
-MIN_CHUNK_SIDE = 512
-LEVEL_RULES = ("general", "omero-figure")
 # Gamma that server-rendered composites carry (recorded in the Rendering, not applied).
 _SERVER_GAMMA = {"minerva-render-tile": 2.2}
-
-
-@dataclass(frozen=True, slots=True)
-class RenderPlan:
-    """Everything decided before any pixel is read.
-
-    ``grid`` holds the level, the region in level pixels and the chunk edges;
-    ``channels`` the shown channels with their windows and colours resolved.
-    """
-
-    grid: TileGrid
-    channels: tuple[ResolvedChannel, ...]
-    z: int
-    t: int
-
-    @property
-    def level(self) -> int:
-        """Pyramid level read (0 = full resolution)."""
-        return self.grid.level
-
-
-def _chunk_side(tile: int, requested: int | None) -> int:
-    if requested is not None:
-        if requested < 1:
-            raise RequestError(f"chunk size must be >= 1 pixel, got {requested}")
-        return requested
-    return tile * max(1, math.ceil(MIN_CHUNK_SIDE / tile))
-
-
-def plan_render(
-    info: ImageInfo,
-    request: RenderRequest,
-    *,
-    level: int | None = None,
-    level_rule: str = "general",
-    chunk_size: int | tuple[int, int] | None = None,
-    align: str = "tiles",
-) -> RenderPlan:
-    """Check ``request`` against ``info``, choose the level and cut the output into chunks.
-
-    Parameters
-    ----------
-    level
-        Force this pyramid level instead of choosing one from ``max_size``.
-    level_rule
-        ``"general"`` (finest level whose scaled longest side is <= max_size, rendering.md
-        section 2) or ``"omero-figure"`` (OMERO.figure's own rule; may exceed max_size).
-    chunk_size
-        Output chunk side in level pixels, or ``(width, height)``; default the source's
-        tile size (grouped up to at least 512 pixels).
-    align
-        ``"tiles"``: chunk edges on the source's tile grid (each chunk one read);
-        ``"output"``: a regular grid from the output's origin (for chunked file output).
-    """
-    channels = request.resolve(info)
-    region = request.region or Rect(0, 0, info.width, info.height)
-    if level is None:
-        if level_rule not in LEVEL_RULES:
-            raise RequestError(f"level_rule must be one of {LEVEL_RULES}, got {level_rule!r}")
-        chooser = choose_level if level_rule == "general" else choose_level_omero_figure
-        level = chooser(info.downsamples, region.width, region.height, request.max_size)
-    elif not 0 <= level < len(info.levels):
-        raise RequestError(f"level {level} does not exist: the image has {len(info.levels)}")
-    spec = info.levels[level]
-    if isinstance(chunk_size, tuple):
-        chunk_w, chunk_h = chunk_size
-    else:
-        chunk_w = chunk_h = chunk_size  # type: ignore[assignment]
-    grid = plan_tile_grid(
-        region_at_level(region, spec.downsample, toward_zero=level_rule == "omero-figure"),
-        level,
-        (spec.width, spec.height),
-        (_chunk_side(spec.tile_width, chunk_w), _chunk_side(spec.tile_height, chunk_h)),
-        align=align,
-    )
-    return RenderPlan(grid=grid, channels=channels, z=request.z, t=request.t)
 
 
 class _TileReader:
@@ -133,6 +55,9 @@ class _TileReader:
     ``mode`` ``"raw"`` or ``"windowed"``: shape ``(c, y, x)``, raw pixels or 8-bit quanta
     of the shown channels. ``"composite"``: shape ``(y, x, 3)``, the server's RGB. Parts
     outside the level are ``fill`` (broadcast, never allocated for a chunk wholly outside).
+    Where the plan reduces the level (``plan.reduction`` k > 1) its pixels are those of the
+    virtual level: means of k x k level blocks (:func:`minerva_dask.reduction.block_means`),
+    read one level tile at a time.
     """
 
     def __init__(
@@ -144,6 +69,7 @@ class _TileReader:
         fill: tuple[int, ...] = (0,),
     ) -> None:
         self.source, self.grid, self.mode, self.model = source, plan.grid, mode, model
+        self.reduction = plan.reduction
         self.styles = plan.channels
         self.z, self.t = plan.z, plan.t
         height, width = plan.grid.shape
@@ -188,6 +114,21 @@ class _TileReader:
         return out
 
     def _read(self, rect: Rect, styles: tuple[ResolvedChannel, ...]) -> np.ndarray:
+        """Pixels ``rect`` (inside the level, reduced by ``self.reduction``) of ``styles``."""
+        if self.reduction == 1:
+            return self._read_level(rect, styles)
+        spec = self.source.info.levels[self.grid.level]
+        return block_means(
+            lambda piece: self._read_level(piece, styles),
+            rect,
+            self.reduction,
+            (spec.width, spec.height),
+            (spec.tile_width, spec.tile_height),
+            self.dtype,
+            channels_last=self.mode == "composite",
+        )
+
+    def _read_level(self, rect: Rect, styles: tuple[ResolvedChannel, ...]) -> np.ndarray:
         level, z, t = self.grid.level, self.z, self.t
         if self.mode == "raw":
             indices = [style.index for style in styles]
@@ -211,7 +152,10 @@ def _tiles(
     from dask.base import tokenize
 
     reader = _TileReader(source, plan, mode, model, fill)
-    name = f"{mode}-" + tokenize(source, plan.grid, plan.channels, plan.z, plan.t, model, fill)
+    reduced = (plan.reduction,) if plan.reduction > 1 else ()  # names kept where not reduced
+    name = f"{mode}-" + tokenize(
+        source, plan.grid, *reduced, plan.channels, plan.z, plan.t, model, fill
+    )
     rows, cols = plan.grid.chunks
     chunks = (rows, cols, (3,)) if mode == "composite" else ((len(plan.channels),), rows, cols)
     return da.from_array(
@@ -231,12 +175,17 @@ def channel_arrays(
     level: int | None = None,
     level_rule: str = "general",
     chunk_size: int | tuple[int, int] | None = None,
+    max_pixels: int = MAX_PIXELS,
+    max_read_pixels: int = MAX_READ_PIXELS,
 ) -> dict[int, da.Array]:
     """Lazy raw arrays ``(y, x)`` of the shown channels over the region, at the render level.
 
-    Keys are 0-based channel indices. Chunks line up with the level's tiles; each chunk
-    read fetches all shown channels of its tile together, so compute them together
-    (``dask.compute(*arrays.values())``). Pixels outside the image are 0.
+    Sized as the render is: where the level is reduced on the fly to keep ``max_size``,
+    each pixel is the mean of its block of level pixels, rounded to the dtype (see
+    :func:`plan_render`). Keys are 0-based channel indices. Chunks line up with the
+    level's tiles; each chunk read fetches all shown channels of its tile together, so
+    compute them together (``dask.compute(*arrays.values())``). Pixels outside the image
+    are 0.
 
     >>> import minerva_dask as md
     >>> src = md.open_image(md.demo_image_path())
@@ -250,7 +199,13 @@ def channel_arrays(
             "file source (OME-TIFF, OME-Zarr)"
         )
     plan = plan_render(
-        source.info, request, level=level, level_rule=level_rule, chunk_size=chunk_size
+        source.info,
+        request,
+        level=level,
+        level_rule=level_rule,
+        chunk_size=chunk_size,
+        max_pixels=max_pixels,
+        max_read_pixels=max_read_pixels,
     )
     stack = _tiles(source, plan, "raw")
     return {channel.index: stack[i] for i, channel in enumerate(plan.channels)}
@@ -421,8 +376,17 @@ class Rendering:
 
         _, reader, spec, *_ = self.chunk_task
         plan, last = self.plan, self.chunk_task[-1]  # last: the channel group, or the spec
+        reduced = (plan.reduction,) if plan.reduction > 1 else ()  # as before where not reduced
         token = tokenize(
-            self.source, plan.grid, plan.channels, plan.z, plan.t, self.request.model, spec, last
+            self.source,
+            plan.grid,
+            *reduced,
+            plan.channels,
+            plan.z,
+            plan.t,
+            self.request.model,
+            spec,
+            last,
         )
         return f"render-{reader.mode}-{token}"
 
@@ -468,9 +432,14 @@ class Rendering:
         return (sum(self.chunks[0]), sum(self.chunks[1]), 3)
 
     @property
+    def reduction(self) -> int:
+        """The integer factor by which the level was reduced on the fly (1: not reduced)."""
+        return self.plan.reduction
+
+    @property
     def downsample(self) -> tuple[float, float]:
         """``(fx, fy)``: level-0 pixels per output pixel."""
-        return self.image.levels[self.level].downsample
+        return self.plan.downsample
 
     @property
     def pixel_size_um(self) -> tuple[float, float] | None:
@@ -583,6 +552,8 @@ def render(
     level_rule: str = "general",
     chunk_size: int | tuple[int, int] | None = None,
     align: str = "tiles",
+    max_pixels: int = MAX_PIXELS,
+    max_read_pixels: int = MAX_READ_PIXELS,
 ) -> Rendering:
     """Render ``request`` from ``source`` lazily.
 
@@ -599,8 +570,10 @@ def render(
     background
         Colour of output pixels outside the image: ``"black"`` (default), ``"omero"``
         (``#DDDDDD`` like OMERO.figure), a hex string or an RGB triple.
-    level, level_rule, chunk_size, align
-        See :func:`plan_render`.
+    level, level_rule, chunk_size, align, max_pixels, max_read_pixels
+        See :func:`plan_render`: the output keeps ``max_size`` (a level reduced further on
+        the fly where no pyramid level is small enough), and outputs over ``max_pixels``
+        are refused before any read.
 
     Returns
     -------
@@ -636,8 +609,8 @@ def render(
             check_styles(styles, preset)
         except ValueError as exc:
             raise RequestError(str(exc)) from None
-    if gamma is not None and not gamma > 0:
-        raise RequestError(f"gamma must be > 0, got {gamma}")
+    if gamma is not None and not (math.isfinite(gamma) and gamma > 0):
+        raise RequestError(f"gamma must be a finite number > 0, got {gamma}")
     background_rgb = parse_background(background)
     plan = plan_render(
         source.info,
@@ -646,6 +619,8 @@ def render(
         level_rule=level_rule,
         chunk_size=chunk_size,
         align=align,
+        max_pixels=max_pixels,
+        max_read_pixels=max_read_pixels,
     )
     styles = plan.channels if mode == "raw" else _windowed_styles(plan.channels)
     spec = _CompositeSpec(

@@ -37,6 +37,8 @@ PRESETS = {
     "minerva-2018": {"gamma": 2.2},
 }
 _LOCAL_FAMILIES = ("linear", "polynomial")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 
 class ChannelStyle(Protocol):
@@ -116,10 +118,21 @@ def composite(
     return _composite_linear(planes, channels, gamma, out)
 
 
+def _float32_window(start: float, end: float) -> bool:
+    """Whether float32 holds ``start``, ``end`` and ``end - start`` (a normal width)."""
+    width = end - start
+    return max(abs(start), abs(end), width) <= _FLOAT32_MAX and width >= _FLOAT32_TINY
+
+
 def _normalise_into(plane: np.ndarray, style: Any, n: np.ndarray) -> None:
-    """``n = clip((plane - start) / (end - start), 0, 1)`` in float32, in place."""
+    """``n = clip((plane - start) / (end - start), 0, 1)`` in float32, in place; in
+    float64 for a window that float32 cannot hold (``0:1e39`` would divide by inf)."""
     start, end = float(style.start), float(style.end)
-    if end > start:
+    if end > start and not _float32_window(start, end):
+        wide = np.subtract(plane, start, dtype=np.float64)
+        np.divide(wide, end - start, out=wide)
+        np.clip(wide, 0.0, 1.0, out=n, casting="unsafe")
+    elif end > start:
         np.subtract(plane, np.float32(start), out=n, casting="unsafe")
         np.divide(n, np.float32(end - start), out=n)
         np.clip(n, 0.0, 1.0, out=n)

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 __all__ = ["ChannelSetting", "RenderRequest", "ResolvedChannel", "parse_color", "parse_request"]
 
 DEFAULT_MAX_SIZE = 2000
+# Largest output side (PNG's and TIFF's limit) and largest |coordinate| of a region:
+# beyond 1e15 a float64 no longer holds every pixel position and its fraction.
+MAX_SIDE = 2**31 - 1
+MAX_COORDINATE = 1e15
 FAMILIES = ("linear", "polynomial", "exponential", "logarithmic")
 _FIGURE_MARKER = "/figure/render_scaled_region/"
 _IGNORED_PARAMS = frozenset({"p", "ia", "format", "zm", "_", "callback"})
@@ -220,12 +224,20 @@ class RenderRequest:
                     f"region width and height must be > 0, got {self.region.width:g} x "
                     f"{self.region.height:g}"
                 )
+            if max(abs(v) for v in values) > MAX_COORDINATE:
+                raise RequestError(
+                    f"region {','.join(f'{v:g}' for v in values)} is beyond "
+                    f"{MAX_COORDINATE:g} pixels, where pixel positions lose float precision"
+                )
         if (
             isinstance(self.max_size, bool)
             or not isinstance(self.max_size, int)
-            or self.max_size < 1
+            or not 1 <= self.max_size <= MAX_SIDE
         ):
-            raise RequestError(f"max_size must be an integer >= 1, got {self.max_size!r}")
+            raise RequestError(
+                f"max_size must be an integer within 1..{MAX_SIDE} (2^31 - 1), got "
+                f"{self.max_size!r}"
+            )
         for name in ("z", "t"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -538,9 +550,13 @@ def parse_request(url: str) -> RenderRequest:
     region = Rect(*(_parse_float(v, f"region {params['region']!r}") for v in values))
     max_size = DEFAULT_MAX_SIZE
     if "max_size" in params:
-        if not params["max_size"].isdigit() or int(params["max_size"]) < 1:
-            raise RequestError(f"max_size {params['max_size']!r} is not an integer >= 1")
-        max_size = int(params["max_size"])
+        text = params["max_size"]
+        if not (text.isascii() and text.isdigit()) or not text.strip("0"):
+            raise RequestError(f"max_size {text!r} is not an integer >= 1")
+        if len(text.lstrip("0")) > len(str(MAX_SIDE)):
+            shown = text if len(text) <= 20 else text[:20] + "..."
+            raise RequestError(f"max_size {shown} is not within 1..{MAX_SIDE} (2^31 - 1)")
+        max_size = int(text)
     model = {"c": "color", "g": "greyscale", None: "color"}.get(params.get("m"))
     if model is None:
         raise RequestError(f"m {params['m']!r} is not c (colour) or g (greyscale)")
