@@ -96,6 +96,42 @@ CASES = [
         ("maps", "nested"),
     ),
     Case(
+        "gamma that is infinite",
+        lambda c: ["crop", SMALL, "--image", _sample(c), "-o", c["png"], "--gamma", "inf"],
+        ("gamma", "finite"),
+    ),
+    Case(
+        "gamma that is not a number",
+        lambda c: ["crop", SMALL, "--image", _sample(c), "-o", c["png"], "--gamma", "nan"],
+        ("gamma",),
+    ),
+    Case(
+        "window beyond float64",
+        lambda c: [
+            "crop",
+            SMALL.replace("0:30000", "0:1e400"),
+            "--image",
+            _sample(c),
+            "-o",
+            c["png"],
+        ],
+        ("window end", "finite"),
+    ),
+    Case(
+        "output over the pixel budget (OMERO.figure's level rule may exceed max_size)",
+        lambda c: [
+            "crop",
+            SMALL.replace("0,0,64,64", "0,0,1e12,1e12"),
+            "--image",
+            _sample(c),
+            "-o",
+            c["png"],
+            "--omero-compatible",
+        ],
+        ("budget", "--max-pixels"),
+        within_s=5.0,
+    ),
+    Case(
         "s3 without AWS credentials",
         lambda c: ["crop", SMALL, "--image", "s3://no-such-bucket/x.ome.tif", "-o", c["png"]],
         ("AWS credentials", "anon=true"),
@@ -171,6 +207,18 @@ def run_cli(argv: list[str], env: dict[str, str | None] | None = None) -> tuple[
         timeout=120,
     )
     return result.returncode, result.stderr, time.monotonic() - started
+
+
+def test_a_region_outside_the_image_warns_in_one_line(context, tmp_path) -> None:
+    request = SMALL.replace("0,0,64,64", "1000,1000,64,64")
+    code, err, _ = run_cli(
+        ["crop", request, "--image", context["sample"], "-o", str(tmp_path / "o.png")]
+    )
+    assert code == 0
+    assert err.strip().splitlines() == [
+        "minerva-dask: warning: region 1000,1000,64,64 does not overlap the image (64 x 64 "
+        "px): the output is all background"
+    ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
