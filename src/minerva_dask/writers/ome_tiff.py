@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import OutputError
 from ._atomic import check_output_path, create_temp_beside
 from ._bands import Progress, compute_in_order
-from ._meta import ExportResult, OutputMetadata, as_rgb_dask
+from ._meta import ExportResult, OutputMetadata, rgb_grid
 from ._pyramid import downsample_2x, pyramid_shapes
 
 __all__ = ["COMPRESSIONS", "to_ome_tiff"]
@@ -38,7 +38,6 @@ COMPRESSIONS = {
 }
 _TIFF_TILE = 512
 _COMPRESS_PASS_BYTES = 32 * 2**20
-_SCRATCH = 256  # scratch chunks: every downsampled write lands on whole chunks
 
 
 def to_ome_tiff(
@@ -86,11 +85,7 @@ def to_ome_tiff(
         )
     target = check_output_path(path, overwrite=overwrite)
     meta = OutputMetadata.of(image)
-    data = as_rgb_dask(image, chunk)
-    side = data.chunks[0][0]
-    if side % 16:
-        data = as_rgb_dask(data, 1024)
-        side = 1024
+    data, side = rgb_grid(image, chunk, multiple=16)  # TIFF tiles: multiples of 16
     tile = _TIFF_TILE if side % _TIFF_TILE == 0 else side
     height, width = data.shape[:2]
     shapes = pyramid_shapes(height, width, tile)
@@ -103,8 +98,12 @@ def to_ome_tiff(
     try:
         levels = zarr.open_group(scratch, mode="w")
         for index, (h, w) in enumerate(shapes[1:], start=1):
-            levels.create_array(
-                str(index), shape=(h, w, 3), chunks=(tile, w, 3), dtype="uint8", compressors=None
+            levels.create_array(  # rows of side / 2: one band's 2 x 2 mean, whole width
+                str(index),
+                shape=(h, w, 3),
+                chunks=(side // 2, w, 3),
+                dtype="uint8",
+                compressors=None,
             )
         options: dict[str, Any] = dict(
             dtype=np.uint8,
@@ -141,7 +140,7 @@ def to_ome_tiff(
             for index in range(1, len(shapes)):
                 below = levels[str(index + 1)] if index + 1 < len(shapes) else None
                 writer.write(
-                    _tiles(_stored_bands(levels[str(index)], tile, below), tile, report),
+                    _tiles(_stored_bands(levels[str(index)], side, below), tile, report),
                     shape=(*shapes[index], 3),
                     subfiletype=1,
                     **_resolution(meta, index),
@@ -187,23 +186,32 @@ def _level0_bands(
     y = 0
     for row in compute_in_order(jobs, client=client, prefetch=prefetch, compute=run):
         if levels is not None:
-            x = 0
-            for block in row:
-                half = downsample_2x(block)
-                levels["1"][y // 2 : y // 2 + half.shape[0], x // 2 : x // 2 + half.shape[1]] = half
-                x += block.shape[1]
+            half = np.concatenate([downsample_2x(block) for block in row], axis=1)
+            _store_rows(levels["1"], y // 2, half)
         y += row[0].shape[0]
         yield row
 
 
-def _stored_bands(level: Any, tile: int, below: Any) -> Iterator[list[np.ndarray]]:
-    """Bands of a scratch level (``2 * tile`` rows), each downsampled into the next."""
-    rows = 2 * tile
-    for y in range(0, level.shape[0], rows):
-        band = level[y : y + rows]
+def _store_rows(level: Any, y: int, rows: np.ndarray) -> None:
+    """Write ``rows`` (whole width) into a scratch level at row ``y``: exactly one of its
+    chunks (a row band of ``side / 2``), so no write ever shares a stored chunk. Scratch
+    levels are written from this one thread, in order."""
+    height = level.chunks[0]
+    if y % height or (rows.shape[0] != height and y + rows.shape[0] != level.shape[0]):
+        raise RuntimeError(
+            f"minerva-dask internal error: scratch rows {y}:{y + rows.shape[0]} are not "
+            f"one stored chunk of {height} rows"
+        )
+    level[y : y + rows.shape[0]] = rows
+
+
+def _stored_bands(level: Any, side: int, below: Any) -> Iterator[list[np.ndarray]]:
+    """Bands of a scratch level (``side`` rows: two of its chunks, whole tile rows), each
+    downsampled into one chunk of the next."""
+    for y in range(0, level.shape[0], side):
+        band = level[y : y + side]
         if below is not None:
-            half = downsample_2x(band)
-            below[y // 2 : y // 2 + half.shape[0]] = half
+            _store_rows(below, y // 2, downsample_2x(band))
         yield [band]
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ._bands import Progress, compute_in_order
-from ._meta import ExportResult, OutputMetadata, as_rgb_dask
+from ._meta import ExportResult, OutputMetadata, check_grid, rgb_grid
 from ._pyramid import downsample_2x, pyramid_shapes
 
 __all__ = ["to_ome_zarr"]
@@ -34,7 +34,9 @@ RGB = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
 
 
 @lru_cache(maxsize=64)
-def _open_level(url: str, options_key: str, level: int, zarr_format: int) -> Any:
+def _open_level(url: str, options_key: str, level: int, zarr_format: int, token: str) -> Any:
+    """The zarr array of ``level``, opened once per process and export (``token``: an
+    array cached for another export at the same path may have another shape)."""
     import zarr
 
     options = json.loads(options_key) or None
@@ -71,7 +73,7 @@ def _write_chunk(
     token: str,
 ) -> int:
     """Write one ``(y, x, 3)`` block at ``offset`` (y, x), then its completion marker."""
-    array = _open_level(url, options_key, level, zarr_format)
+    array = _open_level(url, options_key, level, zarr_format, token)
     y0, x0 = offset
     array[:, y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = np.moveaxis(block, 2, 0)
     fs, root = _fs(url, json.loads(options_key))
@@ -192,8 +194,7 @@ def to_ome_zarr(
     options_key = json.dumps(options, sort_keys=True)
     zarr_format = 3 if version == "0.5" else 2
     meta = OutputMetadata.of(image)
-    data = as_rgb_dask(image, chunk)
-    side = data.chunks[0][0]
+    data, side = rgb_grid(image, chunk)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
     token = f"{data.name}:{version}:{side}"
     fs, root = _prepare(url, options, overwrite=overwrite, resume=resume)
@@ -232,6 +233,10 @@ def to_ome_zarr(
                 dtype=np.uint8,
                 chunks=(_halves(above.chunks[0]), _halves(above.chunks[1]), (3,)),
             )
+        stored = group[str(level)].chunks
+        if tuple(stored) != (3, side, side):
+            raise RuntimeError(f"minerva-dask internal error: level {level} chunks {stored}")
+        check_grid(level_data.chunks[:2], side, f"level {level} blocks")
         done = _done_markers(fs, root, level, f"{token}:{level}")
         skipped += len(done)
         report.advance(len(done))
