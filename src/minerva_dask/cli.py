@@ -262,18 +262,19 @@ def _run_imgdata(args: argparse.Namespace) -> int:
 
     from .errors import SourceNotFoundError
     from .imgdata import imgdata_from_ome_xml
+    from .writers._atomic import atomic_write, check_not_input
 
     path = Path(args.xml)
     if not path.is_file():
         raise SourceNotFoundError(f"no such file: {path}")
+    if args.output is not None:
+        check_not_input(args.output, (args.xml,))  # before reading: never replace the input
     data = imgdata_from_ome_xml(path.read_bytes(), args.image_id, style=args.style)
     text = json.dumps(data, indent=2) + "\n"
     if args.output is None:
         sys.stdout.write(text)
         return 0
-    from .writers._atomic import atomic_write
-
-    with atomic_write(args.output) as fh:
+    with atomic_write(args.output, inputs=(args.xml,)) as fh:
         fh.write(text.encode())
     if not args.quiet:
         print(f"Wrote {args.output}", file=sys.stderr)

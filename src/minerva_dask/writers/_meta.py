@@ -16,11 +16,13 @@ __all__ = ["ExportResult", "OutputMetadata", "check_grid", "regular_chunks", "rg
 
 @dataclass(frozen=True, slots=True)
 class OutputMetadata:
-    """Name, physical pixel size ``(x, y)`` in µm of level 0, and provenance."""
+    """Name, physical pixel size ``(x, y)`` in µm of level 0, provenance, and the
+    locations (paths or URLs) read to make the image, which no output may replace."""
 
     name: str = "rendered"
     pixel_size_um: tuple[float, float] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, image: Any) -> OutputMetadata:
@@ -41,6 +43,7 @@ class OutputMetadata:
                 "gamma": image.gamma,
                 "background": "#" + "".join(f"{v:02X}" for v in image.background),
             },
+            inputs=tuple(getattr(image, "inputs", ())),
         )
 
     def description(self) -> str:

@@ -22,7 +22,7 @@ import dask
 import numpy as np
 
 from ..errors import OutputError
-from ._atomic import check_output_path, create_temp_beside
+from ._atomic import check_output_path, create_temp_beside, disk_full, disk_full_error
 from ._bands import Progress, compute_in_order
 from ._meta import ExportResult, OutputMetadata, rgb_grid
 from ._pyramid import downsample_2x, pyramid_shapes
@@ -83,19 +83,20 @@ def to_ome_tiff(
         raise OutputError(
             f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}"
         )
-    target = check_output_path(path, overwrite=overwrite)
     meta = OutputMetadata.of(image)
+    target = check_output_path(path, overwrite=overwrite, inputs=meta.inputs)
     data, side = rgb_grid(image, chunk, multiple=16)  # TIFF tiles: multiples of 16
     tile = _TIFF_TILE if side % _TIFF_TILE == 0 else side
     height, width = data.shape[:2]
     shapes = pyramid_shapes(height, width, tile)
     codec, codec_args = COMPRESSIONS[compression]
-    scratch = tempfile.mkdtemp(prefix=f".{target.name}.levels-", dir=target.parent)
-    fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
-    os.close(fd)
     total = sum(math.ceil(h / tile) * math.ceil(w / tile) for h, w in shapes)
     report = Progress(total, "OME-TIFF", enabled=progress)
+    scratch = partial = None
     try:
+        scratch = tempfile.mkdtemp(prefix=f".{target.name}.levels-", dir=target.parent)
+        fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
+        os.close(fd)
         levels = zarr.open_group(scratch, mode="w")
         for index, (h, w) in enumerate(shapes[1:], start=1):
             levels.create_array(  # rows of side / 2: one band's 2 x 2 mean, whole width
@@ -146,13 +147,18 @@ def to_ome_tiff(
                     **_resolution(meta, index),
                     **options,
                 )
+        _fsync(partial)
         os.replace(partial, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
+    except BaseException as exc:
+        if partial is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+        if disk_full(exc):  # in tifffile, the scratch zarr, the final fsync or rename
+            raise disk_full_error(target) from None
         raise
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return ExportResult(
         str(target),
         (height, width),
@@ -162,6 +168,16 @@ def to_ome_tiff(
         target.stat().st_size,
         time.perf_counter() - started,
     )
+
+
+def _fsync(path: str | os.PathLike[str]) -> None:
+    """Flush a written file to the disk before it is renamed into place (a full disk or
+    a failing device shows here, not after the old output is gone)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _resolution(meta: OutputMetadata, level: int) -> dict[str, Any]:

@@ -23,9 +23,11 @@ import dask.array as da
 import numpy as np
 
 from ..errors import OutputError
+from ._atomic import check_not_input, disk_full, disk_full_error
 from ._bands import Progress, compute_in_order
 from ._meta import ExportResult, OutputMetadata, check_grid, rgb_grid
 from ._pyramid import downsample_2x, pyramid_shapes
+from ._store import KEY, StorePlan, discard, finish, in_progress, is_url, plan_store
 
 __all__ = ["to_ome_zarr"]
 
@@ -45,18 +47,14 @@ def _open_level(url: str, options_key: str, level: int, zarr_format: int, token:
         path=str(level),
         mode="r+",
         zarr_format=zarr_format,
-        storage_options=options if _is_url(url) else None,
+        storage_options=options if is_url(url) else None,
     )
-
-
-def _is_url(url: str) -> bool:
-    return "://" in url and not url.startswith("file://")
 
 
 def _fs(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
     import fsspec
 
-    if not _is_url(url):  # local markers need their folders made
+    if not is_url(url):  # local markers need their folders made
         return fsspec.core.url_to_fs(url, auto_mkdir=True, **storage_options)
     return fsspec.core.url_to_fs(url, **storage_options)
 
@@ -184,23 +182,83 @@ def to_ome_zarr(
     >>> result.shape, result.levels
     ((1024, 2048), 3)
     """
-    import zarr
 
     started = time.perf_counter()
     if version not in ("0.4", "0.5"):
         raise OutputError(f"OME-Zarr version must be 0.4 or 0.5, got {version!r}")
     url = os.fspath(url).rstrip("/")
-    options = dict(storage_options or {})
-    options_key = json.dumps(options, sort_keys=True)
-    zarr_format = 3 if version == "0.5" else 2
     meta = OutputMetadata.of(image)
+    check_not_input(url, meta.inputs)  # before anything is opened for writing
+    options = dict(storage_options or {})
     data, side = rgb_grid(image, chunk)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
     token = f"{data.name}:{version}:{side}"
-    fs, root = _prepare(url, options, overwrite=overwrite, resume=resume)
-    group = zarr.open_group(
-        url, mode="a", zarr_format=zarr_format, storage_options=options if _is_url(url) else None
+    fs, root = _prepare(url, options)
+    plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
+    try:
+        entry = in_progress(token, meta.provenance, overwrite)
+        written, skipped = _write_store(
+            data,
+            side,
+            shapes,
+            plan,
+            meta,
+            version,
+            entry,
+            options,
+            client,
+            prefetch,
+            progress,
+            compute_kwargs,
+        )
+        finish(plan)
+    except BaseException as exc:
+        if disk_full(exc):  # the partial store holds the space: remove it; old store kept
+            discard(plan)
+            raise disk_full_error(url) from None
+        raise  # an unfinished local export stays in its partial sibling, for resume
+    size = sum(fs.du(root, total=False).values()) if not is_url(url) else 0
+    return ExportResult(
+        url,
+        (data.shape[0], data.shape[1]),
+        len(shapes),
+        written,
+        skipped,
+        size,
+        time.perf_counter() - started,
     )
+
+
+def _write_store(
+    data: da.Array,
+    side: int,
+    shapes: list[tuple[int, int]],
+    plan: StorePlan,
+    meta: OutputMetadata,
+    version: str,
+    entry: dict[str, Any],
+    options: dict[str, Any],
+    client: Any,
+    prefetch: int,
+    progress: bool,
+    compute_kwargs: dict[str, Any] | None,
+) -> tuple[int, int]:
+    """Write every level into ``plan.work``, then its metadata: chunks written, skipped.
+
+    A new store is created with ``entry`` (what it is, for a later resume) in its
+    attributes, in the same write as the group itself, before any chunk."""
+    import zarr
+
+    url, fs, root, token = plan.work, plan.fs, plan.root, entry["token"]
+    options_key = json.dumps(options, sort_keys=True)
+    zarr_format = 3 if version == "0.5" else 2
+    store_options = options if is_url(url) else None
+    if plan.resume:
+        group = zarr.open_group(url, mode="r+", storage_options=store_options)
+    else:
+        group = zarr.create_group(
+            url, zarr_format=zarr_format, attributes={KEY: entry}, storage_options=store_options
+        )
     for level, (height, width) in enumerate(shapes):
         if str(level) not in group:
             kwargs = (
@@ -225,7 +283,7 @@ def to_ome_zarr(
                 url,
                 component=str(level - 1),
                 chunks=(3, 2 * side, 2 * side),
-                storage_options=options if _is_url(url) else None,
+                storage_options=options if is_url(url) else None,
             )
             above = above.transpose(1, 2, 0)
             level_data = above.map_blocks(
@@ -256,19 +314,10 @@ def to_ome_zarr(
         if version == "0.5"
         else _level_metadata(shapes, meta, version)
     )
-    group.attrs["minerva-dask"] = meta.provenance
+    group.attrs[KEY] = {**meta.provenance, "state": "complete"}
     if fs.exists(f"{root}/{MARKERS}"):
         fs.rm(f"{root}/{MARKERS}", recursive=True)
-    size = sum(fs.du(root, total=False).values()) if not _is_url(url) else 0
-    return ExportResult(
-        url,
-        (data.shape[0], data.shape[1]),
-        len(shapes),
-        written,
-        skipped,
-        size,
-        time.perf_counter() - started,
-    )
+    return written, skipped
 
 
 def _halves(chunks: tuple[int, ...]) -> tuple[int, ...]:
@@ -312,23 +361,13 @@ def _band_jobs(
     return jobs
 
 
-def _prepare(
-    url: str, options: dict[str, Any], *, overwrite: bool, resume: bool
-) -> tuple[Any, str]:
-    """Check the target before any work: parent exists and is writable, not in the way."""
+def _prepare(url: str, options: dict[str, Any]) -> tuple[Any, str]:
+    """Check the target's folder or bucket before any work: it exists and is writable."""
     try:
         fs, root = _fs(url, options)
-        exists = fs.exists(root)
     except (OSError, ValueError) as exc:
         raise OutputError(f"cannot write {url}: {exc}") from None
-    if exists and not (overwrite or resume):
-        raise OutputError(
-            f"output {url} exists; pass overwrite (--overwrite) to replace it "
-            "or resume (--resume) to continue an interrupted export"
-        )
-    if exists and overwrite and not resume:
-        fs.rm(root, recursive=True)
-    if not _is_url(url):
+    if not is_url(url):
         parent = os.path.dirname(os.path.abspath(root))
         if not os.path.isdir(parent):
             raise OutputError(f"cannot write {url}: folder {parent} does not exist")
