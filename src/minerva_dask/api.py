@@ -174,6 +174,9 @@ def crop(
         align="output" if export else "tiles",
         chunk_size=chunk if export else None,
     )
+    from .writers._atomic import check_not_input
+
+    check_not_input(output, rendering.inputs)  # the writers check again, before writing
     logger.info("%s", describe_plan(rendering))
     with compute_context(
         scheduler,

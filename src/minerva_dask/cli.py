@@ -385,23 +385,55 @@ def _human(size: int) -> str:
     return f"{value:.1f} GB"
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C is, so that every cleanup
+    of the writers (``finally``, ``except BaseException``) runs; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    for other in (signal.SIGTERM, signal.SIGHUP):  # once: a second one cannot cut cleanup
+        signal.signal(other, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    SIGTERM and SIGHUP stop it as Ctrl-C does, temporary files removed: exit status
+    128 + the signal (143, 129; Ctrl-C 130). The previous handlers are restored on return.
+    """
+    import signal
+    import threading
+
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     handler = _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", 0))
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # handlers live there only
+        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return _run_imgdata(args) if args.command == "imgdata" else _run_crop(args)
     except MinervaDaskError as exc:
         print(f"minerva-dask: error: {exc}", file=sys.stderr)
         return 2
+    except Stopped as exc:
+        print(f"minerva-dask: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("minerva-dask: interrupted", file=sys.stderr)
         return 130
     finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
         ours = logging.getLogger("minerva_dask")
         ours.removeHandler(handler)
         ours.propagate = True
