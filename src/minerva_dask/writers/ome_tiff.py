@@ -2,8 +2,11 @@
 
 Level 0 is computed a band (a row of chunks) at a time, at most ``prefetch`` bands ahead
 of the writer, and written as tiles as it arrives. Each band is also downsampled into a
-temporary local zarr beside the output, from which the lower levels (SubIFDs, 2 x 2 means
-of the level above, as in the OME-Zarr writer) are streamed in turn. Memory stays a few
+temporary scratch folder beside the output, from which the lower levels (SubIFDs, 2 x 2
+means of the level above, as in the OME-Zarr writer) are streamed in turn. Scratch levels
+are stored in row bands of ``side / 2`` rows, one raw file each, written whole and once,
+synchronously from the writer's thread (so an interrupted export leaves no write in
+flight that could outlive the clean-up). Memory stays a few
 bands, whatever the slide size. The file appears under its name only when complete.
 """
 
@@ -76,7 +79,6 @@ def to_ome_tiff(
     ((1024, 2048), 3)
     """
     import tifffile
-    import zarr
 
     started = time.perf_counter()
     if compression not in COMPRESSIONS:
@@ -97,15 +99,10 @@ def to_ome_tiff(
         scratch = tempfile.mkdtemp(prefix=f".{target.name}.levels-", dir=target.parent)
         fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
         os.close(fd)
-        levels = zarr.open_group(scratch, mode="w")
-        for index, (h, w) in enumerate(shapes[1:], start=1):
-            levels.create_array(  # rows of side / 2: one band's 2 x 2 mean, whole width
-                str(index),
-                shape=(h, w, 3),
-                chunks=(side // 2, w, 3),
-                dtype="uint8",
-                compressors=None,
-            )
+        levels = {  # rows of side / 2: one band's 2 x 2 mean, whole width
+            str(index): _Scratch(os.path.join(scratch, str(index)), (h, w), side // 2)
+            for index, (h, w) in enumerate(shapes[1:], start=1)
+        }
         options: dict[str, Any] = dict(
             dtype=np.uint8,
             tile=(tile, tile),
@@ -153,7 +150,7 @@ def to_ome_tiff(
         if partial is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
-        if disk_full(exc):  # in tifffile, the scratch zarr, the final fsync or rename
+        if disk_full(exc):  # in tifffile, the scratch, the final fsync or rename
             raise disk_full_error(target) from None
         raise
     finally:
@@ -203,31 +200,52 @@ def _level0_bands(
     for row in compute_in_order(jobs, client=client, prefetch=prefetch, compute=run):
         if levels is not None:
             half = np.concatenate([downsample_2x(block) for block in row], axis=1)
-            _store_rows(levels["1"], y // 2, half)
+            levels["1"].write(y // 2, half)
         y += row[0].shape[0]
         yield row
 
 
-def _store_rows(level: Any, y: int, rows: np.ndarray) -> None:
-    """Write ``rows`` (whole width) into a scratch level at row ``y``: exactly one of its
-    chunks (a row band of ``side / 2``), so no write ever shares a stored chunk. Scratch
-    levels are written from this one thread, in order."""
-    height = level.chunks[0]
-    if y % height or (rows.shape[0] != height and y + rows.shape[0] != level.shape[0]):
-        raise RuntimeError(
-            f"minerva-dask internal error: scratch rows {y}:{y + rows.shape[0]} are not "
-            f"one stored chunk of {height} rows"
-        )
-    level[y : y + rows.shape[0]] = rows
+class _Scratch:
+    """A scratch level ``(height, width, 3)`` uint8: row bands of ``rows`` rows, each a
+    raw file written whole, once. A write must be exactly one band (else an internal
+    error): no band is ever shared by two writes."""
+
+    def __init__(self, folder: str, shape: tuple[int, int], rows: int) -> None:
+        os.mkdir(folder)
+        self.folder, self.rows = folder, rows
+        self.shape = (*shape, 3)
+
+    def write(self, y: int, band: np.ndarray) -> None:
+        last = y + band.shape[0] == self.shape[0]
+        if (
+            y % self.rows
+            or (band.shape[0] != self.rows and not last)
+            or band.shape[1:] != self.shape[1:]
+        ):
+            raise RuntimeError(
+                f"minerva-dask internal error: scratch rows {y}:{y + band.shape[0]} "
+                f"{band.shape} are not one stored band of {self.rows} rows"
+            )
+        with open(os.path.join(self.folder, str(y // self.rows)), "wb") as fh:
+            fh.write(memoryview(np.ascontiguousarray(band)))  # a full disk: ENOSPC here
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        """Rows ``start:stop`` (band-aligned start) as one array."""
+        start, stop, _ = rows.indices(self.shape[0])
+        bands = []
+        for index in range(start // self.rows, -(-stop // self.rows)):
+            band = np.fromfile(os.path.join(self.folder, str(index)), np.uint8)
+            bands.append(band.reshape(-1, *self.shape[1:]))
+        return np.concatenate(bands)[start % self.rows : start % self.rows + stop - start]
 
 
-def _stored_bands(level: Any, side: int, below: Any) -> Iterator[list[np.ndarray]]:
+def _stored_bands(level: _Scratch, side: int, below: Any) -> Iterator[list[np.ndarray]]:
     """Bands of a scratch level (``side`` rows: two of its chunks, whole tile rows), each
     downsampled into one chunk of the next."""
     for y in range(0, level.shape[0], side):
         band = level[y : y + side]
         if below is not None:
-            _store_rows(below, y // 2, downsample_2x(band))
+            below.write(y // 2, downsample_2x(band))
         yield [band]
 
 

@@ -11,10 +11,13 @@ Level ``l + 1`` is the 2 x 2 mean of level ``l`` read back from the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
@@ -301,14 +304,11 @@ def _write_store(
         bands = _band_jobs(
             level_data, url, options_key, zarr_format, level, f"{token}:{level}", done
         )
-        for count in compute_in_order(
-            bands,
-            client=client,
-            prefetch=prefetch,
-            compute=lambda job: dask.compute(job, **(compute_kwargs or {}))[0],
-        ):
-            written += sum(count)
-            report.advance(sum(count))
+        with contextlib.ExitStack() as stack:
+            compute = _bounded_compute(compute_kwargs, stack)
+            for count in compute_in_order(bands, client=client, prefetch=prefetch, compute=compute):
+                written += sum(count)
+                report.advance(sum(count))
     group.attrs.update(
         {"ome": {"version": "0.5", **_level_metadata(shapes, meta, version)}}
         if version == "0.5"
@@ -318,6 +318,27 @@ def _write_store(
     if fs.exists(f"{root}/{MARKERS}"):
         fs.rm(f"{root}/{MARKERS}", recursive=True)
     return written, skipped
+
+
+def _bounded_compute(
+    compute_kwargs: dict[str, Any] | None, stack: contextlib.ExitStack
+) -> Callable[[Any], Any]:
+    """How one band of writes is computed locally. On the threaded scheduler (dask's
+    default for these delayed writes), on a pool
+    of our own, shut down (running writes finished, queued ones cancelled) when ``stack``
+    closes: dask raises a failed task's error at once while its other tasks still run,
+    and a write landing after the clean-up would put files back into a removed store."""
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    kwargs = dict(compute_kwargs or {})
+    if get_scheduler(scheduler=kwargs.get("scheduler")) not in (None, dask.threaded.get):
+        return lambda job: dask.compute(job, **kwargs)[0]
+    kwargs.pop("scheduler", None)
+    workers = kwargs.pop("num_workers", None) or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="zarr-write")
+    stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+    return lambda job: dask.compute(job, scheduler="threads", pool=pool, **kwargs)[0]
 
 
 def _halves(chunks: tuple[int, ...]) -> tuple[int, ...]:
