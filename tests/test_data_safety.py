@@ -9,6 +9,7 @@ proves the kill landed mid-export).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -35,6 +36,7 @@ BIG = (
     "&region=0,0,4096,3072&max_size=5000"
 )
 SMALL = "/0/0/0/?c=1|600:24000$0000FF&region=100,50,300,200&max_size=5000"
+OTHER = "/0/0/0/?c=2|0:30000$00FF00&region=0,0,320,240&max_size=5000"
 SMALL_TIFF_REQUEST = "/0/0/0/?c=1|500:20000$0000FF,2|0:8000$00FF00&region=0,0,300,200"
 
 
@@ -275,6 +277,57 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_output(tmp_path, demo_path, n
         )
         assert tree_hash(target) == old
         assert leftovers(disk) == []
+
+
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("name", ["o.png", "o.ome.tif"])
+def test_a_full_disk_at_the_final_fsync_is_one_line_and_keeps_the_old_output(
+    tmp_path, demo_path, monkeypatch, name
+) -> None:
+    target = tmp_path / name
+    old = _old_output(target, demo_path)
+    monkeypatch.setattr(os, "fsync", _full)
+    with pytest.raises(md.OutputError) as caught:
+        md.crop(OTHER, target, image=demo_path, overwrite=True)
+    assert str(caught.value) == f"cannot write {target}: no space left on device"
+    assert tree_hash(target) == old
+    assert leftovers(tmp_path) == []
+
+
+def test_a_full_disk_when_the_new_store_is_swapped_in_keeps_the_old_one(
+    tmp_path, demo_path, monkeypatch
+) -> None:
+    from minerva_dask.writers import _store
+
+    target = tmp_path / "o.ome.zarr"
+    old = _old_output(target, demo_path)
+    rename = os.rename
+
+    def failing_rename(source, destination):
+        if str(source).endswith(".partial"):
+            _full()
+        rename(source, destination)
+
+    monkeypatch.setattr(_store, "_exchange", lambda a, b: False)  # the two-rename swap
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(md.OutputError, match=r"^cannot write .*: no space left on device$"):
+        md.crop(OTHER, target, image=demo_path, overwrite=True)
+    assert tree_hash(target) == old
+    assert leftovers(tmp_path) == []
+
+
+def test_an_overwrite_swaps_the_complete_store_in(tmp_path, demo_path) -> None:
+    target = tmp_path / "o.ome.zarr"
+    old = _old_output(target, demo_path)
+    md.crop(OTHER, target, image=demo_path, overwrite=True)
+    assert tree_hash(target) != old
+    got = np.moveaxis(zarr.open_group(str(target), mode="r")["0"][...], 0, 2)
+    want = md.render(md.open_image(demo_path), md.parse_request(OTHER)).compute()
+    np.testing.assert_array_equal(got, want)
+    assert leftovers(tmp_path) == []
 
 
 def test_resume_refuses_a_foreign_store_and_a_complete_export(tmp_path, shared_data, demo_path):

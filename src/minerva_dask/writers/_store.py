@@ -158,7 +158,7 @@ def finish(plan: StorePlan) -> None:
         os.rename(plan.work, target)
         return
     if _exchange(plan.work, target):  # the old store is now at plan.work
-        shutil.rmtree(plan.work)
+        _remove(plan.work)
         return
     folder, name = os.path.split(target)
     aside = os.path.join(folder, f".{name}.replaced-{os.urandom(4).hex()}")
@@ -168,10 +168,15 @@ def finish(plan: StorePlan) -> None:
     except BaseException:
         os.rename(aside, target)
         raise
-    if os.path.isdir(aside) and not os.path.islink(aside):
-        shutil.rmtree(aside)
+    _remove(aside)
+
+
+def _remove(path: str) -> None:
+    """Delete a replaced output: a folder's tree, or a file or link itself."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
     else:
-        os.unlink(aside)
+        os.unlink(path)
 
 
 def discard(plan: StorePlan) -> None:

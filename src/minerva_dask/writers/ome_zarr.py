@@ -1,12 +1,20 @@
 """Multiscale OME-Zarr output (NGFF 0.5 on zarr v3 by default, 0.4 on zarr v2).
 
-The rendered RGB is stored as ``(c, y, x)`` uint8, channels Red, Green, Blue, one zarr
-chunk per dask chunk so workers write in parallel without locks. Each written chunk leaves
-a small completion marker (``.minerva-dask/{level}/{row}.{col}``, holding a token of
-the render) after its data; an interrupted export rerun with ``resume=True`` skips the
-chunks whose marker matches and rewrites the rest. Markers are removed at the end, and
-the NGFF metadata is written last, so a store without it is an unfinished export.
+The rendered RGB is stored as ``(c, y, x)`` uint8, channels Red, Green, Blue. Every level
+is stored in chunks of one side, the side of the dask blocks that write it (checked before
+writing), so each stored chunk is written by exactly one task and workers write in
+parallel without locks. Each written chunk leaves a small completion marker
+(``.minerva-dask/{level}/{row}.{col}``, holding a token of the render) after its data.
 Level ``l + 1`` is the 2 x 2 mean of level ``l`` read back from the store.
+
+A local export is written into a hidden sibling, ``.{name}.partial``, marked in its
+attributes as an unfinished export of this render before any chunk is written, and swapped
+into place only when complete (see :mod:`._store`): ``overwrite`` never loses the old store
+to a failed or killed export. An interrupted export stays in its sibling; rerun with
+``resume=True`` it continues there, skipping the chunks whose marker matches, and is
+swapped in when done. ``resume`` refuses anything else, untouched. A remote store is
+written in place and never replaced. Markers are removed at the end, and the NGFF metadata
+is written last.
 """
 
 from __future__ import annotations
@@ -169,8 +177,11 @@ def to_ome_zarr(
     chunk
         Chunk side in pixels (default: the image's dask chunk, made even).
     overwrite, resume
-        What to do when ``url`` exists: replace it, or continue an interrupted export of
-        the same render (chunks already written are skipped and counted).
+        ``overwrite``: replace an existing store once the new one is complete (a remote
+        store is never replaced: delete it first). ``resume``: continue an interrupted
+        export of the same render (chunks already written are skipped and counted); a
+        store that is not one is refused, untouched. An interrupted local export with
+        ``overwrite`` may be resumed without it: it was allowed to replace the target.
     client, prefetch
         A ``distributed.Client`` to compute on (default: the threaded scheduler), and how
         many rows of chunks may be in flight.
