@@ -152,6 +152,21 @@ def test_imgdata_refuses_to_write_over_its_input(tmp_path, shared_data, capsys) 
     assert main(["imgdata", str(xml), "--image-id", "0", "-o", str(tmp_path / "y.json")]) == 0
 
 
+def test_main_restores_the_signal_handlers_it_installs(tmp_path, shared_data) -> None:
+    def mine(signum, frame):  # a caller's own handler
+        pass
+
+    previous = {sig: signal.signal(sig, mine) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        xml = shared_data / "ome-xml/from-colon-2ch.ome.xml"
+        assert main(["imgdata", str(xml), "--image-id", "0", "-o", str(tmp_path / "a.json")]) == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGHUP) is mine
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 # -- killed, stopped and failed exports keep the old output ----------------------------
 
 

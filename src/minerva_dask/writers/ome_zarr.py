@@ -316,7 +316,7 @@ def _write_store(
             level_data, url, options_key, zarr_format, level, f"{token}:{level}", done
         )
         with contextlib.ExitStack() as stack:
-            compute = _bounded_compute(compute_kwargs, stack)
+            compute = None if client is not None else _bounded_compute(compute_kwargs, stack)
             for count in compute_in_order(bands, client=client, prefetch=prefetch, compute=compute):
                 written += sum(count)
                 report.advance(sum(count))
