@@ -31,7 +31,17 @@ from typing import Any
 
 from ..errors import OutputError
 
-__all__ = ["KEY", "StorePlan", "discard", "finish", "in_progress", "is_url", "plan_store"]
+__all__ = [
+    "KEY",
+    "StorePlan",
+    "discard",
+    "finish",
+    "in_progress",
+    "is_url",
+    "open_destination",
+    "plan_store",
+    "store_fs",
+]
 
 KEY = "minerva-dask"
 
@@ -202,3 +212,34 @@ def _exchange(a: str, b: str) -> bool:
         if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), exchange) == 0:
             return True
     return False
+
+
+def store_fs(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
+    """fsspec's filesystem and path for ``url`` (local folders made as needed)."""
+    import fsspec
+
+    if not is_url(url):  # local markers need their folders made
+        return fsspec.core.url_to_fs(url, auto_mkdir=True, **storage_options)
+    return fsspec.core.url_to_fs(url, **storage_options)
+
+
+def open_destination(url: str, options: dict[str, Any]) -> tuple[Any, str]:
+    """Check the target's folder or bucket before any work: it exists and is writable."""
+    try:
+        fs, root = store_fs(url, options)
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot write {url}: {exc}") from None
+    if not is_url(url):
+        parent = os.path.dirname(os.path.abspath(root))
+        if not os.path.isdir(parent):
+            raise OutputError(f"cannot write {url}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise OutputError(f"cannot write {url}: folder {parent} is not writable")
+    else:
+        bucket = root.split("/", 1)[0]
+        try:
+            if not fs.exists(bucket):
+                raise OutputError(f"cannot write {url}: bucket {bucket!r} does not exist")
+        except PermissionError as exc:
+            raise OutputError(f"cannot write {url}: {exc}") from None
+    return fs, root

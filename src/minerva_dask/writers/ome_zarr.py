@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,17 @@ from ._atomic import check_not_input, disk_full, disk_full_error
 from ._bands import Progress, compute_in_order
 from ._meta import ExportResult, OutputMetadata, check_grid, rgb_grid
 from ._pyramid import downsample_2x, pyramid_shapes
-from ._store import KEY, StorePlan, discard, finish, in_progress, is_url, plan_store
+from ._store import (
+    KEY,
+    StorePlan,
+    discard,
+    finish,
+    in_progress,
+    is_url,
+    open_destination,
+    plan_store,
+    store_fs,
+)
 
 __all__ = ["to_ome_zarr"]
 
@@ -62,14 +73,6 @@ def _open_level(url: str, options_key: str, level: int, zarr_format: int, token:
     )
 
 
-def _fs(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
-    import fsspec
-
-    if not is_url(url):  # local markers need their folders made
-        return fsspec.core.url_to_fs(url, auto_mkdir=True, **storage_options)
-    return fsspec.core.url_to_fs(url, **storage_options)
-
-
 def _write_chunk(
     block: np.ndarray,
     url: str,
@@ -85,7 +88,7 @@ def _write_chunk(
     array = _open_level(url, options_key, level, zarr_format, token)
     y0, x0 = offset
     array[:, y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = np.moveaxis(block, 2, 0)
-    fs, root = _fs(url, json.loads(options_key))
+    fs, root = store_fs(url, json.loads(options_key))
     fs.pipe_file(f"{root}/{MARKERS}/{level}/{row}.{col}", token.encode())
     return 1
 
@@ -207,7 +210,7 @@ def to_ome_zarr(
     data, side = rgb_grid(image, chunk)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
     token = f"{data.name}:{version}:{side}"
-    fs, root = _prepare(url, options)
+    fs, root = open_destination(url, options)
     plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
     try:
         entry = in_progress(token, meta.provenance, overwrite)
@@ -269,10 +272,19 @@ def _write_store(
     store_options = options if is_url(url) else None
     if plan.resume:
         group = zarr.open_group(url, mode="r+", storage_options=store_options)
-    else:
+    elif is_url(url):
         group = zarr.create_group(
             url, zarr_format=zarr_format, attributes={KEY: entry}, storage_options=store_options
         )
+    else:  # made aside, then renamed: the partial store never exists without its entry
+        fresh = f"{url}.new-{os.urandom(4).hex()}"
+        try:
+            zarr.create_group(fresh, zarr_format=zarr_format, attributes={KEY: entry})
+            os.rename(fresh, url)
+        except BaseException:
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise
+        group = zarr.open_group(url, mode="r+")
     for level, (height, width) in enumerate(shapes):
         if str(level) not in group:
             kwargs = (
@@ -391,25 +403,3 @@ def _band_jobs(
         if job:
             jobs.append(job)
     return jobs
-
-
-def _prepare(url: str, options: dict[str, Any]) -> tuple[Any, str]:
-    """Check the target's folder or bucket before any work: it exists and is writable."""
-    try:
-        fs, root = _fs(url, options)
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"cannot write {url}: {exc}") from None
-    if not is_url(url):
-        parent = os.path.dirname(os.path.abspath(root))
-        if not os.path.isdir(parent):
-            raise OutputError(f"cannot write {url}: folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise OutputError(f"cannot write {url}: folder {parent} is not writable")
-    else:
-        bucket = root.split("/", 1)[0]
-        try:
-            if not fs.exists(bucket):
-                raise OutputError(f"cannot write {url}: bucket {bucket!r} does not exist")
-        except PermissionError as exc:
-            raise OutputError(f"cannot write {url}: {exc}") from None
-    return fs, root
