@@ -235,6 +235,9 @@ def crop(
         max_pixels=max_pixels,
         max_read_pixels=max_read_pixels,
     )
+    from .writers._atomic import check_not_input
+
+    check_not_input(output, rendering.inputs)  # the writers check again, before writing
     logger.info("%s", describe_plan(rendering))
     with compute_context(
         scheduler,
@@ -268,6 +271,7 @@ def crop(
                 rendering,
                 output,
                 compression=compression,
+                chunk=chunk,
                 client=client,
                 progress=progress,
                 overwrite=overwrite,
@@ -280,6 +284,7 @@ def crop(
                 rendering,
                 output,
                 version=zarr_version,
+                chunk=chunk,
                 client=client,
                 progress=progress,
                 overwrite=overwrite,

@@ -273,18 +273,19 @@ def _run_imgdata(args: argparse.Namespace) -> int:
 
     from .errors import SourceNotFoundError
     from .imgdata import imgdata_from_ome_xml
+    from .writers._atomic import atomic_write, check_not_input
 
     path = Path(args.xml)
     if not path.is_file():
         raise SourceNotFoundError(f"no such file: {path}")
+    if args.output is not None:
+        check_not_input(args.output, (args.xml,))  # before reading: never replace the input
     data = imgdata_from_ome_xml(path.read_bytes(), args.image_id, style=args.style)
     text = json.dumps(data, indent=2) + "\n"
     if args.output is None:
         sys.stdout.write(text)
         return 0
-    from .writers._atomic import atomic_write
-
-    with atomic_write(args.output) as fh:
+    with atomic_write(args.output, inputs=(args.xml,)) as fh:
         fh.write(text.encode())
     if not args.quiet:
         print(f"Wrote {args.output}", file=sys.stderr)
@@ -382,19 +383,44 @@ def _human(size: int) -> str:
     return f"{value:.1f} GB"
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C is, so that every cleanup
+    of the writers (``finally``, ``except BaseException``) runs; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    for other in (signal.SIGTERM, signal.SIGHUP):  # once: a second one cannot cut cleanup
+        signal.signal(other, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
-    Every failure is one line on stderr and exit code 2 (130 when interrupted): errors
-    of ours say what was wrong in the user's terms; anything unexpected is named as a
-    bug, its traceback shown only with -vv. Nothing printed carries a secret.
+    Every failure is one line on stderr and exit code 2: errors of ours say what was
+    wrong in the user's terms; anything unexpected is named as a bug, its traceback shown
+    only with -vv. Nothing printed carries a secret. SIGTERM and SIGHUP stop it as Ctrl-C
+    does, temporary files removed: exit status 128 + the signal (143, 129; Ctrl-C 130).
+    The previous handlers are restored on return.
     """
+    import signal
+    import threading
+
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     restore = configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", 0))
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # handlers live there only
+        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         with warnings.catch_warnings():
             if getattr(args, "insecure", False):  # asked for: one line of ours, not one a request
@@ -403,6 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MinervaDaskError as exc:
         print_error(str(exc))
         return 2
+    except Stopped as exc:
+        print(f"minerva-dask: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("minerva-dask: interrupted", file=sys.stderr)
         return 130
@@ -414,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
         restore()
 
 

@@ -473,6 +473,13 @@ class Rendering:
         result = self.compute()
         return result if dtype is None else result.astype(dtype)
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Where the source's pixels come from (a path or URL), for writers to refuse to
+        overwrite them; empty for sources without one (servers)."""
+        ref = getattr(self.source, "ref", None)
+        return (ref,) if isinstance(ref, str) else ()
+
 
 def dask_may_be_configured() -> bool:
     """Whether dask may hold settings for this process: it is imported (code may have set

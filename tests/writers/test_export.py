@@ -185,12 +185,15 @@ def test_an_interrupted_zarr_export_resumes_skipping_written_chunks(tiny_ome_tif
     # chunk rows start at y = -80, 176, 432, 688: the last row fails, one row at a time
     failing = md.render(_FailingSource(source, 600), request, align="output", chunk_size=256)
     target = tmp_path / "r.ome.zarr"
+    partial = tmp_path / ".r.ome.zarr.partial"  # the target appears only when complete
     with pytest.raises(OSError, match="the network went away"):
         to_ome_zarr(failing, target, prefetch=1)
-    assert "ome" not in dict(zarr.open_group(str(target), mode="r").attrs)  # unfinished
+    assert not target.exists()
+    attrs = dict(zarr.open_group(str(partial), mode="r").attrs)
+    assert "ome" not in attrs and attrs["minerva-dask"]["state"] == "in-progress"  # unfinished
     with pytest.raises(md.OutputError, match="resume"):
         to_ome_zarr(failing, target)
-    marked = {p.name for p in (target / ".minerva-dask" / "0").iterdir()}
+    marked = {p.name for p in (partial / ".minerva-dask" / "0").iterdir()}
     # the three rows before the failure are all written; chunk 3.5 of the failing row lies
     # right of the image (x >= 1100), reads nothing, and may finish before the error lands
     before_failure = {f"{row}.{col}" for row in range(3) for col in range(6)}
@@ -202,7 +205,7 @@ def test_an_interrupted_zarr_export_resumes_skipping_written_chunks(tiny_ome_tif
     expected = expected_levels(md.render(source, request).compute(), 4)
     for got, want in zip(zarr_levels(target), expected, strict=True):
         np.testing.assert_array_equal(got, want)
-    assert not (target / ".minerva-dask").exists()
+    assert not (target / ".minerva-dask").exists() and not partial.exists()
 
 
 def test_a_marker_from_another_render_is_not_trusted(tiny_ome_tiff, tmp_path) -> None:
@@ -219,7 +222,17 @@ def test_a_marker_from_another_render_is_not_trusted(tiny_ome_tiff, tmp_path) ->
     )
     with pytest.raises(OSError, match="the network went away"):
         to_ome_zarr(failing, target)
-    result = to_ome_zarr(other, target, resume=True)
+    partial = tmp_path / ".m.ome.zarr.partial"
+    before = sorted(
+        (p.relative_to(partial), p.read_bytes()) for p in partial.rglob("*") if p.is_file()
+    )
+    with pytest.raises(md.OutputError, match="another request or image; it was left untouched"):
+        to_ome_zarr(other, target, resume=True)  # another render's unfinished store
+    after = sorted(
+        (p.relative_to(partial), p.read_bytes()) for p in partial.rglob("*") if p.is_file()
+    )
+    assert after == before
+    result = to_ome_zarr(other, target, overwrite=True)  # starting again trusts nothing
     assert result.chunks_skipped == 0
 
 

@@ -10,18 +10,97 @@ start-up (3-4 ms).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import OutputError
 
-__all__ = ["atomic_write", "check_output_path", "create_temp_beside"]
+__all__ = [
+    "atomic_write",
+    "check_not_input",
+    "check_output_path",
+    "create_temp_beside",
+    "disk_full",
+    "disk_full_error",
+]
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
-    """Fail early, naming the problem, if ``path`` cannot be written."""
+def _location(ref: str | os.PathLike[str]) -> tuple[str, str]:
+    """``("url", normalised URL)`` or ``("path", real path)``: URLs with the scheme and
+    host lower-case, no ``user:pass@``, query, fragment or trailing slash; paths (and
+    ``file://``) with symlinks resolved."""
+    text = os.fspath(ref)
+    head, sep, _ = text.partition("://")
+    if sep and head.isalnum() and len(head) > 1 and head.lower() != "file":
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(text)
+        host = parts.netloc.rsplit("@", 1)[-1].lower()
+        return "url", f"{parts.scheme.lower()}://{host}{parts.path.rstrip('/')}"
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    return "path", os.path.normcase(os.path.realpath(text))
+
+
+def _inside(inner: str, outer: str, sep: str) -> bool:
+    return inner.startswith(outer if outer.endswith(sep) else outer + sep)
+
+
+def check_not_input(output: str | os.PathLike[str], inputs: Iterable[str]) -> None:
+    """Raise :class:`OutputError` if ``output`` is, contains or lies inside any of
+    ``inputs`` (paths or URLs): writing there would destroy what is being read.
+
+    >>> check_not_input("s3://b/out.ome.zarr", ["s3://B/in.ome.zarr"])
+    >>> try:
+    ...     check_not_input("S3://user:pw@b/in.zarr/", ["s3://b/in.zarr?x=1"])
+    ... except OutputError as exc:
+    ...     print(exc)
+    output s3://b/in.zarr is the input s3://b/in.zarr; choose another output
+    """
+    kind, out = _location(output)
+    shown = out if kind == "url" else os.fspath(output)  # URLs shown without credentials
+    for ref in inputs:
+        other_kind, other = _location(ref)
+        if other_kind != kind:
+            continue
+        sep = "/" if kind == "url" else os.sep
+        name = other if kind == "url" else ref
+        if out == other:
+            how = "is"
+        elif _inside(out, other, sep):
+            how = "lies inside"
+        elif _inside(other, out, sep):
+            how = "contains"
+        else:
+            continue
+        raise OutputError(f"output {shown} {how} the input {name}; choose another output")
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, says the disk is full."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def disk_full_error(target: str | os.PathLike[str]) -> OutputError:
+    """The one line for a full disk while writing ``target``."""
+    return OutputError(f"cannot write {os.fspath(target)}: no space left on device")
+
+
+def check_output_path(
+    path: str | os.PathLike[str], *, overwrite: bool = True, inputs: Iterable[str] = ()
+) -> Path:
+    """Fail early, naming the problem, if ``path`` cannot be written or is an input."""
+    check_not_input(path, inputs)
     target = Path(path)
     if target.is_dir():
         raise OutputError(f"output {target} is a directory; give a file name")
@@ -47,20 +126,28 @@ def create_temp_beside(target: Path) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+def atomic_write(path: str | os.PathLike[str], *, inputs: Iterable[str] = ()) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success rename it to ``path``.
 
-    On any error the temporary file is removed and ``path`` is left as it was.
+    ``path`` may not be one of ``inputs``. On any error (a full disk becomes
+    :func:`disk_full_error`) the temporary file is removed and ``path`` is left as it was.
     """
-    target = check_output_path(path)
-    fd, tmp = create_temp_beside(target)
+    target = check_output_path(path, inputs=inputs)
+    try:
+        fd, tmp = create_temp_beside(target)
+    except OSError as exc:
+        if disk_full(exc):
+            raise disk_full_error(target) from None
+        raise
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if disk_full(exc):
+            raise disk_full_error(target) from None
         raise

@@ -11,16 +11,18 @@ import numpy as np
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["ExportResult", "OutputMetadata", "as_rgb_dask"]
+__all__ = ["ExportResult", "OutputMetadata", "check_grid", "regular_chunks", "rgb_grid"]
 
 
 @dataclass(frozen=True, slots=True)
 class OutputMetadata:
-    """Name, physical pixel size ``(x, y)`` in µm of level 0, and provenance."""
+    """Name, physical pixel size ``(x, y)`` in µm of level 0, provenance, and the
+    locations (paths or URLs) read to make the image, which no output may replace."""
 
     name: str = "rendered"
     pixel_size_um: tuple[float, float] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, image: Any) -> OutputMetadata:
@@ -41,6 +43,7 @@ class OutputMetadata:
                 "gamma": image.gamma,
                 "background": "#" + "".join(f"{v:02X}" for v in image.background),
             },
+            inputs=tuple(getattr(image, "inputs", ())),
         )
 
     def description(self) -> str:
@@ -61,23 +64,55 @@ class ExportResult:
     elapsed_s: float
 
 
-def as_rgb_dask(image: Any, chunk: int | None = None) -> da.Array:
-    """The ``(y, x, 3)`` uint8 dask array of a Rendering, dask or numpy array, with
-    regular chunks (``chunk`` pixels, default the array's first chunk) and one chunk of 3."""
+def rgb_grid(image: Any, chunk: int | None = None, multiple: int = 2) -> tuple[da.Array, int]:
+    """The ``(y, x, 3)`` uint8 dask array of a Rendering, dask or numpy array on a regular
+    grid, and the grid's side in pixels.
+
+    The side is ``chunk`` (default: the larger of the array's first chunk height and
+    width), rounded up to a multiple of ``multiple`` (2 at least: 2 x 2 means then never
+    straddle a chunk edge). Every chunk but the last of each axis is ``side`` pixels, the
+    last at most ``side``, and the colour axis is one chunk of 3: the grid the writers
+    store, so that each stored chunk is written by exactly one block.
+    """
     import dask.array as da
 
     data = getattr(image, "data", image)
     if not isinstance(data, da.Array):
-        data = da.from_array(np.asarray(data), chunks=(chunk or 1024, chunk or 1024, 3))
+        data = np.asarray(data)
+        side = chunk or 1024
+        data = da.from_array(data, chunks=(side, side, 3))
     if data.ndim != 3 or data.shape[2] != 3 or data.dtype != np.uint8:
         raise ValueError(f"expected (height, width, 3) uint8, got {data.shape} {data.dtype}")
     side = chunk or max(data.chunks[0][0], data.chunks[1][0])
-    side += side % 2  # even chunks: 2 x 2 means never straddle a chunk edge
-    if (
-        any(c != side for c in data.chunks[0][:-1] + data.chunks[1][:-1])
-        or len(data.chunks[2]) != 1
-        or data.chunks[0][0] != side
-        or data.chunks[1][0] != side
-    ):
-        data = data.rechunk((side, side, 3))
-    return data
+    multiple = max(2, multiple)
+    side = -(-side // multiple) * multiple
+    wanted = (regular_chunks(data.shape[0], side), regular_chunks(data.shape[1], side), (3,))
+    if data.chunks != wanted:
+        data = data.rechunk(wanted)
+    check_grid(data.chunks[:2], side)
+    return data, side
+
+
+def regular_chunks(length: int, side: int) -> tuple[int, ...]:
+    """Chunk sizes of ``length`` pixels cut every ``side``: ``side``s, then the rest.
+
+    >>> regular_chunks(5, 2), regular_chunks(4, 8), regular_chunks(0, 8)
+    ((2, 2, 1), (4,), (0,))
+    """
+    if length <= side:
+        return (length,)
+    full, rest = divmod(length, side)
+    return (side,) * full + ((rest,) if rest else ())
+
+
+def check_grid(chunks: tuple[tuple[int, ...], ...], side: int, what: str = "blocks") -> None:
+    """Raise ``RuntimeError`` (a bug of ours, not of the user) unless ``chunks`` (sizes
+    along each axis) cut every axis every ``side`` pixels: blocks that write a store of
+    ``side``-pixel chunks must each cover whole stored chunks, or two tasks would
+    read-modify-write one stored chunk at once and lose pixels."""
+    for axis in chunks:
+        if regular_chunks(sum(axis), side) != tuple(axis):
+            raise RuntimeError(
+                f"minerva-dask internal error: {what} {tuple(axis)} are not aligned with "
+                f"stored chunks of {side} pixels"
+            )

@@ -2,8 +2,11 @@
 
 Level 0 is computed a band (a row of chunks) at a time, at most ``prefetch`` bands ahead
 of the writer, and written as tiles as it arrives. Each band is also downsampled into a
-temporary local zarr beside the output, from which the lower levels (SubIFDs, 2 x 2 means
-of the level above, as in the OME-Zarr writer) are streamed in turn. Memory stays a few
+temporary scratch folder beside the output, from which the lower levels (SubIFDs, 2 x 2
+means of the level above, as in the OME-Zarr writer) are streamed in turn. Scratch levels
+are stored in row bands of ``side / 2`` rows, one raw file each, written whole and once,
+synchronously from the writer's thread (so an interrupted export leaves no write in
+flight that could outlive the clean-up). Memory stays a few
 bands, whatever the slide size. The file appears under its name only when complete.
 """
 
@@ -22,9 +25,9 @@ import dask
 import numpy as np
 
 from ..errors import OutputError
-from ._atomic import check_output_path, create_temp_beside
+from ._atomic import check_output_path, create_temp_beside, disk_full, disk_full_error
 from ._bands import Progress, compute_in_order
-from ._meta import ExportResult, OutputMetadata, as_rgb_dask
+from ._meta import ExportResult, OutputMetadata, rgb_grid
 from ._pyramid import downsample_2x, pyramid_shapes
 
 __all__ = ["COMPRESSIONS", "to_ome_tiff"]
@@ -38,7 +41,6 @@ COMPRESSIONS = {
 }
 _TIFF_TILE = 512
 _COMPRESS_PASS_BYTES = 32 * 2**20
-_SCRATCH = 256  # scratch chunks: every downsampled write lands on whole chunks
 
 
 def to_ome_tiff(
@@ -77,35 +79,30 @@ def to_ome_tiff(
     ((1024, 2048), 3)
     """
     import tifffile
-    import zarr
 
     started = time.perf_counter()
     if compression not in COMPRESSIONS:
         raise OutputError(
             f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}"
         )
-    target = check_output_path(path, overwrite=overwrite)
     meta = OutputMetadata.of(image)
-    data = as_rgb_dask(image, chunk)
-    side = data.chunks[0][0]
-    if side % 16:
-        data = as_rgb_dask(data, 1024)
-        side = 1024
+    target = check_output_path(path, overwrite=overwrite, inputs=meta.inputs)
+    data, side = rgb_grid(image, chunk, multiple=16)  # TIFF tiles: multiples of 16
     tile = _TIFF_TILE if side % _TIFF_TILE == 0 else side
     height, width = data.shape[:2]
     shapes = pyramid_shapes(height, width, tile)
     codec, codec_args = COMPRESSIONS[compression]
-    scratch = tempfile.mkdtemp(prefix=f".{target.name}.levels-", dir=target.parent)
-    fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
-    os.close(fd)
     total = sum(math.ceil(h / tile) * math.ceil(w / tile) for h, w in shapes)
     report = Progress(total, "OME-TIFF", enabled=progress)
+    scratch = partial = None
     try:
-        levels = zarr.open_group(scratch, mode="w")
-        for index, (h, w) in enumerate(shapes[1:], start=1):
-            levels.create_array(
-                str(index), shape=(h, w, 3), chunks=(tile, w, 3), dtype="uint8", compressors=None
-            )
+        scratch = tempfile.mkdtemp(prefix=f".{target.name}.levels-", dir=target.parent)
+        fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
+        os.close(fd)
+        levels = {  # rows of side / 2: one band's 2 x 2 mean, whole width
+            str(index): _Scratch(os.path.join(scratch, str(index)), (h, w), side // 2)
+            for index, (h, w) in enumerate(shapes[1:], start=1)
+        }
         options: dict[str, Any] = dict(
             dtype=np.uint8,
             tile=(tile, tile),
@@ -141,19 +138,24 @@ def to_ome_tiff(
             for index in range(1, len(shapes)):
                 below = levels[str(index + 1)] if index + 1 < len(shapes) else None
                 writer.write(
-                    _tiles(_stored_bands(levels[str(index)], tile, below), tile, report),
+                    _tiles(_stored_bands(levels[str(index)], side, below), tile, report),
                     shape=(*shapes[index], 3),
                     subfiletype=1,
                     **_resolution(meta, index),
                     **options,
                 )
+        _fsync(partial)
         os.replace(partial, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
+    except BaseException as exc:
+        if partial is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+        if disk_full(exc):  # in tifffile, the scratch, the final fsync or rename
+            raise disk_full_error(target) from None
         raise
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return ExportResult(
         str(target),
         (height, width),
@@ -163,6 +165,16 @@ def to_ome_tiff(
         target.stat().st_size,
         time.perf_counter() - started,
     )
+
+
+def _fsync(path: str | os.PathLike[str]) -> None:
+    """Flush a written file to the disk before it is renamed into place (a full disk or
+    a failing device shows here, not after the old output is gone)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _resolution(meta: OutputMetadata, level: int) -> dict[str, Any]:
@@ -187,23 +199,53 @@ def _level0_bands(
     y = 0
     for row in compute_in_order(jobs, client=client, prefetch=prefetch, compute=run):
         if levels is not None:
-            x = 0
-            for block in row:
-                half = downsample_2x(block)
-                levels["1"][y // 2 : y // 2 + half.shape[0], x // 2 : x // 2 + half.shape[1]] = half
-                x += block.shape[1]
+            half = np.concatenate([downsample_2x(block) for block in row], axis=1)
+            levels["1"].write(y // 2, half)
         y += row[0].shape[0]
         yield row
 
 
-def _stored_bands(level: Any, tile: int, below: Any) -> Iterator[list[np.ndarray]]:
-    """Bands of a scratch level (``2 * tile`` rows), each downsampled into the next."""
-    rows = 2 * tile
-    for y in range(0, level.shape[0], rows):
-        band = level[y : y + rows]
+class _Scratch:
+    """A scratch level ``(height, width, 3)`` uint8: row bands of ``rows`` rows, each a
+    raw file written whole, once. A write must be exactly one band (else an internal
+    error): no band is ever shared by two writes."""
+
+    def __init__(self, folder: str, shape: tuple[int, int], rows: int) -> None:
+        os.mkdir(folder)
+        self.folder, self.rows = folder, rows
+        self.shape = (*shape, 3)
+
+    def write(self, y: int, band: np.ndarray) -> None:
+        last = y + band.shape[0] == self.shape[0]
+        if (
+            y % self.rows
+            or (band.shape[0] != self.rows and not last)
+            or band.shape[1:] != self.shape[1:]
+        ):
+            raise RuntimeError(
+                f"minerva-dask internal error: scratch rows {y}:{y + band.shape[0]} "
+                f"{band.shape} are not one stored band of {self.rows} rows"
+            )
+        with open(os.path.join(self.folder, str(y // self.rows)), "wb") as fh:
+            fh.write(memoryview(np.ascontiguousarray(band)))  # a full disk: ENOSPC here
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        """Rows ``start:stop`` (band-aligned start) as one array."""
+        start, stop, _ = rows.indices(self.shape[0])
+        bands = []
+        for index in range(start // self.rows, -(-stop // self.rows)):
+            band = np.fromfile(os.path.join(self.folder, str(index)), np.uint8)
+            bands.append(band.reshape(-1, *self.shape[1:]))
+        return np.concatenate(bands)[start % self.rows : start % self.rows + stop - start]
+
+
+def _stored_bands(level: _Scratch, side: int, below: Any) -> Iterator[list[np.ndarray]]:
+    """Bands of a scratch level (``side`` rows: two of its chunks, whole tile rows), each
+    downsampled into one chunk of the next."""
+    for y in range(0, level.shape[0], side):
+        band = level[y : y + side]
         if below is not None:
-            half = downsample_2x(band)
-            below[y // 2 : y // 2 + half.shape[0]] = half
+            below.write(y // 2, downsample_2x(band))
         yield [band]
 
 

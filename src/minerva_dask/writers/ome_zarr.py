@@ -1,20 +1,32 @@
 """Multiscale OME-Zarr output (NGFF 0.5 on zarr v3 by default, 0.4 on zarr v2).
 
-The rendered RGB is stored as ``(c, y, x)`` uint8, channels Red, Green, Blue, one zarr
-chunk per dask chunk so workers write in parallel without locks. Each written chunk leaves
-a small completion marker (``.minerva-dask/{level}/{row}.{col}``, holding a token of
-the render) after its data; an interrupted export rerun with ``resume=True`` skips the
-chunks whose marker matches and rewrites the rest. Markers are removed at the end, and
-the NGFF metadata is written last, so a store without it is an unfinished export.
+The rendered RGB is stored as ``(c, y, x)`` uint8, channels Red, Green, Blue. Every level
+is stored in chunks of one side, the side of the dask blocks that write it (checked before
+writing), so each stored chunk is written by exactly one task and workers write in
+parallel without locks. Each written chunk leaves a small completion marker
+(``.minerva-dask/{level}/{row}.{col}``, holding a token of the render) after its data.
 Level ``l + 1`` is the 2 x 2 mean of level ``l`` read back from the store.
+
+A local export is written into a hidden sibling, ``.{name}.partial``, marked in its
+attributes as an unfinished export of this render before any chunk is written, and swapped
+into place only when complete (see :mod:`._store`): ``overwrite`` never loses the old store
+to a failed or killed export. An interrupted export stays in its sibling; rerun with
+``resume=True`` it continues there, skipping the chunks whose marker matches, and is
+swapped in when done. ``resume`` refuses anything else, untouched. A remote store is
+written in place and never replaced. Markers are removed at the end, and the NGFF metadata
+is written last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
@@ -23,9 +35,21 @@ import dask.array as da
 import numpy as np
 
 from ..errors import OutputError
+from ._atomic import check_not_input, disk_full, disk_full_error
 from ._bands import Progress, compute_in_order
-from ._meta import ExportResult, OutputMetadata, as_rgb_dask
+from ._meta import ExportResult, OutputMetadata, check_grid, rgb_grid
 from ._pyramid import downsample_2x, pyramid_shapes
+from ._store import (
+    KEY,
+    StorePlan,
+    discard,
+    finish,
+    in_progress,
+    is_url,
+    open_destination,
+    plan_store,
+    store_fs,
+)
 
 __all__ = ["to_ome_zarr"]
 
@@ -34,7 +58,9 @@ RGB = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
 
 
 @lru_cache(maxsize=64)
-def _open_level(url: str, options_key: str, level: int, zarr_format: int) -> Any:
+def _open_level(url: str, options_key: str, level: int, zarr_format: int, token: str) -> Any:
+    """The zarr array of ``level``, opened once per process and export (``token``: an
+    array cached for another export at the same path may have another shape)."""
     import zarr
 
     options = json.loads(options_key) or None
@@ -43,20 +69,8 @@ def _open_level(url: str, options_key: str, level: int, zarr_format: int) -> Any
         path=str(level),
         mode="r+",
         zarr_format=zarr_format,
-        storage_options=options if _is_url(url) else None,
+        storage_options=options if is_url(url) else None,
     )
-
-
-def _is_url(url: str) -> bool:
-    return "://" in url and not url.startswith("file://")
-
-
-def _fs(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
-    import fsspec
-
-    if not _is_url(url):  # local markers need their folders made
-        return fsspec.core.url_to_fs(url, auto_mkdir=True, **storage_options)
-    return fsspec.core.url_to_fs(url, **storage_options)
 
 
 def _write_chunk(
@@ -71,10 +85,10 @@ def _write_chunk(
     token: str,
 ) -> int:
     """Write one ``(y, x, 3)`` block at ``offset`` (y, x), then its completion marker."""
-    array = _open_level(url, options_key, level, zarr_format)
+    array = _open_level(url, options_key, level, zarr_format, token)
     y0, x0 = offset
     array[:, y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = np.moveaxis(block, 2, 0)
-    fs, root = _fs(url, json.loads(options_key))
+    fs, root = store_fs(url, json.loads(options_key))
     fs.pipe_file(f"{root}/{MARKERS}/{level}/{row}.{col}", token.encode())
     return 1
 
@@ -166,8 +180,11 @@ def to_ome_zarr(
     chunk
         Chunk side in pixels (default: the image's dask chunk, made even).
     overwrite, resume
-        What to do when ``url`` exists: replace it, or continue an interrupted export of
-        the same render (chunks already written are skipped and counted).
+        ``overwrite``: replace an existing store once the new one is complete (a remote
+        store is never replaced: delete it first). ``resume``: continue an interrupted
+        export of the same render (chunks already written are skipped and counted); a
+        store that is not one is refused, untouched. An interrupted local export with
+        ``overwrite`` may be resumed without it: it was allowed to replace the target.
     client, prefetch
         A ``distributed.Client`` to compute on (default: the threaded scheduler), and how
         many rows of chunks may be in flight.
@@ -182,24 +199,92 @@ def to_ome_zarr(
     >>> result.shape, result.levels
     ((1024, 2048), 3)
     """
-    import zarr
 
     started = time.perf_counter()
     if version not in ("0.4", "0.5"):
         raise OutputError(f"OME-Zarr version must be 0.4 or 0.5, got {version!r}")
     url = os.fspath(url).rstrip("/")
-    options = dict(storage_options or {})
-    options_key = json.dumps(options, sort_keys=True)
-    zarr_format = 3 if version == "0.5" else 2
     meta = OutputMetadata.of(image)
-    data = as_rgb_dask(image, chunk)
-    side = data.chunks[0][0]
+    check_not_input(url, meta.inputs)  # before anything is opened for writing
+    options = dict(storage_options or {})
+    data, side = rgb_grid(image, chunk)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
     token = f"{data.name}:{version}:{side}"
-    fs, root = _prepare(url, options, overwrite=overwrite, resume=resume)
-    group = zarr.open_group(
-        url, mode="a", zarr_format=zarr_format, storage_options=options if _is_url(url) else None
+    fs, root = open_destination(url, options)
+    plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
+    try:
+        entry = in_progress(token, meta.provenance, overwrite)
+        written, skipped = _write_store(
+            data,
+            side,
+            shapes,
+            plan,
+            meta,
+            version,
+            entry,
+            options,
+            client,
+            prefetch,
+            progress,
+            compute_kwargs,
+        )
+        finish(plan)
+    except BaseException as exc:
+        if disk_full(exc):  # the partial store holds the space: remove it; old store kept
+            discard(plan)
+            raise disk_full_error(url) from None
+        raise  # an unfinished local export stays in its partial sibling, for resume
+    size = sum(fs.du(root, total=False).values()) if not is_url(url) else 0
+    return ExportResult(
+        url,
+        (data.shape[0], data.shape[1]),
+        len(shapes),
+        written,
+        skipped,
+        size,
+        time.perf_counter() - started,
     )
+
+
+def _write_store(
+    data: da.Array,
+    side: int,
+    shapes: list[tuple[int, int]],
+    plan: StorePlan,
+    meta: OutputMetadata,
+    version: str,
+    entry: dict[str, Any],
+    options: dict[str, Any],
+    client: Any,
+    prefetch: int,
+    progress: bool,
+    compute_kwargs: dict[str, Any] | None,
+) -> tuple[int, int]:
+    """Write every level into ``plan.work``, then its metadata: chunks written, skipped.
+
+    A new store is created with ``entry`` (what it is, for a later resume) in its
+    attributes, in the same write as the group itself, before any chunk."""
+    import zarr
+
+    url, fs, root, token = plan.work, plan.fs, plan.root, entry["token"]
+    options_key = json.dumps(options, sort_keys=True)
+    zarr_format = 3 if version == "0.5" else 2
+    store_options = options if is_url(url) else None
+    if plan.resume:
+        group = zarr.open_group(url, mode="r+", storage_options=store_options)
+    elif is_url(url):
+        group = zarr.create_group(
+            url, zarr_format=zarr_format, attributes={KEY: entry}, storage_options=store_options
+        )
+    else:  # made aside, then renamed: the partial store never exists without its entry
+        fresh = f"{url}.new-{os.urandom(4).hex()}"
+        try:
+            zarr.create_group(fresh, zarr_format=zarr_format, attributes={KEY: entry})
+            os.rename(fresh, url)
+        except BaseException:
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise
+        group = zarr.open_group(url, mode="r+")
     for level, (height, width) in enumerate(shapes):
         if str(level) not in group:
             kwargs = (
@@ -224,7 +309,7 @@ def to_ome_zarr(
                 url,
                 component=str(level - 1),
                 chunks=(3, 2 * side, 2 * side),
-                storage_options=options if _is_url(url) else None,
+                storage_options=options if is_url(url) else None,
             )
             above = above.transpose(1, 2, 0)
             level_data = above.map_blocks(
@@ -232,38 +317,51 @@ def to_ome_zarr(
                 dtype=np.uint8,
                 chunks=(_halves(above.chunks[0]), _halves(above.chunks[1]), (3,)),
             )
+        stored = group[str(level)].chunks
+        if tuple(stored) != (3, side, side):
+            raise RuntimeError(f"minerva-dask internal error: level {level} chunks {stored}")
+        check_grid(level_data.chunks[:2], side, f"level {level} blocks")
         done = _done_markers(fs, root, level, f"{token}:{level}")
         skipped += len(done)
         report.advance(len(done))
         bands = _band_jobs(
             level_data, url, options_key, zarr_format, level, f"{token}:{level}", done
         )
-        for count in compute_in_order(
-            bands,
-            client=client,
-            prefetch=prefetch,
-            compute=lambda job: dask.compute(job, **(compute_kwargs or {}))[0],
-        ):
-            written += sum(count)
-            report.advance(sum(count))
+        with contextlib.ExitStack() as stack:
+            compute = None if client is not None else _bounded_compute(compute_kwargs, stack)
+            for count in compute_in_order(bands, client=client, prefetch=prefetch, compute=compute):
+                written += sum(count)
+                report.advance(sum(count))
     group.attrs.update(
         {"ome": {"version": "0.5", **_level_metadata(shapes, meta, version)}}
         if version == "0.5"
         else _level_metadata(shapes, meta, version)
     )
-    group.attrs["minerva-dask"] = meta.provenance
+    group.attrs[KEY] = {**meta.provenance, "state": "complete"}
     if fs.exists(f"{root}/{MARKERS}"):
         fs.rm(f"{root}/{MARKERS}", recursive=True)
-    size = sum(fs.du(root, total=False).values()) if not _is_url(url) else 0
-    return ExportResult(
-        url,
-        (data.shape[0], data.shape[1]),
-        len(shapes),
-        written,
-        skipped,
-        size,
-        time.perf_counter() - started,
-    )
+    return written, skipped
+
+
+def _bounded_compute(
+    compute_kwargs: dict[str, Any] | None, stack: contextlib.ExitStack
+) -> Callable[[Any], Any]:
+    """How one band of writes is computed locally. On the threaded scheduler (dask's
+    default for these delayed writes), on a pool
+    of our own, shut down (running writes finished, queued ones cancelled) when ``stack``
+    closes: dask raises a failed task's error at once while its other tasks still run,
+    and a write landing after the clean-up would put files back into a removed store."""
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    kwargs = dict(compute_kwargs or {})
+    if get_scheduler(scheduler=kwargs.get("scheduler")) not in (None, dask.threaded.get):
+        return lambda job: dask.compute(job, **kwargs)[0]
+    kwargs.pop("scheduler", None)
+    workers = kwargs.pop("num_workers", None) or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="zarr-write")
+    stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+    return lambda job: dask.compute(job, scheduler="threads", pool=pool, **kwargs)[0]
 
 
 def _halves(chunks: tuple[int, ...]) -> tuple[int, ...]:
@@ -305,35 +403,3 @@ def _band_jobs(
         if job:
             jobs.append(job)
     return jobs
-
-
-def _prepare(
-    url: str, options: dict[str, Any], *, overwrite: bool, resume: bool
-) -> tuple[Any, str]:
-    """Check the target before any work: parent exists and is writable, not in the way."""
-    try:
-        fs, root = _fs(url, options)
-        exists = fs.exists(root)
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"cannot write {url}: {exc}") from None
-    if exists and not (overwrite or resume):
-        raise OutputError(
-            f"output {url} exists; pass overwrite (--overwrite) to replace it "
-            "or resume (--resume) to continue an interrupted export"
-        )
-    if exists and overwrite and not resume:
-        fs.rm(root, recursive=True)
-    if not _is_url(url):
-        parent = os.path.dirname(os.path.abspath(root))
-        if not os.path.isdir(parent):
-            raise OutputError(f"cannot write {url}: folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise OutputError(f"cannot write {url}: folder {parent} is not writable")
-    else:
-        bucket = root.split("/", 1)[0]
-        try:
-            if not fs.exists(bucket):
-                raise OutputError(f"cannot write {url}: bucket {bucket!r} does not exist")
-        except PermissionError as exc:
-            raise OutputError(f"cannot write {url}: {exc}") from None
-    return fs, root

@@ -437,7 +437,8 @@ def to_png(
     >>> md.to_png(rgb, tempfile.mkdtemp() + "/crop.png").name
     'crop.png'
     """
-    target = check_output_path(path, overwrite=overwrite)
+    inputs = tuple(getattr(image, "inputs", ()))  # a Rendering's source: never replaced
+    target = check_output_path(path, overwrite=overwrite, inputs=inputs)
     image = _lazy_or_numpy(image)
     shape = tuple(image.shape)
     dtype = np.dtype(np.uint8) if hasattr(image, "chunk_task") else image.dtype
@@ -449,7 +450,7 @@ def to_png(
     except ValueError as exc:
         raise OutputError(f"cannot write {target}: {exc}") from None
     with (
-        atomic_write(target) as fh,
+        atomic_write(target, inputs=inputs) as fh,
         PngWriter(fh, shape[1], shape[0], samples, level=level, threads=threads) as writer,
     ):
         for rows in _row_blocks(image, client, compute_kwargs, progress):

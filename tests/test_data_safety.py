@@ -1,0 +1,385 @@
+"""Never destroy an input or an old output: refused outputs, killed and failed exports.
+
+Kills run the real command line in a subprocess: a full-resolution 4-channel export of the
+demo image (4096 x 3072, about a second of work here), killed once its temporary file or
+partial store has appeared (the process must then still be running: its exit status
+proves the kill landed mid-export).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import minerva_dask as md
+from minerva_dask.cli import main
+from minerva_dask.writers._atomic import check_not_input
+from minerva_dask.writers.ome_tiff import to_ome_tiff
+from minerva_dask.writers.ome_zarr import to_ome_zarr
+from minerva_dask.writers.png import to_png
+
+REPO = Path(__file__).resolve().parents[1]
+BIG = (
+    "/0/0/0/?c=1|600:24000$0000FF,2|0:30000$00FF00,3|0:30000$FF0000,4|0:30000$FFFFFF"
+    "&region=0,0,4096,3072&max_size=5000"
+)
+SMALL = "/0/0/0/?c=1|600:24000$0000FF&region=100,50,300,200&max_size=5000"
+OTHER = "/0/0/0/?c=2|0:30000$00FF00&region=0,0,320,240&max_size=5000"
+SMALL_TIFF_REQUEST = "/0/0/0/?c=1|500:20000$0000FF,2|0:8000$00FF00&region=0,0,300,200"
+
+
+def tree_hash(path: Path) -> dict[str, str]:
+    """Every file under ``path`` (or ``path`` itself), hidden ones too: name -> SHA-256."""
+    path = Path(path)
+    if path.is_file():
+        return {".": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden temporaries in ``folder``: .part files, .levels-* scratch, partial stores."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "minerva_dask.cli", *args]
+
+
+def _env() -> dict[str, str]:
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO / "src"), str(REPO), env.get("PYTHONPATH")) if p
+    )
+    return env
+
+
+# -- an output that is, contains or lies inside an input -------------------------------
+
+
+@pytest.fixture
+def inputs(tmp_path, tiny_ome_tiff, tiny_ome_zarr):
+    """Private copies of a tiny OME-TIFF and OME-Zarr (a bug here must not harm the
+    session's fixtures)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tiff = Path(shutil.copy(tiny_ome_tiff, folder / "slide.ome.tif"))
+    store = Path(shutil.copytree(tiny_ome_zarr, folder / "slide.ome.zarr"))
+    return tiff, store
+
+
+def test_every_writer_refuses_an_output_that_is_its_input(inputs, tmp_path) -> None:
+    tiff, store = inputs
+    before = {tiff: tree_hash(tiff), store: tree_hash(store)}
+    os.symlink(tiff, tmp_path / "link.ome.tif")
+    for source_path in (tiff, store):
+        rendering = md.render(
+            md.open_image(source_path),
+            md.parse_request(SMALL_TIFF_REQUEST),
+            align="output",
+            chunk_size=128,
+        )
+        assert rendering.inputs == (str(source_path),)
+        with pytest.raises(md.OutputError, match=r"is the input .*; choose another output"):
+            to_png(rendering, source_path)
+        with pytest.raises(md.OutputError, match="is the input"):
+            to_ome_tiff(rendering, source_path, overwrite=True)
+        with pytest.raises(md.OutputError, match="is the input"):
+            to_ome_zarr(rendering, source_path, overwrite=True)
+        with pytest.raises(md.OutputError, match="is the input"):
+            to_ome_zarr(rendering, f"file://{source_path}/", resume=True)
+        with pytest.raises(md.OutputError, match="is the input"):
+            md.crop(
+                SMALL_TIFF_REQUEST,
+                source_path,
+                image=source_path,
+                overwrite=True,
+                format="ome-tiff",
+            )
+    tiff_rendering = md.render(md.open_image(tiff), md.parse_request(SMALL_TIFF_REQUEST))
+    with pytest.raises(md.OutputError, match="is the input"):  # through a symlink
+        to_ome_tiff(tiff_rendering, tmp_path / "link.ome.tif", overwrite=True)
+    store_rendering = md.render(md.open_image(store), md.parse_request(SMALL_TIFF_REQUEST))
+    with pytest.raises(md.OutputError, match="lies inside the input"):
+        to_ome_zarr(store_rendering, store / "0" / "x.ome.zarr")
+    with pytest.raises(md.OutputError, match="contains the input"):
+        to_ome_zarr(store_rendering, tmp_path / "in", overwrite=True)
+    assert before == {tiff: tree_hash(tiff), store: tree_hash(store)}
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == [
+        "slide.ome.tif",
+        "slide.ome.zarr",
+    ]
+
+
+def test_remote_inputs_are_compared_as_normalised_urls() -> None:
+    same = [
+        "S3://Bucket/a.ome.zarr",
+        "s3://key:secret@bucket/a.ome.zarr/",
+        "s3://bucket/a.ome.zarr?v=2",
+    ]
+    for output in same:
+        with pytest.raises(md.OutputError, match="is the input"):
+            check_not_input(output, ["s3://bucket/a.ome.zarr"])
+    with pytest.raises(md.OutputError, match="lies inside"):
+        check_not_input("https://host/data/a.ome.zarr/0", ["https://host/data/a.ome.zarr"])
+    check_not_input("s3://bucket/a.ome.zarr2", ["s3://bucket/a.ome.zarr"])  # a sibling
+    check_not_input("bucket/a.ome.zarr", ["s3://bucket/a.ome.zarr"])  # a local path
+
+
+def test_imgdata_refuses_to_write_over_its_input(tmp_path, shared_data, capsys) -> None:
+    xml = Path(shutil.copy(shared_data / "ome-xml/from-colon-2ch.ome.xml", tmp_path / "x.xml"))
+    before = tree_hash(xml)
+    os.symlink(xml, tmp_path / "alias.json")
+    for output in (str(xml), str(tmp_path / "." / "x.xml"), str(tmp_path / "alias.json")):
+        assert main(["imgdata", str(xml), "--image-id", "0", "-o", output]) == 2
+        assert "is the input" in capsys.readouterr().err
+    assert tree_hash(xml) == before
+    assert main(["imgdata", str(xml), "--image-id", "0", "-o", str(tmp_path / "y.json")]) == 0
+
+
+def test_main_restores_the_signal_handlers_it_installs(tmp_path, shared_data) -> None:
+    def mine(signum, frame):  # a caller's own handler
+        pass
+
+    previous = {sig: signal.signal(sig, mine) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        xml = shared_data / "ome-xml/from-colon-2ch.ome.xml"
+        assert main(["imgdata", str(xml), "--image-id", "0", "-o", str(tmp_path / "a.json")]) == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGHUP) is mine
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# -- killed, stopped and failed exports keep the old output ----------------------------
+
+
+def _old_output(path: Path, demo_path: Path) -> dict[str, str]:
+    """A small earlier export at ``path``: the output a failed --overwrite must keep."""
+    md.crop(SMALL, path, image=demo_path, overwrite=True)
+    return tree_hash(path)
+
+
+def _start_and_kill(args: list[str], folder: Path, sig: int) -> subprocess.CompletedProcess:
+    """Start the CLI; once its temporary appears in ``folder``, send ``sig``."""
+    process = subprocess.Popen(
+        _cli(*args), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(n.endswith((".part", ".partial")) for n in os.listdir(folder)):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the export never started"
+            time.sleep(0.005)
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.mark.parametrize("name", ["o.ome.tif", "o.ome.zarr"])
+def test_kill_9_during_overwrite_keeps_the_old_output(tmp_path, demo_path, name) -> None:
+    target = tmp_path / name
+    old = _old_output(target, demo_path)
+    args = ["crop", BIG, "--image", str(demo_path), "-o", str(target), "--overwrite", "-q"]
+    result = _start_and_kill(args, tmp_path, signal.SIGKILL)
+    assert result.returncode == -signal.SIGKILL
+    assert tree_hash(target) == old
+
+
+@pytest.mark.parametrize(
+    ("name", "sig", "code"),
+    [
+        ("o.ome.tif", signal.SIGTERM, 143),
+        ("o.ome.tif", signal.SIGHUP, 129),
+        ("o.ome.tif", signal.SIGINT, 130),
+        ("o.ome.zarr", signal.SIGTERM, 143),
+    ],
+)
+def test_a_stopped_overwrite_cleans_up_and_keeps_the_old_output(
+    tmp_path, demo_path, name, sig, code
+) -> None:
+    target = tmp_path / name
+    old = _old_output(target, demo_path)
+    args = ["crop", BIG, "--image", str(demo_path), "-o", str(target), "--overwrite", "-q"]
+    result = _start_and_kill(args, tmp_path, sig)
+    assert result.returncode == code, result.stderr
+    message = "interrupted" if sig == signal.SIGINT else f"stopped by {signal.Signals(sig).name}"
+    assert result.stderr.strip().splitlines()[-1] == f"minerva-dask: {message}"
+    assert tree_hash(target) == old
+    if name.endswith(".tif"):
+        assert leftovers(tmp_path) == []  # no .part, no .levels-* scratch
+        return
+    # OME-Zarr: the unfinished export stays beside the target, marked, for --resume
+    assert leftovers(tmp_path) == [f".{name}.partial"]
+    entry = dict(zarr.open_group(str(tmp_path / f".{name}.partial"), mode="r").attrs)
+    assert entry["minerva-dask"]["state"] == "in-progress"
+    resumed = subprocess.run(
+        _cli("crop", BIG, "--image", str(demo_path), "-o", str(target), "--resume", "-q"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert leftovers(tmp_path) == []
+    got = np.moveaxis(zarr.open_group(str(target), mode="r")["0"][...], 0, 2)
+    want = md.render(md.open_image(demo_path), md.parse_request(BIG)).compute()
+    np.testing.assert_array_equal(got, want)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str = "1m"):
+    """A tmpfs of ``size`` mounted on ``folder`` (root only: skipped elsewhere)."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("name", ["o.png", "o.ome.tif", "o.ome.zarr", "o4.ome.zarr"])
+def test_a_full_disk_is_one_line_and_keeps_the_old_output(tmp_path, demo_path, name) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        target = disk / name
+        old = _old_output(target, demo_path)
+        version = ["--zarr-version", "0.4"] if name.startswith("o4") else []
+        result = subprocess.run(
+            _cli(
+                "crop",
+                BIG,
+                "--image",
+                str(demo_path),
+                "-o",
+                str(target),
+                "--overwrite",
+                "-q",
+                *version,
+            ),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 2
+        assert (
+            result.stderr
+            == f"minerva-dask: error: cannot write {target}: no space left on device\n"
+        )
+        assert tree_hash(target) == old
+        assert leftovers(disk) == []
+
+
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("name", ["o.png", "o.ome.tif"])
+def test_a_full_disk_at_the_final_fsync_is_one_line_and_keeps_the_old_output(
+    tmp_path, demo_path, monkeypatch, name
+) -> None:
+    target = tmp_path / name
+    old = _old_output(target, demo_path)
+    monkeypatch.setattr(os, "fsync", _full)
+    with pytest.raises(md.OutputError) as caught:
+        md.crop(OTHER, target, image=demo_path, overwrite=True)
+    assert str(caught.value) == f"cannot write {target}: no space left on device"
+    assert tree_hash(target) == old
+    assert leftovers(tmp_path) == []
+
+
+def test_a_full_disk_when_the_new_store_is_swapped_in_keeps_the_old_one(
+    tmp_path, demo_path, monkeypatch
+) -> None:
+    from minerva_dask.writers import _store
+
+    target = tmp_path / "o.ome.zarr"
+    old = _old_output(target, demo_path)
+    rename = os.rename
+
+    def failing_rename(source, destination):
+        if str(source).endswith(".partial"):
+            _full()
+        rename(source, destination)
+
+    monkeypatch.setattr(_store, "_exchange", lambda a, b: False)  # the two-rename swap
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(md.OutputError, match=r"^cannot write .*: no space left on device$"):
+        md.crop(OTHER, target, image=demo_path, overwrite=True)
+    assert tree_hash(target) == old
+    assert leftovers(tmp_path) == []
+
+
+def test_an_overwrite_swaps_the_complete_store_in(tmp_path, demo_path) -> None:
+    target = tmp_path / "o.ome.zarr"
+    old = _old_output(target, demo_path)
+    md.crop(OTHER, target, image=demo_path, overwrite=True)
+    assert tree_hash(target) != old
+    got = np.moveaxis(zarr.open_group(str(target), mode="r")["0"][...], 0, 2)
+    want = md.render(md.open_image(demo_path), md.parse_request(OTHER)).compute()
+    np.testing.assert_array_equal(got, want)
+    assert leftovers(tmp_path) == []
+
+
+def test_resume_refuses_a_foreign_store_and_a_complete_export(tmp_path, shared_data, demo_path):
+    foreign = Path(
+        shutil.copytree(
+            shared_data / "ome-zarr/blobs_image_v04.ome.zarr", tmp_path / "foreign.ome.zarr"
+        )
+    )
+    before = tree_hash(foreign)
+    for resume_only in (["--resume"], ["--resume", "--overwrite"]):
+        result = subprocess.run(
+            _cli("crop", SMALL, "--image", str(demo_path), "-o", str(foreign), "-q", *resume_only),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 2
+        assert "not written by minerva-dask; it was left untouched" in result.stderr
+    assert tree_hash(foreign) == before
+    done = tmp_path / "done.ome.zarr"
+    md.crop(SMALL, done, image=demo_path)
+    complete = tree_hash(done)
+    with pytest.raises(md.OutputError, match="a complete export"):
+        md.crop(SMALL, done, image=demo_path, resume=True)
+    assert tree_hash(done) == complete
+    assert leftovers(tmp_path) == []
+
+
+def test_an_existing_remote_store_is_never_replaced(tmp_path, moto_server, demo_path) -> None:
+    s3fs = pytest.importorskip("s3fs")
+    options = {"client_kwargs": {"endpoint_url": moto_server}}
+    s3fs.S3FileSystem(**options).makedirs("safety", exist_ok=True)
+    url = "s3://safety/old.ome.zarr"
+    md.crop(SMALL, url, image=demo_path, output_storage_options=options)
+    fs = s3fs.S3FileSystem(**options)
+    before = {p: fs.cat_file(p) for p in fs.find(url)}
+    with pytest.raises(md.OutputError, match="cannot swap a store atomically; delete it first"):
+        md.crop(SMALL, url, image=demo_path, overwrite=True, output_storage_options=options)
+    assert {p: fs.cat_file(p) for p in fs.find(url)} == before
