@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +26,7 @@ from ..geometry import Rect
 from ..ome_xml import OmeImage, parse_ome_images
 from ._axes import check_axes, read_block
 from ._fs import exists_or_raise, is_url, local_path, redact_url, remote_concurrency
-from ._tiff_tiles import TiledPlanes
+from ._tiff_tiles import PositionalFile, TiledPlanes, share_one_lock
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -52,6 +51,7 @@ class _Opened:
 
     def __init__(self, ref: str, storage_options: dict[str, Any], series: int) -> None:
         self._fileobj = None
+        self._positional: PositionalFile | None = None
         if is_url(ref):
             import fsspec
 
@@ -70,11 +70,15 @@ class _Opened:
                     "does not exist"
                 )
             self.series = self.tif.series[series]
-            lock = threading.RLock()
+            levels = self.series.levels
+            # the file handle's own lock, for every seek and read of it, ours and tifffile's
+            lock = share_one_lock(self.tif, levels)
             fetch = None
             if self._fileobj is not None:  # remote: the file's own filesystem, by ranges
                 fetch = _range_reader(self._fileobj.fs, self._fileobj.path, ref)
-            levels = self.series.levels
+            elif PositionalFile.available():  # local: by offset, no shared file position
+                self._positional = PositionalFile(target)
+                fetch = self._positional
             self.levels: list[Any] = [
                 TiledPlanes(level, lock, fetch) if TiledPlanes.supports(level) else None
                 for level in levels
@@ -94,6 +98,8 @@ class _Opened:
             tiff_logger.setLevel(previous)
 
     def close(self) -> None:
+        if self._positional is not None:
+            self._positional.close()
         if getattr(self, "tif", None) is not None:
             self.tif.close()
         if self._fileobj is not None:
