@@ -393,7 +393,10 @@ class MinervaSource(CachedHandleSource):
                 body = self._connection().fs().cat(key)
             except FileNotFoundError:
                 raise TileReadError(f"{what} is missing") from None
-            return decode_tile(body, expected, grey=True)
+            try:  # raw pixels: one band of the image's own type (16-bit PNGs)
+                return decode_tile(body, expected, kind="raw", dtype=self.info.dtype)
+            except ValueError as exc:  # an S3 object does not change: no retry
+                raise TileReadError(f"{what}: {exc}") from None
 
         try:
             return call_with_retries(
@@ -443,7 +446,7 @@ class MinervaSource(CachedHandleSource):
             )
             try:
                 response = connection.get(path, what=what, accept="image/png")
-                tile = decode_tile(response.content, piece.tile_shape, grey=False)
+                tile = decode_tile(response.content, piece.tile_shape, kind="rgb")
             except (RemoteError, ValueError) as exc:
                 raise TileReadError(f"{what}: {exc}") from None
             out[piece.target] = tile[piece.source]

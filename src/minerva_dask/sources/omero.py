@@ -402,8 +402,9 @@ class OmeroSource(CachedHandleSource):
             quantization = _quantization(style)
             if quantization:
                 params["maps"] = json.dumps([quantization], separators=(",", ":"))
-            tile = self._read_tiles(level, rect, params, z, t, f"channel {style.index + 1}")
-            out[k] = tile[..., 0]
+            out[k] = self._read_tiles(
+                level, rect, params, z, t, f"channel {style.index + 1}", kind="grey"
+            )
         return out
 
     def read_composite(
@@ -427,21 +428,32 @@ class OmeroSource(CachedHandleSource):
             "m": "g" if model == "greyscale" else "c",
             "maps": json.dumps(maps, separators=(",", ":")),
         }
-        return self._read_tiles(level, rect, params, z, t, "composite")
+        return self._read_tiles(level, rect, params, z, t, "composite", kind="rgb")
 
     def _region_path(self, z: int, t: int) -> str:
         return f"webgateway/render_image_region/{self.image_id}/{z}/{t}/"
 
     def _read_tiles(
-        self, level: int, rect: Rect, params: dict[str, str], z: int, t: int, label: str
+        self,
+        level: int,
+        rect: Rect,
+        params: dict[str, str],
+        z: int,
+        t: int,
+        label: str,
+        *,
+        kind: str,
     ) -> np.ndarray:
-        """Fetch the tiles covering ``rect`` and cut ``rect`` out of them: ``(y, x, 3)``."""
+        """Fetch the tiles covering ``rect`` and cut ``rect`` out of them: ``(y, x, 3)``
+        for ``kind="rgb"`` (composite), ``(y, x)`` for ``"grey"`` (one windowed channel);
+        see :mod:`._tiles` for what each kind of tile must hold."""
         spec = self.info.levels[level]
         side = self.tile_side
-        out = np.empty((int(rect.height), int(rect.width), 3), np.uint8)
+        bands = (3,) if kind == "rgb" else ()
+        out = np.empty((int(rect.height), int(rect.width), *bands), np.uint8)
         for piece in tile_pieces(rect, (spec.width, spec.height), (side, side)):
             tile = self._fetch_tile(
-                level, piece.tile_x, piece.tile_y, piece.tile_shape, params, z, t, label
+                level, piece.tile_x, piece.tile_y, piece.tile_shape, params, z, t, label, kind
             )
             out[piece.target] = tile[piece.source]
         return out
@@ -456,6 +468,7 @@ class OmeroSource(CachedHandleSource):
         z: int,
         t: int,
         label: str,
+        kind: str,
     ) -> np.ndarray:
         query = dict(params, tile=f"{level},{tile_x},{tile_y},{self.tile_side},{self.tile_side}")
         if self.image_format == "png":
@@ -468,7 +481,7 @@ class OmeroSource(CachedHandleSource):
         )
 
         def decode(response: requests.Response) -> np.ndarray:
-            return decode_tile(response.content, shape)
+            return decode_tile(response.content, shape, kind=kind)
 
         try:
             return self._connection().get(
