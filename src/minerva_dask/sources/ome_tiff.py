@@ -26,7 +26,7 @@ from ..geometry import Rect
 from ..ome_xml import OmeImage, parse_ome_images
 from ._axes import check_axes, read_block
 from ._fs import exists_or_raise, is_url, local_path, redact_url, remote_concurrency
-from ._tiff_tiles import PositionalFile, TiledPlanes, share_one_lock
+from ._tiff_tiles import PositionalFile, TiledPlanes, segment_past_end, share_one_lock
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -91,9 +91,20 @@ class _Opened:
                 self.levels = [
                     ours or theirs for ours, theirs in zip(self.levels, stored, strict=True)
                 ]
+                size = self.tif.filehandle.size
+                for index, (ours, level) in enumerate(zip(self.levels, levels, strict=True)):
+                    past = None if isinstance(ours, TiledPlanes) else segment_past_end(level, size)
+                    if past:  # TiledPlanes checks each tile as it reads it
+                        raise SourceError(
+                            f"{redact_url(ref)}: level {index}, {past} run past the end of "
+                            f"the file ({size} bytes): the file is truncated or corrupt"
+                        )
         except tifffile.TiffFileError as exc:
             self.close()
             raise SourceError(f"{redact_url(ref)} is not a readable TIFF: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
         finally:
             tiff_logger.setLevel(previous)
 
