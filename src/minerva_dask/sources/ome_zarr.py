@@ -19,8 +19,9 @@ import zarr
 from ..errors import SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect
 from ..request import parse_color
-from ._axes import check_axes, read_block
+from ._axes import block_selection, check_axes, read_block
 from ._fs import is_url, local_path, redact_url, remote_concurrency
+from ._zarr_checks import checked, chunk_keys
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -78,8 +79,8 @@ class _Opened:
         self.omero = attrs.get("omero") or {}
         self.arrays = []
         for dataset in self.multiscale.get("datasets", []):
-            try:
-                self.arrays.append(group[dataset["path"]])
+            try:  # Blosc chunks checked for length: a cut one does not decode silently
+                self.arrays.append(checked(group[dataset["path"]]))
             except KeyError:
                 raise SourceError(
                     f"{redact_url(ref)}: multiscales dataset {dataset.get('path')!r} is missing"
@@ -207,13 +208,26 @@ class OmeZarrSource(CachedHandleSource):
         self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
     ) -> np.ndarray:
         """Raw pixels of ``rect`` (level pixels) as ``(c, y, x)`` in the image's dtype."""
+        array = None
         try:
-            return read_block(self._handle().arrays[level], self._axes, rect, channels, z, t)
+            array = self._handle().arrays[level]
+            return read_block(array, self._axes, rect, channels, z, t)
         except Exception as exc:
+            chunks = _chunk_names(array, self._axes, rect, channels, z, t)
             raise TileReadError(
                 f"{redact_url(self.ref)}: reading level {level}, x={rect.x:g}, y={rect.y:g}, "
-                f"{rect.width:g} x {rect.height:g} failed: {type(exc).__name__}: {exc}"
+                f"{rect.width:g} x {rect.height:g}{chunks} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def _chunk_names(array: Any, axes: str, rect: Rect, channels: Sequence[int], z: int, t: int) -> str:
+    """``" (chunk 0/1/0)"``: the store keys of the chunks or shards a read touches."""
+    try:
+        keys = chunk_keys(array, block_selection(axes, rect, channels, z, t)[0])
+    except Exception:  # naming the chunk must not hide the error itself
+        return ""
+    shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    return f" (chunk{'s' if len(keys) > 1 else ''} {shown})"
 
 
 def _rebuild(
