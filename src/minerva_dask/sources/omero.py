@@ -37,6 +37,7 @@ from .._config import setting
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect, tile_pieces
 from ._http import RetryPolicy, make_session, redact, request_with_retries
+from ._imgdata_checks import check_imgdata
 from ._tiles import PNG_START, decode_tile
 from .base import CachedHandleSource, ChannelInfo, ImageInfo, LevelInfo, default_window
 
@@ -525,6 +526,7 @@ def info_from_imgdata(data: dict[str, Any], tile_side: int = MAX_TILE_SIDE) -> I
     >>> [(lv.width, lv.height, lv.tile_width) for lv in info.levels]
     [(5000, 3000, 1024), (2500, 1500, 1024)]
     """
+    check_imgdata(data, _PIXEL_TYPES)  # one line naming a field that is unusable
     try:
         size = data["size"]
         width, height = int(size["width"]), int(size["height"])
