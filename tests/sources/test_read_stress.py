@@ -108,7 +108,7 @@ def test_many_threads_read_what_one_thread_reads(shared_data, name, racy_seeks) 
     source.close()
     expected = [_read(source, job, chans) for job, chans in work]  # one thread
     assert all(block.size for block in expected)
-    repeats = max(1, 24 // len(work))  # small images: the same tiles asked many times
+    repeats = max(1, 16 // len(work))  # small images: the same tiles asked many times
     for _ in range(ROUNDS):
         source.close()  # reopen: IFD loading and decoder building race as well
         order = list(range(len(work))) * repeats

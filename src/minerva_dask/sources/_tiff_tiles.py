@@ -294,7 +294,11 @@ class TiledPlanes:
             decode_args["jpegheader"] = keyframe.jpegheader
         decoded = keyframe.decode(data, tile, **decode_args)[0]
         shape = (keyframe.tilelength, keyframe.tilewidth)
-        if decoded is None or decoded.size != shape[0] * shape[1] or decoded.dtype != self.dtype:
+        if (
+            decoded is None
+            or decoded.size != shape[0] * shape[1]
+            or decoded.dtype.newbyteorder("=") != self.dtype.newbyteorder("=")
+        ):
             what = "nothing" if decoded is None else f"{decoded.shape} {decoded.dtype}"
             raise ValueError(
                 f"{self._name_tile(tile, plane)} decodes to {what}, not the page's tile "
