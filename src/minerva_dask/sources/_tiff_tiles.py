@@ -51,6 +51,8 @@ def share_one_lock(tif: Any, levels: list[Any]) -> contextlib.AbstractContextMan
     with lock:
         for level in levels:
             level.keyframe.init_decode()
+            if level.dataoffset is not None:
+                continue  # one contiguous block, read with the keyframe: no page needed
             for page in level:  # OME and SubIFD series hold their pages already
                 if page is not None:
                     page.keyframe.init_decode()

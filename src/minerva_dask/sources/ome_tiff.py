@@ -8,6 +8,10 @@ it agrees with what the TIFF really holds; otherwise the TIFF wins, with a warni
 Tiled levels with one sample per pixel (the usual OME-TIFF) are read tile by tile with
 tifffile alone (``_tiff_tiles``); other layouts through tifffile's zarr store
 (``series.aszarr()``). Either way only the tiles or strips a read touches are decoded.
+
+Threads read one open file together: every seek and read of tifffile's file handle holds
+that handle's own lock, and tile bytes of a local file are read by offset (``os.pread``)
+on a descriptor of our own (see ``_tiff_tiles``).
 """
 
 from __future__ import annotations
