@@ -12,6 +12,12 @@ modes instead of ``read_region``:
     (``m=g``, ``c=k|start:end$FFFFFF``): 8-bit quanta that our kernel colours and adds,
     so gamma, presets and inversion are ours.
 
+Every tile is checked before use (``_tiles.decode_tile``): its size, 8-bit pixels, and
+its colour mode. A composite tile must be RGB: a grey one is a wrong answer. A windowed
+tile may be grey, or RGB whose bands agree (OMERO sends grey renderings as RGB JPEGs);
+bands that disagree are a colour tile where grey was asked. A refused tile is retried as
+a bad body, then fails the read naming image, level and tile.
+
 Authentication: an OMERO session key (``bsession``), a JSON-API login with username and
 password, a raw browser cookie (``OME_COOKIE``), or nothing for public servers; from
 arguments, the environment (``OMERO_SESSION``, ``OMERO_USERNAME``/``OMERO_PASSWORD``,
