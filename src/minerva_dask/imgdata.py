@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from .errors import RequestError
-from .ome_xml import OmeImage, parse_ome_images
+from .ome_xml import OmeImage, check_pixels, parse_ome_images
 
 __all__ = ["MINERVA_TILE_SIZE", "imgdata_from_ome_xml", "minerva_level_sizes"]
 
@@ -118,7 +118,11 @@ def imgdata_from_ome_xml(
         raise RequestError(
             f"the OME-XML has no image {wanted.removeprefix('Image:')!r}; its image ids are: {have}"
         )
-    bits = image.significant_bits or _BITS.get(image.pixel_type, 16)
+    try:  # an unknown Type, sizes or SignificantBits out of range: one line naming it
+        check_pixels(image)
+    except ValueError as exc:
+        raise RequestError(f"image {wanted.removeprefix('Image:')!r}: {exc}") from None
+    bits = image.significant_bits or _BITS[image.pixel_type]
     top = 2**bits if style == "2018" else 2**bits - 1
     if image.pixel_type.startswith("int"):
         low = -(2 ** (_BITS[image.pixel_type] - 1)) if style == "omero" else 0

@@ -9,7 +9,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-__all__ = ["OmeChannel", "OmeImage", "color_from_ome_int", "parse_ome_images"]
+__all__ = [
+    "OmeChannel",
+    "OmeImage",
+    "check_pixels",
+    "color_from_ome_int",
+    "parse_ome_images",
+]
 
 _UNIT_TO_UM = {
     "µm": 1.0,
@@ -90,6 +96,59 @@ def _physical(pixels: ET.Element, axis: str) -> float | None:
     return None if factor is None else value * factor
 
 
+def _int(element: ET.Element, key: str, default: str) -> int:
+    text = element.get(key, default)
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"<Pixels> {key}={text!r} is not an integer") from None
+
+
+def _optional_int(text: str | None) -> int | None:
+    """An integer attribute that may be absent or unreadable (then ``None``)."""
+    try:
+        return int(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+_BITS = {"int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int32": 32, "uint32": 32}
+_BITS |= {"float": 32, "double": 64, "bit": 1}
+MAX_SIDE = 2**31 - 1
+MAX_CHANNELS = 2**16
+
+
+def check_pixels(image: OmeImage) -> None:
+    """Raise ``ValueError`` naming the ``<Pixels>`` attribute that makes ``image``
+    unusable: an unknown ``Type``, a size out of range (``SizeX``, ``SizeY``, ``SizeZ``,
+    ``SizeT`` from 1 to 2**31 - 1, ``SizeC`` to 65536), ``SignificantBits`` out of
+    1..64 or above the type's bits.
+
+    >>> image = parse_ome_images('<OME><Image ID="Image:1"><Pixels Type="uint16" '
+    ...     'SizeX="5" SizeY="5" SignificantBits="100000"/></Image></OME>')[0]
+    >>> check_pixels(image)
+    Traceback (most recent call last):
+    ...
+    ValueError: <Pixels> SignificantBits=100000 must be from 1 to 16 (Type uint16)
+    """
+    if image.pixel_type not in _BITS:
+        raise ValueError(
+            f"<Pixels> Type={image.pixel_type!r} is not one of {', '.join(sorted(_BITS))}"
+        )
+    sizes = {"SizeX": image.size_x, "SizeY": image.size_y, "SizeZ": image.size_z}
+    sizes |= {"SizeC": image.size_c, "SizeT": image.size_t}
+    for key, value in sizes.items():
+        top = MAX_CHANNELS if key == "SizeC" else MAX_SIDE
+        if not 1 <= value <= top:
+            raise ValueError(f"<Pixels> {key}={value} must be from 1 to {top}")
+    bits = image.significant_bits
+    top = _BITS[image.pixel_type]
+    if bits is not None and not 1 <= bits <= top:
+        raise ValueError(
+            f"<Pixels> SignificantBits={bits} must be from 1 to {top} (Type {image.pixel_type})"
+        )
+
+
 def parse_ome_images(xml: str | bytes) -> list[OmeImage]:
     """Every ``<Image>`` of an OME-XML document, in document order.
 
@@ -121,22 +180,22 @@ def parse_ome_images(xml: str | bytes) -> list[OmeImage]:
                     color=color,
                     emission_wavelength_nm=_float(channel, "EmissionWavelength"),
                     excitation_wavelength_nm=_float(channel, "ExcitationWavelength"),
-                    samples_per_pixel=int(channel.get("SamplesPerPixel") or 1),
+                    samples_per_pixel=_optional_int(channel.get("SamplesPerPixel")) or 1,
                 )
             )
-        bits = pixels.get("SignificantBits")
+        bits = pixels.get("SignificantBits")  # kept when not 1..64: check_pixels says so
         images.append(
             OmeImage(
                 id=image.get("ID", ""),
                 name=image.get("Name") or None,
                 pixel_type=pixels.get("Type", ""),
-                size_x=int(pixels.get("SizeX", "0")),
-                size_y=int(pixels.get("SizeY", "0")),
-                size_z=int(pixels.get("SizeZ", "1")),
-                size_c=int(pixels.get("SizeC", "1")),
-                size_t=int(pixels.get("SizeT", "1")),
+                size_x=_int(pixels, "SizeX", "0"),
+                size_y=_int(pixels, "SizeY", "0"),
+                size_z=_int(pixels, "SizeZ", "1"),
+                size_c=_int(pixels, "SizeC", "1"),
+                size_t=_int(pixels, "SizeT", "1"),
                 dimension_order=pixels.get("DimensionOrder", "XYZCT"),
-                significant_bits=int(bits) if bits and bits.isdigit() else None,
+                significant_bits=_optional_int(bits),
                 physical_size_um=(
                     _physical(pixels, "X"),
                     _physical(pixels, "Y"),

@@ -387,6 +387,9 @@ class Faults:
     truncate_rate: float = 0.0
     max_consecutive: int = 2
     fail_tiles: set[tuple[int, int, int]] = field(default_factory=set)
+    # tiles (level, x, y) answered, every time, in colour mode (m=c) with a valid grey
+    # (one-band, mode L) image of the right size: a wrong tile, not a broken body
+    grey_tiles: set[tuple[int, int, int]] = field(default_factory=set)
     expire_after: int | None = None  # an authenticated session dies after N requests
     busy_imgdata: int = 0  # first N imgData calls answer ConcurrencyException
     busy_backoff_ms: int = 50
@@ -730,6 +733,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             fault = None
         rgb = render_rgb(image, level, z, t, x, y, w, h, states, model)
+        if key in self.state.faults.grey_tiles and model == "color":
+            rgb = rgb.max(axis=2)  # one band: the encoder writes a grey (mode L) image
         fmt = "png" if self.state.png and query.get("format") == "png" else "jpeg"
         quality = float(query["q"]) if "q" in query else None
         body, kind = encode(rgb, fmt=fmt, quality=quality)

@@ -328,3 +328,33 @@ def test_cli_with_a_full_figure_url_and_with_omero(
         == 0
     )
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")), expected)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_a_grey_tile_in_a_colour_composite_fails_naming_it(images, fmt) -> None:
+    faults = Faults(grey_tiles={(0, 1, 0)})
+    with OmeroServer(images, png=fmt == "png", public=True, faults=faults) as server:
+        source = md.open_omero(server.url, 1, image_format=fmt, tile_size=256, **FAST)
+        with pytest.raises(md.TileReadError) as info:
+            md.render(source, request()).compute()
+        message = str(info.value)
+        assert "OMERO image 1, level 0, tile x=1 y=0" in message
+        assert "grey (one band), expected an RGB rendering" in message
+        assert "\n" not in message
+        # retried as a bad body, then refused: 1 + max_retries answers for that tile
+        asked = [p for p in server.state.tile_log if "tile=0,1,0," in p.replace("%2C", ",")]
+        assert len(asked) == 1 + FAST["max_retries"]
+        # windowed tiles are grey by request: the same server's grey answers are fine
+        windowed = md.open_omero(server.url, 1, mode="windowed", image_format=fmt, **FAST)
+        md.render(windowed, request(max_size=600), preset="omero").compute()
+
+
+def test_cli_exits_2_with_one_line_on_a_grey_composite_tile(images, tmp_path, capsys) -> None:
+    with OmeroServer(images, public=True, faults=Faults(grey_tiles={(2, 0, 0)})) as server:
+        path = REQUEST.format(id=1, max_size=600)
+        args = ["crop", path, "--omero", server.url, "-o", str(tmp_path / "a.png"), "-q"]
+        assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "OMERO image 1, level 2, tile x=0 y=0" in err and "expected an RGB rendering" in err
+    assert not (tmp_path / "a.png").exists()

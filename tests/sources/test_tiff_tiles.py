@@ -122,3 +122,48 @@ def test_a_corrupt_tile_is_an_error_naming_the_file_and_region(tiny_ome_tiff, tm
     request = md.parse_request("/0/0/0/?c=2|0:9000$00FF00&region=0,0,200,100")
     with pytest.raises(TileReadError, match=r"corrupt\.ome\.tif.*level 0, x=0, y=0"):
         md.render(md.open_image(path), request).compute()
+
+
+def _with_last_count_past_the_end(path, data, **layout) -> None:
+    """Write ``data`` (c, y, x) as a plain TIFF, then make the last tile or strip of the
+    last plane claim 100 bytes more than the file holds."""
+    import os
+
+    tifffile.imwrite(path, data, photometric="minisblack", **layout)
+    size = os.path.getsize(path)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        page = tif.pages[-1]
+        tag = page.tags["TileByteCounts" if page.is_tiled else "StripByteCounts"]
+        counts = list(tag.value)
+        counts[-1] = size - page.dataoffsets[-1] + 100
+        tag.overwrite(counts)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_a_tile_running_past_the_end_of_the_file_fails_naming_it(tmp_path, compression) -> None:
+    import minerva_dask as md
+    from minerva_dask.errors import TileReadError
+    from minerva_dask.sources import read_level
+
+    data = (np.arange(3 * 64 * 80, dtype=np.uint16).reshape(3, 64, 80) * 7) + 1
+    path = tmp_path / f"cut-tile-{compression}.tif"
+    _with_last_count_past_the_end(path, data, tile=(16, 16), compression=compression)
+    source = md.open_image(path)
+    np.testing.assert_array_equal(read_level(source, 0, [0, 1]), data[:2])  # intact planes
+    with pytest.raises(TileReadError) as info:
+        read_level(source, 0, [2])
+    message = str(info.value)
+    assert f"{path.name}: reading level 0, x=64, y=48" in message
+    assert "tile 19 (x=64, y=48) of plane 2" in message and "truncated" in message
+    assert "\n" not in message
+
+
+def test_a_strip_running_past_the_end_of_the_file_fails_naming_it(tmp_path) -> None:
+    import minerva_dask as md
+    from minerva_dask.errors import SourceError
+
+    data = (np.arange(3 * 64 * 80, dtype=np.uint16).reshape(3, 64, 80) * 7) + 1
+    path = tmp_path / "cut-strip.tif"
+    _with_last_count_past_the_end(path, data, rowsperstrip=8, compression="zlib")
+    with pytest.raises(SourceError, match=r"cut-strip\.tif: level 0, plane 2, strip 7: .* past"):
+        md.open_image(path)

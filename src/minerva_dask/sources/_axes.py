@@ -13,7 +13,7 @@ import numpy as np
 
 from ..geometry import Rect
 
-__all__ = ["check_axes", "read_block"]
+__all__ = ["block_selection", "check_axes", "read_block"]
 
 _KNOWN = set("TCZYX")
 
@@ -38,14 +38,11 @@ def _channel_selector(channels: Sequence[int]) -> slice | list[int]:
     return list(channels)
 
 
-def read_block(
-    array: Any, axes: str, rect: Rect, channels: Sequence[int], z: int, t: int
-) -> np.ndarray:
-    """Read ``rect`` of the given channels, plane ``z`` and time ``t`` as ``(c, y, x)``.
-
-    ``array`` is anything with zarr's ``oindex`` (or plain numpy); ``axes`` names its
-    dimensions with the letters ``T C Z Y X``. Arrays without ``C`` have one channel.
-    """
+def block_selection(
+    axes: str, rect: Rect, channels: Sequence[int], z: int, t: int
+) -> tuple[list[Any], list[str]]:
+    """The per-axis selection that reads ``rect`` of ``channels`` at ``z``, ``t``, and
+    the letters of the axes it keeps."""
     x0, y0 = int(rect.x), int(rect.y)
     x1, y1 = x0 + int(rect.width), y0 + int(rect.height)
     selection: list[Any] = []
@@ -66,6 +63,18 @@ def read_block(
             selection.append(t)
         else:  # "_": an axis of size 1
             selection.append(0)
+    return selection, kept
+
+
+def read_block(
+    array: Any, axes: str, rect: Rect, channels: Sequence[int], z: int, t: int
+) -> np.ndarray:
+    """Read ``rect`` of the given channels, plane ``z`` and time ``t`` as ``(c, y, x)``.
+
+    ``array`` is anything with zarr's ``oindex`` (or plain numpy); ``axes`` names its
+    dimensions with the letters ``T C Z Y X``. Arrays without ``C`` have one channel.
+    """
+    selection, kept = block_selection(axes, rect, channels, z, t)
     if "C" not in axes and list(channels) != [0]:
         raise IndexError(f"channels {list(channels)} asked of a single-channel image")
     if any(isinstance(s, list) for s in selection) and hasattr(array, "oindex"):

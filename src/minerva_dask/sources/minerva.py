@@ -40,7 +40,7 @@ from .._redact import register_secret
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect, tile_pieces
 from ..imgdata import MINERVA_TILE_SIZE, minerva_level_sizes
-from ..ome_xml import parse_ome_images
+from ..ome_xml import check_pixels, parse_ome_images
 from ._cognito import CognitoConfig, CognitoSession
 from ._http import RetryPolicy, call_with_retries, make_session, request_with_retries
 from ._tiles import decode_tile
@@ -56,6 +56,7 @@ from .base import (
 __all__ = ["MinervaSource"]
 
 logger = logging.getLogger(__name__)
+_MAX_LEVELS = 64  # halving 64 times reaches one pixel from any size
 _PIXEL_TYPES = {
     "int8": "int8",
     "uint8": "uint8",
@@ -401,7 +402,10 @@ class MinervaSource(CachedHandleSource):
                 body = self._connection().fs().cat(key)
             except FileNotFoundError:
                 raise TileReadError(f"{what} is missing") from None
-            return decode_tile(body, expected, grey=True)
+            try:  # raw pixels: one band of the image's own type (16-bit PNGs)
+                return decode_tile(body, expected, kind="raw", dtype=self.info.dtype)
+            except ValueError as exc:  # an S3 object does not change: no retry
+                raise TileReadError(f"{what}: {exc}") from None
 
         try:
             return call_with_retries(
@@ -451,7 +455,7 @@ class MinervaSource(CachedHandleSource):
             )
             try:
                 response = connection.get(path, what=what, accept="image/png")
-                tile = decode_tile(response.content, piece.tile_shape, grey=False)
+                tile = decode_tile(response.content, piece.tile_shape, kind="rgb")
             except (RemoteError, ValueError) as exc:
                 raise TileReadError(f"{what}: {exc}") from None
             out[piece.target] = tile[piece.source]
@@ -488,8 +492,17 @@ def _info_from_ome(xml: bytes, image_uuid: str, api: dict[str, Any]) -> ImageInf
         raise SourceError(
             f"Minerva image {image_uuid}: pixel type {image.pixel_type!r} is not supported"
         ) from None
+    try:
+        check_pixels(image)
+    except ValueError as exc:
+        raise RemoteError(f"Minerva image {image_uuid}: metadata.xml: {exc}") from None
     sizes = minerva_level_sizes(image.size_x, image.size_y)
-    count = int(api.get("pyramid_levels") or len(sizes))
+    count = api.get("pyramid_levels") or len(sizes)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= _MAX_LEVELS:
+        raise RemoteError(
+            f"Minerva image {image_uuid}: the API's pyramid_levels is {count!r}: "
+            f"an integer from 1 to {_MAX_LEVELS} is needed"
+        )
     while len(sizes) < count:  # the API may know of more levels than the rule gives
         w, h = sizes[-1]
         sizes.append(((w + 1) // 2, (h + 1) // 2))

@@ -8,13 +8,16 @@ it agrees with what the TIFF really holds; otherwise the TIFF wins, with a warni
 Tiled levels with one sample per pixel (the usual OME-TIFF) are read tile by tile with
 tifffile alone (``_tiff_tiles``); other layouts through tifffile's zarr store
 (``series.aszarr()``). Either way only the tiles or strips a read touches are decoded.
+
+Threads read one open file together: every seek and read of tifffile's file handle holds
+that handle's own lock, and tile bytes of a local file are read by offset (``os.pread``)
+on a descriptor of our own (see ``_tiff_tiles``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +38,7 @@ from ._fs import (
     remote_concurrency,
 )
 from ._ranges import NoRangeSupportError, range_reader
-from ._tiff_tiles import TiledPlanes
+from ._tiff_tiles import PositionalFile, TiledPlanes, segment_past_end, share_one_lock
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -60,6 +63,7 @@ class _Opened:
 
     def __init__(self, ref: str, storage_options: dict[str, Any], series: int) -> None:
         self._fileobj = None
+        self._positional: PositionalFile | None = None
         if is_url(ref):
             import fsspec
 
@@ -79,11 +83,15 @@ class _Opened:
                     "does not exist"
                 )
             self.series = self.tif.series[series]
-            lock = threading.RLock()
+            levels = self.series.levels
+            # the file handle's own lock, for every seek and read of it, ours and tifffile's
+            lock = share_one_lock(self.tif, levels)
             fetch = None
             if self._fileobj is not None:  # remote: the file's own filesystem, by ranges
                 fetch = range_reader(self._fileobj.fs, self._fileobj.path, ref)
-            levels = self.series.levels
+            elif PositionalFile.available():  # local: by offset, no shared file position
+                self._positional = PositionalFile(target)
+                fetch = self._positional
             self.levels: list[Any] = [
                 TiledPlanes(level, lock, fetch) if TiledPlanes.supports(level) else None
                 for level in levels
@@ -96,6 +104,14 @@ class _Opened:
                 self.levels = [
                     ours or theirs for ours, theirs in zip(self.levels, stored, strict=True)
                 ]
+                size = self.tif.filehandle.size
+                for index, (ours, level) in enumerate(zip(self.levels, levels, strict=True)):
+                    past = None if isinstance(ours, TiledPlanes) else segment_past_end(level, size)
+                    if past:  # TiledPlanes checks each tile as it reads it
+                        raise SourceError(
+                            f"{redact_url(ref)}: level {index}, {past} run past the end of "
+                            f"the file ({size} bytes): the file is truncated or corrupt"
+                        )
         except tifffile.TiffFileError as exc:
             self.close()
             raise SourceError(f"{redact_url(ref)} is not a readable TIFF: {exc}") from None
@@ -108,10 +124,15 @@ class _Opened:
                     "store that does (S3, nginx, Apache), or download the file first"
                 ) from None
             raise
+        except BaseException:
+            self.close()
+            raise
         finally:
             tiff_logger.setLevel(previous)
 
     def close(self) -> None:
+        if self._positional is not None:
+            self._positional.close()
         if getattr(self, "tif", None) is not None:
             self.tif.close()
         if self._fileobj is not None:

@@ -19,8 +19,10 @@ import zarr
 from ..errors import SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect
 from ..request import parse_color
-from ._axes import check_axes, read_block
+from ._axes import block_selection, check_axes, read_block
 from ._fs import is_url, local_path, redact_url, remote_concurrency
+from ._ngff import check_array, check_multiscale, dataset_scale
+from ._zarr_checks import checked, chunk_keys
 from .base import (
     CachedHandleSource,
     ChannelInfo,
@@ -76,18 +78,36 @@ class _Opened:
             raise SourceError(
                 f"{redact_url(ref)} is a zarr group without OME-NGFF 'multiscales' metadata"
             )
-        self.multiscale = attrs["multiscales"][0]
-        self.omero = attrs.get("omero") or {}
+        try:
+            self.multiscale, paths = check_multiscale(attrs)
+        except ValueError as exc:
+            raise SourceError(f"{redact_url(ref)}: bad OME-NGFF metadata: {exc}") from None
+        omero = attrs.get("omero")
+        self.omero = omero if isinstance(omero, dict) else {}
         self.arrays = []
-        for dataset in self.multiscale.get("datasets", []):
+        for index, path in enumerate(paths):
             try:
-                self.arrays.append(group[dataset["path"]])
+                array = group[path]
             except KeyError:
                 raise SourceError(
-                    f"{redact_url(ref)}: multiscales dataset {dataset.get('path')!r} is missing"
+                    f"{redact_url(ref)}: multiscales dataset {path!r} is missing"
                 ) from None
-        if not self.arrays:
-            raise SourceError(f"{redact_url(ref)}: multiscales lists no datasets")
+            except (ValueError, TypeError) as exc:  # metadata zarr cannot read
+                first_line = (str(exc).splitlines() or [""])[0]
+                raise SourceError(
+                    f"{redact_url(ref)}: multiscales dataset {path!r} cannot be opened: "
+                    f"{type(exc).__name__}: {first_line}"
+                ) from None
+            if not isinstance(array, zarr.Array):
+                raise SourceError(
+                    f"{redact_url(ref)}: multiscales dataset {path!r} is a group, not an array"
+                )
+            try:
+                check_array(array, index, path, self.arrays[0] if self.arrays else array)
+            except ValueError as exc:
+                raise SourceError(f"{redact_url(ref)}: bad OME-NGFF metadata: {exc}") from None
+            # Blosc chunks checked for length: a cut one does not decode silently
+            self.arrays.append(checked(array))
 
     def close(self) -> None:
         self.arrays = []
@@ -169,7 +189,12 @@ class OmeZarrSource(CachedHandleSource):
             )
         self._axes = axes
         x_dim, y_dim = axes.index("X"), axes.index("Y")
-        scales = [_scale(d, first.ndim) for d in opened.multiscale.get("datasets", [])]
+        try:
+            scales = [
+                dataset_scale(d, first.ndim, i) for i, d in enumerate(opened.multiscale["datasets"])
+            ]
+        except ValueError as exc:
+            raise SourceError(f"{redact_url(self.ref)}: bad OME-NGFF metadata: {exc}") from None
         levels = []
         for i, array in enumerate(opened.arrays):
             width, height = array.shape[x_dim], array.shape[y_dim]
@@ -215,13 +240,26 @@ class OmeZarrSource(CachedHandleSource):
         self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
     ) -> np.ndarray:
         """Raw pixels of ``rect`` (level pixels) as ``(c, y, x)`` in the image's dtype."""
+        array = None
         try:
-            return read_block(self._handle().arrays[level], self._axes, rect, channels, z, t)
+            array = self._handle().arrays[level]
+            return read_block(array, self._axes, rect, channels, z, t)
         except Exception as exc:
+            chunks = _chunk_names(array, self._axes, rect, channels, z, t)
             raise TileReadError(
                 f"{redact_url(self.ref)}: reading level {level}, x={rect.x:g}, y={rect.y:g}, "
-                f"{rect.width:g} x {rect.height:g} failed: {type(exc).__name__}: {exc}"
+                f"{rect.width:g} x {rect.height:g}{chunks} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def _chunk_names(array: Any, axes: str, rect: Rect, channels: Sequence[int], z: int, t: int) -> str:
+    """``" (chunk 0/1/0)"``: the store keys of the chunks or shards a read touches."""
+    try:
+        keys = chunk_keys(array, block_selection(axes, rect, channels, z, t)[0])
+    except Exception:  # naming the chunk must not hide the error itself
+        return ""
+    shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    return f" (chunk{'s' if len(keys) > 1 else ''} {shown})"
 
 
 def _rebuild(
@@ -231,13 +269,6 @@ def _rebuild(
     source.ref, source.series, source.storage_options = ref, series, storage_options
     source._info, source._axes = info, axes
     return source
-
-
-def _scale(dataset: dict[str, Any], ndim: int) -> list[float] | None:
-    for transform in dataset.get("coordinateTransformations", []) or []:
-        if transform.get("type") == "scale" and len(transform.get("scale", [])) == ndim:
-            return [float(v) for v in transform["scale"]]
-    return None
 
 
 _UNIT_TO_UM = {
@@ -254,16 +285,20 @@ def _pixel_size_um(
     multiscale: dict[str, Any], scale: list[float] | None, x_dim: int, y_dim: int
 ) -> tuple[float, float] | None:
     axes = multiscale.get("axes") or []
-    if not scale or len(axes) <= max(x_dim, y_dim) or not isinstance(axes[x_dim], dict):
+    if not scale or len(axes) <= max(x_dim, y_dim):
         return None
-    factors = [_UNIT_TO_UM.get(axes[d].get("unit", "")) for d in (x_dim, y_dim)]
+    if not (isinstance(axes[x_dim], dict) and isinstance(axes[y_dim], dict)):
+        return None
+    units = [axes[d].get("unit", "") for d in (x_dim, y_dim)]
+    factors = [_UNIT_TO_UM.get(u) if isinstance(u, str) else None for u in units]
     if None in factors:
         return None
     return (scale[x_dim] * factors[0], scale[y_dim] * factors[1])  # type: ignore[operator]
 
 
 def _channels(omero: dict[str, Any], size_c: int, dtype: np.dtype) -> tuple[ChannelInfo, ...]:
-    described = omero.get("channels") or []
+    described = omero.get("channels")
+    described = described if isinstance(described, list) else []
     out = []
     for i in range(size_c):
         meta = described[i] if i < len(described) and isinstance(described[i], dict) else {}
@@ -274,7 +309,7 @@ def _channels(omero: dict[str, Any], size_c: int, dtype: np.dtype) -> tuple[Chan
             with contextlib.suppress(ValueError):
                 color = parse_color(meta["color"])[0]
         window = default_window(dtype)
-        win = meta.get("window") or {}
+        win = meta.get("window") if isinstance(meta.get("window"), dict) else {}
         start, end = win.get("start"), win.get("end")
         if isinstance(start, int | float) and isinstance(end, int | float) and start <= end:
             window = (float(start), float(end))

@@ -12,6 +12,12 @@ modes instead of ``read_region``:
     (``m=g``, ``c=k|start:end$FFFFFF``): 8-bit quanta that our kernel colours and adds,
     so gamma, presets and inversion are ours.
 
+Every tile is checked before use (``_tiles.decode_tile``): its size, 8-bit pixels, and
+its colour mode. A composite tile must be RGB: a grey one is a wrong answer. A windowed
+tile may be grey, or RGB whose bands agree (OMERO sends grey renderings as RGB JPEGs);
+bands that disagree are a colour tile where grey was asked. A refused tile is retried as
+a bad body, then fails the read naming image, level and tile.
+
 Authentication: an OMERO session key (``bsession``), a JSON-API login with username and
 password, a raw browser cookie (``OME_COOKIE``), or nothing for public servers; from
 arguments, the environment (``OMERO_SESSION``, ``OMERO_USERNAME``/``OMERO_PASSWORD``,
@@ -37,6 +43,7 @@ from .._redact import register_secret, register_url_secrets
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect, tile_pieces
 from ._http import RetryPolicy, redact
+from ._imgdata_checks import check_imgdata
 from ._omero_session import OmeroConnection, secrets_digest
 from ._tiles import PNG_START, decode_tile
 from .base import CachedHandleSource, ChannelInfo, ImageInfo, LevelInfo, default_window
@@ -277,8 +284,9 @@ class OmeroSource(CachedHandleSource):
             quantization = _quantization(style)
             if quantization:
                 params["maps"] = json.dumps([quantization], separators=(",", ":"))
-            tile = self._read_tiles(level, rect, params, z, t, f"channel {style.index + 1}")
-            out[k] = tile[..., 0]
+            out[k] = self._read_tiles(
+                level, rect, params, z, t, f"channel {style.index + 1}", kind="grey"
+            )
         return out
 
     def read_composite(
@@ -302,21 +310,32 @@ class OmeroSource(CachedHandleSource):
             "m": "g" if model == "greyscale" else "c",
             "maps": json.dumps(maps, separators=(",", ":")),
         }
-        return self._read_tiles(level, rect, params, z, t, "composite")
+        return self._read_tiles(level, rect, params, z, t, "composite", kind="rgb")
 
     def _region_path(self, z: int, t: int) -> str:
         return f"webgateway/render_image_region/{self.image_id}/{z}/{t}/"
 
     def _read_tiles(
-        self, level: int, rect: Rect, params: dict[str, str], z: int, t: int, label: str
+        self,
+        level: int,
+        rect: Rect,
+        params: dict[str, str],
+        z: int,
+        t: int,
+        label: str,
+        *,
+        kind: str,
     ) -> np.ndarray:
-        """Fetch the tiles covering ``rect`` and cut ``rect`` out of them: ``(y, x, 3)``."""
+        """Fetch the tiles covering ``rect`` and cut ``rect`` out of them: ``(y, x, 3)``
+        for ``kind="rgb"`` (composite), ``(y, x)`` for ``"grey"`` (one windowed channel);
+        see :mod:`._tiles` for what each kind of tile must hold."""
         spec = self.info.levels[level]
         side = self.tile_side
-        out = np.empty((int(rect.height), int(rect.width), 3), np.uint8)
+        bands = (3,) if kind == "rgb" else ()
+        out = np.empty((int(rect.height), int(rect.width), *bands), np.uint8)
         for piece in tile_pieces(rect, (spec.width, spec.height), (side, side)):
             tile = self._fetch_tile(
-                level, piece.tile_x, piece.tile_y, piece.tile_shape, params, z, t, label
+                level, piece.tile_x, piece.tile_y, piece.tile_shape, params, z, t, label, kind
             )
             out[piece.target] = tile[piece.source]
         return out
@@ -331,6 +350,7 @@ class OmeroSource(CachedHandleSource):
         z: int,
         t: int,
         label: str,
+        kind: str,
     ) -> np.ndarray:
         query = dict(params, tile=f"{level},{tile_x},{tile_y},{self.tile_side},{self.tile_side}")
         if self.image_format == "png":
@@ -343,7 +363,7 @@ class OmeroSource(CachedHandleSource):
         )
 
         def decode(response: requests.Response) -> np.ndarray:
-            return decode_tile(response.content, shape)
+            return decode_tile(response.content, shape, kind=kind)
 
         try:
             return self._connection().get(
@@ -395,6 +415,7 @@ def info_from_imgdata(data: dict[str, Any], tile_side: int = MAX_TILE_SIDE) -> I
     >>> [(lv.width, lv.height, lv.tile_width) for lv in info.levels]
     [(5000, 3000, 1024), (2500, 1500, 1024)]
     """
+    check_imgdata(data, _PIXEL_TYPES)  # one line naming a field that is unusable
     try:
         size = data["size"]
         width, height = int(size["width"]), int(size["height"])
