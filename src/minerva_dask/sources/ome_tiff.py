@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from ..errors import SourceError, TileReadError
+from ..errors import AuthError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect
 from ..ome_xml import OmeImage, parse_ome_images
 from ._axes import check_axes, read_block
@@ -265,11 +265,13 @@ class OmeTiffSource(CachedHandleSource):
         try:
             array = self._handle().levels[level]
             return read_block(array, self._axes, rect, channels, z, t)
+        except (NoRangeSupportError, SourceNotFoundError, AuthError):
+            raise  # about the whole file, not this tile: said as it is
         except Exception as exc:
             raise TileReadError(
                 f"{redact_url(self.ref)}: reading level {level}, x={rect.x:g}, y={rect.y:g}, "
                 f"{rect.width:g} x {rect.height:g} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            ) from (None if is_url(self.ref) else exc)  # a remote cause may quote credentials
 
 
 def _rebuild(

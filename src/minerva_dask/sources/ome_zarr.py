@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import zarr
 
-from ..errors import SourceError, SourceNotFoundError, TileReadError
+from ..errors import AuthError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect
 from ..request import parse_color
 from ._axes import block_selection, check_axes, read_block
 from ._fs import is_url, local_path, redact_url, remote_concurrency
 from ._ngff import check_array, check_multiscale, dataset_scale
+from ._ranges import NoRangeSupportError
 from ._zarr_checks import checked, chunk_keys
 from .base import (
     CachedHandleSource,
@@ -244,12 +245,14 @@ class OmeZarrSource(CachedHandleSource):
         try:
             array = self._handle().arrays[level]
             return read_block(array, self._axes, rect, channels, z, t)
+        except (NoRangeSupportError, SourceNotFoundError, AuthError):
+            raise  # about the whole file, not this tile: said as it is
         except Exception as exc:
             chunks = _chunk_names(array, self._axes, rect, channels, z, t)
             raise TileReadError(
                 f"{redact_url(self.ref)}: reading level {level}, x={rect.x:g}, y={rect.y:g}, "
                 f"{rect.width:g} x {rect.height:g}{chunks} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            ) from (None if is_url(self.ref) else exc)  # a remote cause may quote credentials
 
 
 def _chunk_names(array: Any, axes: str, rect: Rect, channels: Sequence[int], z: int, t: int) -> str:
