@@ -168,6 +168,26 @@ CASES = [
         ("nothing found",),
     ),
     Case(
+        "OME-Zarr whose level scale is 0",
+        lambda c: ["crop", SMALL, "--image", c["zarr_scale_0"], "-o", c["png"]],
+        ("scale",),
+    ),
+    Case(
+        "OME-Zarr whose dataset path climbs out with ..",
+        lambda c: ["crop", SMALL, "--image", c["zarr_dotdot"], "-o", c["png"]],
+        ("path",),
+    ),
+    Case(
+        "OME-Zarr of strings",
+        lambda c: ["crop", SMALL, "--image", c["zarr_strings"], "-o", c["png"]],
+        ("dtype",),
+    ),
+    Case(
+        "imgdata with SignificantBits=100000",
+        lambda c: ["imgdata", c["bits_xml"], "--image-id", "0"],
+        ("SignificantBits",),
+    ),
+    Case(
         "imgdata of a file that is not XML",
         lambda c: ["imgdata", _sample(c), "--image-id", "0"],
         ("XML",),
@@ -185,8 +205,52 @@ def context(tmp_path_factory, shared_data, moto_server):
     shutil.copy(shared_data / "ome-tiff/colon-2ch-jpeg-subifd.ome.tiff", served / "tiled.ome.tif")
     handler_class = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
     handler = lambda *a, **k: handler_class(*a, directory=str(served), **k)  # noqa: E731
+    zarrs = _bad_zarrs(folder, shared_data / "ome-zarr/blobs_image_v05.ome.zarr")
+    xml = (shared_data / "ome-xml/from-colon-2ch.ome.xml").read_text()
+    bits = folder / "bits.ome.xml"
+    bits.write_text(xml.replace('SignificantBits="8"', 'SignificantBits="100000"'))
     with LoopbackServer(handler) as server:  # type: ignore[arg-type]
-        yield {"sample": str(sample), "no_range": server.url, "moto": moto_server}
+        yield {
+            "sample": str(sample),
+            "no_range": server.url,
+            "moto": moto_server,
+            "bits_xml": str(bits),
+            **zarrs,
+        }
+
+
+def _bad_zarrs(folder: Path, good: Path) -> dict[str, str]:
+    """Copies of a good OME-Zarr with one piece of metadata made nonsense each."""
+    import json
+
+    import numpy as np
+    import zarr
+
+    out = {}
+
+    def edited(name: str, change: Callable[[dict], None]) -> Path:
+        copy = folder / f"{name}.ome.zarr"
+        shutil.copytree(good, copy)
+        meta = json.loads((copy / "zarr.json").read_text())
+        change(meta["attributes"]["ome"]["multiscales"][0])
+        (copy / "zarr.json").write_text(json.dumps(meta))
+        out[name] = str(copy)
+        return copy
+
+    def scale_0(ms: dict) -> None:
+        ms["datasets"][0]["coordinateTransformations"][0]["scale"] = [1.0, 0.0, 1.0]
+
+    def dot_dot(ms: dict) -> None:
+        ms["datasets"][0]["path"] = "../../escape"
+
+    edited("zarr_scale_0", scale_0)
+    edited("zarr_dotdot", dot_dot)
+    strings = edited("zarr_strings", lambda ms: None)
+    shutil.rmtree(strings / "0")
+    zarr.create_array(
+        str(strings / "0"), shape=(1, 8, 8), dtype=np.dtypes.StringDType(), chunks=(1, 8, 8)
+    )
+    return out
 
 
 def run_cli(argv: list[str], env: dict[str, str | None] | None = None) -> tuple[int, str, float]:

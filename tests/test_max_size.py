@@ -386,12 +386,14 @@ def test_server_windowed_quanta_are_reduced_before_compositing() -> None:
     np.testing.assert_array_equal(got, expected)
 
 
-def test_imgdata_claiming_1e12_px_plans_in_microseconds() -> None:
+def test_imgdata_claiming_the_largest_omero_plane_plans_in_microseconds() -> None:
+    """OMERO sizes are Java ints: 2^31 - 1 px a side is the most imgData can claim (more
+    is refused as malformed metadata, tests/sources/test_bad_metadata.py)."""
     import time
 
     from minerva_dask.sources.omero import info_from_imgdata
 
-    side = 10**12
+    side = 2**31 - 1
     info = info_from_imgdata(
         {
             "size": {"width": side, "height": side, "z": 1, "t": 1, "c": 1},
@@ -403,14 +405,14 @@ def test_imgdata_claiming_1e12_px_plans_in_microseconds() -> None:
         }
     )
     started = time.perf_counter()
-    part = plan_render(info, md.parse_request("/0/0/0/?c=1&region=7e11,7e11,5e6,3e6&max_size=900"))
+    part = plan_render(info, md.parse_request("/0/0/0/?c=1&region=7e8,7e8,5e6,3e6&max_size=900"))
     assert (part.level, part.reduction, part.grid.shape) == (1, 6, (500, 833))
     with pytest.raises(RequestError, match="max_read_pixels"):
-        plan_render(info, md.parse_request("/0/0/0/?c=1&region=0,0,1e12,1e12&max_size=100"))
-    with pytest.raises(RequestError, match="max_pixels"):  # OMERO.figure: 10^9 x 10^9 px
+        plan_render(info, md.parse_request("/0/0/0/?c=1&region=0,0,2e9,2e9&max_size=100"))
+    with pytest.raises(RequestError, match="max_pixels"):  # OMERO.figure: 2e6 x 2e6 px
         plan_render(
             info,
-            md.parse_request("/0/0/0/?c=1&region=0,0,1e12,1e12&max_size=100"),
+            md.parse_request("/0/0/0/?c=1&region=0,0,2e9,2e9&max_size=100"),
             level_rule="omero-figure",
         )
     assert time.perf_counter() - started < 0.1
