@@ -136,3 +136,43 @@ def test_a_transient_401_is_retried_after_a_fresh_login(omero_images) -> None:
         source = md.open_omero(server.url, 1, username="alice", password="wonderland", **FAST)
         server.faults.refuse_first = server.state.counts["requests"] + 1  # the next one
         assert render(source).shape == (400, 600, 3)
+
+
+def test_a_server_that_never_answers_is_given_up_on_within_the_total_time() -> None:
+    import socket
+    import threading
+
+    from minerva_dask.errors import RemoteError
+    from minerva_dask.sources._http import RetryPolicy, make_session, request_with_retries
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    thread.start()
+    policy = RetryPolicy(max_retries=50, initial_delay_s=0.01, timeout_s=0.3, total_s=1.5)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/tile"
+    started = time.monotonic()
+    try:
+        with pytest.raises(RemoteError, match=r"timed out.*no time left of the 1\.5 s"):
+            request_with_retries(make_session(), "GET", url, what="a tile", policy=policy)
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
+    elapsed = time.monotonic() - started
+    assert 1.0 < elapsed < 3.0  # the total, not 51 attempts of 0.3 s
+    assert len(accepted) >= 3  # it did try again in between

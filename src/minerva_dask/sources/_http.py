@@ -71,16 +71,18 @@ class RetryPolicy:
 
     ``max_retries`` attempts after the first, backoff from ``initial_delay_s`` doubling up
     to ``max_delay_s`` (full jitter); ``connect_timeout_s`` to open a connection,
-    ``timeout_s`` for each socket read, ``deadline_s`` for the whole request, body
-    included.
+    ``timeout_s`` for each socket read, ``deadline_s`` for one attempt, body included, and
+    ``total_s`` for the request with all its attempts and waits: a server that never
+    answers is given up on after that, not after every attempt's timeouts added up.
     """
 
     max_retries: int = 5
     initial_delay_s: float = 0.25
     max_delay_s: float = 8.0
-    timeout_s: float = 60.0
+    timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
-    deadline_s: float = 180.0
+    deadline_s: float = 120.0
+    total_s: float = 180.0
 
     def delay_s(self, attempt: int) -> float:
         """Full-jitter exponential backoff before retry ``attempt`` (1-based)."""
@@ -204,23 +206,28 @@ def request_with_retries[T](
     redirect is an error (never followed: it could carry credentials elsewhere).
     """
     last_error = "no attempt made"
+    give_up = time.monotonic() + policy.total_s
     for attempt in range(policy.max_retries + 1):
         if attempt:
             delay = policy.delay_s(attempt)
+            if time.monotonic() + delay >= give_up:
+                last_error += f"; no time left of the {policy.total_s:g} s allowed"
+                break
             logger.debug("retry %d for %s in %.2f s (%s)", attempt, what, delay, last_error)
             time.sleep(delay)
         started = time.monotonic()
+        left = give_up - started
         try:
             response = session.request(
                 method,
                 url,
                 params=params,
-                timeout=(policy.connect_timeout_s, policy.timeout_s),
+                timeout=(min(policy.connect_timeout_s, left), min(policy.timeout_s, left)),
                 allow_redirects=False,
                 stream=True,
                 **kwargs,
             )
-            _read_body(response, started + policy.deadline_s)
+            _read_body(response, started + min(policy.deadline_s, left))
         except requests.exceptions.SSLError as exc:
             raise RemoteError(f"{what}: {describe_network_error(exc, url)}") from None
         except _DeadlineExceeded:
@@ -258,8 +265,7 @@ def request_with_retries[T](
             last_error = f"bad response body: {exc}"
             continue
     raise RemoteError(
-        f"{what}: failed after {policy.max_retries + 1} attempts; last error: "
-        f"{last_error} ({redact(url)})"
+        f"{what}: failed after {attempt + 1} attempts; last error: {last_error} ({redact(url)})"
     )
 
 

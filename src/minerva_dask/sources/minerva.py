@@ -264,8 +264,8 @@ class MinervaSource(CachedHandleSource):
         cognito_endpoint_url: str | None = None,
         max_retries: int = 5,
         initial_delay_s: float = 0.25,
-        timeout_s: float = 60.0,
-        deadline_s: float = 180.0,
+        timeout_s: float = 30.0,
+        deadline_s: float = 120.0,
         concurrency: int = 16,
         verify: bool = True,
     ) -> None:

@@ -133,8 +133,8 @@ class OmeroSource(CachedHandleSource):
         tile_size: int = MAX_TILE_SIDE,
         max_retries: int = 5,
         initial_delay_s: float = 0.25,
-        timeout_s: float = 60.0,
-        deadline_s: float = 180.0,
+        timeout_s: float = 30.0,
+        deadline_s: float = 120.0,
         concurrency: int = 16,
     ) -> None:
         if mode not in TILE_MODES:
