@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ._html import channel_table_html, swatch
 from .request import RenderRequest
-from .sources.base import ImageInfo, Source, read_level
+from .sources.base import Source, read_level
 
 __all__ = [
     "auto_windows",
@@ -63,36 +64,13 @@ def _png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(rgb)).decode()
 
 
-def _swatch(color: Sequence[float]) -> str:
-    hexa = "".join(f"{round(v * 255):02X}" for v in color)
-    return (
-        f'<span style="display:inline-block;width:1em;height:1em;background:#{hexa};'
-        f'border:1px solid #888"></span> {hexa}'
-    )
-
-
-def channel_table_html(info: ImageInfo) -> str:
-    """An HTML table of a source's channels: index, name, default colour and window."""
-    rows = "".join(
-        f"<tr><td>{c.index + 1}</td><td>{html.escape(c.name)}</td><td>{_swatch(c.color)}</td>"
-        f"<td>{c.window[0]:g} : {c.window[1]:g}</td><td>{'yes' if c.active else 'no'}</td></tr>"
-        for c in info.channels
-    )
-    levels = ", ".join(f"{lv.width}x{lv.height}" for lv in info.levels)
-    return (
-        f"<b>{html.escape(info.name)}</b>: {info.size_c} channels, {info.dtype}, "
-        f"z={info.size_z}, t={info.size_t}; levels {levels}<table><tr><th>c</th>"
-        f"<th>name</th><th>colour</th><th>window</th><th>active</th></tr>{rows}</table>"
-    )
-
-
 def rendering_html(rendering: Any, max_size: int = PREVIEW_SIZE) -> str:
     """Summary of a rendering (image, level, size, channels) and a small preview image."""
     height, width = rendering.shape[:2]
     fx, _ = rendering.downsample
     channels = "".join(
         f"<li>{c.index + 1} {html.escape(rendering.image.channels[c.index].name)}: "
-        f"{_swatch(c.color)} window {c.start:g} : {c.end:g}"
+        f"{swatch(c.color)} window {c.start:g} : {c.end:g}"
         f"{' (inverted)' if c.inverted else ''}</li>"
         for c in rendering.plan.channels
     )

@@ -26,6 +26,7 @@ __all__ = [
     "choose_level_omero_figure",
     "choose_reduction",
     "floor_tolerant",
+    "minerva_level_sizes",
     "plan_tile_grid",
     "region_at_level",
     "split_edges",
@@ -36,6 +37,7 @@ __all__ = [
 # hair below an integer (61.99999999999999). Values within this distance of an integer are
 # taken to be that integer before flooring.
 _INTEGER_TOLERANCE = 1e-6
+MINERVA_TILE_SIZE = 1024  # Minerva's tiles (bfextractor), and its pyramid's stopping size
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,3 +359,24 @@ def tile_pieces(
                 )
             )
     return pieces
+
+
+def minerva_level_sizes(
+    width: int, height: int, tile: int = MINERVA_TILE_SIZE
+) -> list[tuple[int, int]]:
+    """Minerva's pyramid: ``ceil`` halving until the image fits one tile (bfextractor).
+
+    ``pyramid_levels = max(ceil(log2(size / tile))) + 1``.
+
+    >>> minerva_level_sizes(3000, 1500)
+    [(3000, 1500), (1500, 750), (750, 375)]
+    >>> len(minerva_level_sizes(1024, 1024)), len(minerva_level_sizes(1025, 10))
+    (1, 2)
+    """
+    longest = max(width, height)
+    levels = max(0, math.ceil(math.log2(longest / tile))) + 1 if longest > tile else 1
+    sizes = [(width, height)]
+    for _ in range(levels - 1):
+        w, h = sizes[-1]
+        sizes.append((math.ceil(w / 2), math.ceil(h / 2)))
+    return sizes

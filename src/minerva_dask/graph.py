@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .colors import parse_background
 from .errors import RequestError
 from .geometry import Rect
 from .kernel import PRESETS, check_styles, composite, fill_background
@@ -527,25 +528,6 @@ def compute_options(source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     if not uses_threaded_scheduler(kwargs):
         return kwargs  # a distributed client or another scheduler decides
     return {"num_workers": max(int(concurrency), os.cpu_count() or 1), **kwargs}
-
-
-def parse_background(color: str | Sequence[int]) -> tuple[int, int, int]:
-    """Background colour from a hex string (``"#DDDDDD"``, ``"000"``), a name
-    (``black``, ``white``, ``omero`` = ``#DDDDDD``) or an RGB triple of 0..255 ints.
-
-    >>> parse_background("omero"), parse_background("#FFF")
-    ((221, 221, 221), (255, 255, 255))
-    """
-    from .request import parse_color
-
-    if isinstance(color, str):
-        named = {"black": "000000", "white": "FFFFFF", "omero": "DDDDDD", "grey": "DDDDDD"}
-        rgb, _ = parse_color(named.get(color.lower(), color))
-        return tuple(round(v * 255) for v in rgb)  # type: ignore[return-value]
-    values = tuple(int(v) for v in color)
-    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
-        raise RequestError(f"background {color!r} is not three integers in 0..255")
-    return values  # type: ignore[return-value]
 
 
 def render(

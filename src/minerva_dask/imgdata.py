@@ -22,12 +22,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .colors import color_hex
 from .errors import RequestError
+from .geometry import MINERVA_TILE_SIZE, minerva_level_sizes
 from .ome_xml import OmeImage, check_pixels, parse_ome_images
 
 __all__ = ["MINERVA_TILE_SIZE", "imgdata_from_ome_xml", "minerva_level_sizes"]
 
-MINERVA_TILE_SIZE = 1024
 SPLIT_BORDER = 2
 _BITS = {
     "int8": 8,
@@ -40,27 +41,6 @@ _BITS = {
     "double": 64,
     "bit": 1,
 }
-
-
-def minerva_level_sizes(
-    width: int, height: int, tile: int = MINERVA_TILE_SIZE
-) -> list[tuple[int, int]]:
-    """Minerva's pyramid: ``ceil`` halving until the image fits one tile (bfextractor).
-
-    ``pyramid_levels = max(ceil(log2(size / tile))) + 1``.
-
-    >>> minerva_level_sizes(3000, 1500)
-    [(3000, 1500), (1500, 750), (750, 375)]
-    >>> len(minerva_level_sizes(1024, 1024)), len(minerva_level_sizes(1025, 10))
-    (1, 2)
-    """
-    longest = max(width, height)
-    levels = max(0, math.ceil(math.log2(longest / tile))) + 1 if longest > tile else 1
-    sizes = [(width, height)]
-    for _ in range(levels - 1):
-        w, h = sizes[-1]
-        sizes.append((math.ceil(w / 2), math.ceil(h / 2)))
-    return sizes
 
 
 def _most_square(count: int) -> tuple[int, int]:
@@ -92,9 +72,7 @@ def _split_channel(image: OmeImage, style: str) -> dict[str, Any]:
 
 
 def _color_hex(rgb: tuple[float, float, float] | None) -> str:
-    if rgb is None:
-        return "FFFFFF"
-    return "".join(f"{round(v * 255):02X}" for v in rgb)
+    return "FFFFFF" if rgb is None else color_hex(rgb)
 
 
 def imgdata_from_ome_xml(

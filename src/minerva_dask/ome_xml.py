@@ -9,6 +9,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from .colors import color_from_ome_int
+
 __all__ = [
     "OmeChannel",
     "OmeImage",
@@ -28,19 +30,6 @@ _UNIT_TO_UM = {
     "cm": 1e4,
     "m": 1e6,
 }
-
-
-def color_from_ome_int(value: int) -> tuple[tuple[float, float, float], float]:
-    """Split an OME signed int32 RGBA colour into ``((r, g, b), alpha)`` in 0..1.
-
-    >>> color_from_ome_int(-1)
-    ((1.0, 1.0, 1.0), 1.0)
-    >>> color_from_ome_int(-16776961)[0]
-    (1.0, 0.0, 0.0)
-    """
-    rgba = value & 0xFFFFFFFF
-    r, g, b, a = (rgba >> 24) & 255, (rgba >> 16) & 255, (rgba >> 8) & 255, rgba & 255
-    return (r / 255, g / 255, b / 255), a / 255
 
 
 @dataclass(frozen=True, slots=True)

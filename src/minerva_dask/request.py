@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
+from .colors import color_hex, parse_color
 from .errors import RequestError
 from .geometry import Rect
 
@@ -38,34 +39,6 @@ FAMILIES = ("linear", "polynomial", "exponential", "logarithmic")
 _FIGURE_MARKER = "/figure/render_scaled_region/"
 _IGNORED_PARAMS = frozenset({"p", "ia", "format", "zm", "_", "callback"})
 _KNOWN_PARAMS = frozenset({"c", "region", "max_size", "m", "maps", "q"}) | _IGNORED_PARAMS
-_HEX = re.compile(r"[0-9A-Fa-f]+")
-
-
-def parse_color(text: str) -> tuple[tuple[float, float, float], float]:
-    """Parse an OMERO hex colour into ``((r, g, b), alpha)``, each in 0..1.
-
-    Accepts ``RGB``, ``RGBA``, ``RRGGBB`` and ``RRGGBBAA`` with or without a leading ``#``
-    (OMERO's ``splitHTMLColor``: short forms have each digit doubled).
-
-    >>> parse_color("F00")
-    ((1.0, 0.0, 0.0), 1.0)
-    >>> parse_color("00FF0080")[1]
-    0.5019607843137255
-    """
-    digits = text[1:] if text.startswith("#") else text
-    if len(digits) not in (3, 4, 6, 8) or not _HEX.fullmatch(digits):
-        raise RequestError(
-            f"colour {text!r} is not 3, 4, 6 or 8 hexadecimal digits (RGB, RGBA, RRGGBB, RRGGBBAA)"
-        )
-    if len(digits) in (3, 4):
-        digits = "".join(ch * 2 for ch in digits)
-    values = [int(digits[i : i + 2], 16) / 255 for i in range(0, len(digits), 2)]
-    alpha = values[3] if len(values) == 4 else 1.0
-    return (values[0], values[1], values[2]), alpha
-
-
-def _color_hex(rgb: tuple[float, float, float]) -> str:
-    return "".join(f"{round(v * 255):02X}" for v in rgb)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -333,7 +306,7 @@ class RenderRequest:
                 detail += "$" + channel.lut
             elif channel.color is not None:
                 alpha = "" if channel.alpha == 1.0 else f"{round(channel.alpha * 255):02X}"
-                detail += "$" + _color_hex(channel.color) + alpha  # type: ignore[arg-type]
+                detail += "$" + color_hex(channel.color) + alpha  # type: ignore[arg-type]
             entries.append(entry + ("|" + detail if detail else ""))
             item: dict[str, Any] = {}
             if channel.inverted:

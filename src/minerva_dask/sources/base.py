@@ -148,7 +148,7 @@ class ImageInfo:
         return self.levels[0].height
 
     def _repr_html_(self) -> str:
-        from ..explore import channel_table_html
+        from .._html import channel_table_html
 
         return channel_table_html(self)
 

@@ -37,9 +37,9 @@ import requests
 
 from .._config import setting
 from .._redact import register_secret
+from ..colors import color_hex
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
-from ..geometry import Rect, tile_pieces
-from ..imgdata import MINERVA_TILE_SIZE, minerva_level_sizes
+from ..geometry import MINERVA_TILE_SIZE, Rect, minerva_level_sizes, tile_pieces
 from ..ome_xml import check_pixels, parse_ome_images
 from ._cognito import CognitoConfig, CognitoSession
 from ._http import RetryPolicy, call_with_retries, make_session, request_with_retries
@@ -439,7 +439,7 @@ class MinervaSource(CachedHandleSource):
         scale = _dtype_max(self.info.dtype)
         parts = []
         for style in sorted(channels, key=lambda s: s.index):
-            colour = "".join(f"{round(v * style.alpha * 255):02X}" for v in style.color)
+            colour = color_hex([v * style.alpha for v in style.color])
             parts.append(f"{style.index},{colour},{style.start / scale!r},{style.end / scale!r}")
         spec = self.info.levels[level]
         out = np.empty((int(rect.height), int(rect.width), 3), np.uint8)

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import zarr
 
+from ..colors import parse_color
 from ..errors import AuthError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect
-from ..request import parse_color
 from ._axes import block_selection, check_axes, read_block
 from ._fs import is_url, local_path, redact_url, remote_concurrency
 from ._ngff import check_array, check_multiscale, dataset_scale

@@ -40,6 +40,7 @@ import requests
 
 from .._config import setting
 from .._redact import register_secret, register_url_secrets
+from ..colors import color_hex, parse_color
 from ..errors import AuthError, RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect, tile_pieces
 from ._http import RetryPolicy, redact
@@ -71,11 +72,6 @@ def _quantization(style: Any) -> dict[str, Any]:
     if style.family == "linear" and style.coefficient == 1.0:
         return {}
     return {"quantization": {"family": style.family, "coefficient": style.coefficient}}
-
-
-def _hex(color: Sequence[float], alpha: float) -> str:
-    text = "".join(f"{round(v * 255):02X}" for v in color)
-    return text if alpha == 1.0 else text + f"{round(alpha * 255):02X}"
 
 
 def _num(value: float) -> str:
@@ -302,7 +298,9 @@ class OmeroSource(CachedHandleSource):
         """OMERO's own composite ``(y, x, 3)`` uint8 of ``rect`` (``m=c`` or ``m=g``)."""
         entries, maps = [], []
         for style in sorted(channels, key=lambda s: s.index):
-            colour = style.lut if getattr(style, "lut", None) else _hex(style.color, style.alpha)
+            colour = (
+                style.lut if getattr(style, "lut", None) else color_hex(style.color, style.alpha)
+            )
             entries.append(f"{style.index + 1}|{_num(style.start)}:{_num(style.end)}${colour}")
             maps.append({"inverted": {"enabled": bool(style.inverted)}, **_quantization(style)})
         params = {
@@ -479,8 +477,6 @@ def _grouped(native: int, side: int) -> int:
 
 
 def _rgb(text: str) -> tuple[float, float, float]:
-    from ..request import parse_color
-
     try:
         return parse_color(text)[0]
     except ValueError:
