@@ -190,7 +190,7 @@ def test_version_names_the_installed_package(capsys) -> None:
 _CROP_AND_LIST_DASK = """
 import sys
 from minerva_dask.cli import main
-from minerva_dask.graph import dask_may_be_configured
+from minerva_dask.compute import dask_may_be_configured
 configured = dask_may_be_configured()
 for region, out in zip(sys.argv[2::2], sys.argv[3::2]):
     code = main(["crop", "/0/0/0/?c=1|500:20000$0000FF,3|300:9000$FF8000&region=" + region,

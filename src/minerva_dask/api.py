@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError, RemoteError, RequestError
-from .graph import Rendering, compute_options, render
+from .compute import check_cluster_options, compute_context, compute_options
+from .errors import OutputError
+from .graph import Rendering, render
 from .plan import MAX_PIXELS, MAX_READ_PIXELS, PNG_MAX_PIXELS
 from .request import RenderRequest, default_request, parse_request
 from .sources import Source, open_image
@@ -39,97 +38,6 @@ class CropResult:
     elapsed_s: float
     levels: int = 1
     chunks_skipped: int = 0
-
-
-@contextlib.contextmanager
-def compute_context(
-    scheduler: Any = None,
-    *,
-    local_cluster: int | None = None,
-    memory_limit: str | None = None,
-    progress: bool = False,
-) -> Iterator[Any]:
-    """Where dask computes, yielding the ``distributed.Client`` or ``None``.
-
-    ``scheduler``: ``None`` (the threaded scheduler), a ``distributed.Client``, or the
-    address of a running scheduler (``"tcp://host:8786"``). ``local_cluster=N`` starts a
-    ``LocalCluster`` of N worker processes (``memory_limit`` each, e.g. ``"2GB"``) for the
-    duration. ``progress`` shows dask's progress bar on stderr for single computations.
-    """
-    _check_cluster_options(scheduler, local_cluster, memory_limit)
-    with contextlib.ExitStack() as stack:
-        client = None
-        if isinstance(scheduler, str) or local_cluster:
-            from ._optional import import_optional
-
-            distributed = import_optional(
-                "distributed", "distributed", "Computing on a dask cluster"
-            )
-            if local_cluster:
-                cluster = stack.enter_context(
-                    distributed.LocalCluster(
-                        n_workers=local_cluster,
-                        threads_per_worker=2,
-                        processes=True,
-                        memory_limit=memory_limit or "auto",
-                        dashboard_address=None,
-                    )
-                )
-                client = stack.enter_context(distributed.Client(cluster))
-            else:
-                client = stack.enter_context(_connect(distributed, scheduler))
-        elif scheduler is not None:
-            client = scheduler
-        if progress and client is None:
-            from dask.diagnostics import ProgressBar
-
-            stack.enter_context(ProgressBar(out=sys.stderr, dt=0.2))
-        yield client
-
-
-SCHEDULER_TIMEOUT_S = 10  # how long to try reaching a scheduler before saying it is not there
-
-
-def _check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any) -> None:
-    """Refuse, in the user's terms, cluster options that could only hang or fail late."""
-    if local_cluster is not None and (
-        isinstance(local_cluster, bool) or not isinstance(local_cluster, int) or local_cluster < 1
-    ):
-        raise RequestError(
-            f"local_cluster (--local-cluster) must be a number of worker processes >= 1, "
-            f"got {local_cluster!r}"
-        )
-    if isinstance(memory_limit, str) and memory_limit.lower() != "auto":
-        from dask.utils import parse_bytes
-
-        try:
-            parse_bytes(memory_limit)
-        except (ValueError, TypeError):
-            raise RequestError(
-                f"memory_limit (--memory-limit) {memory_limit!r} is not a size such as 2GB, "
-                "4GiB or 500MB, nor 'auto'"
-            ) from None
-    if isinstance(scheduler, str):
-        scheme, sep, rest = scheduler.rpartition("://")
-        host, colon, port = rest.rpartition(":")
-        if not colon or not port.isdigit() or not host or (sep and not scheme):
-            raise RequestError(
-                f"scheduler (--scheduler) {scheduler!r} is not a dask scheduler address such "
-                "as tcp://10.0.0.5:8786"
-            )
-
-
-def _connect(distributed: Any, address: str) -> Any:
-    """A client of the scheduler at ``address``, or an error within
-    :data:`SCHEDULER_TIMEOUT_S` seconds naming it."""
-    try:
-        return distributed.Client(address, timeout=SCHEDULER_TIMEOUT_S)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise RemoteError(
-            f"cannot reach the dask scheduler at {address} within {SCHEDULER_TIMEOUT_S} s "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-            "is it running, and is the address right?"
-        ) from None
 
 
 def crop(
@@ -204,7 +112,7 @@ def crop(
     ((384, 512), 3)
     """
     started = time.perf_counter()
-    _check_cluster_options(scheduler, local_cluster, memory_limit)  # before any work
+    check_cluster_options(scheduler, local_cluster, memory_limit)  # before any work
     fmt = output_format(output, format)
     if png_level is not None and fmt != "png":
         raise OutputError(f"png_level applies to PNG output, not {fmt} ({output})")

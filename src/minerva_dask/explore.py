@@ -7,15 +7,14 @@ low-resolution level, as OMERO's and napari's auto-contrast do, without reading 
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ._html import channel_table_html, swatch
+from ._html import channel_table_html, rendering_html
+from .graph import preview
 from .request import RenderRequest
 from .sources.base import Source, read_level
 
@@ -29,61 +28,6 @@ __all__ = [
 
 PREVIEW_SIZE = 512
 AUTO_LEVEL_PIXELS = 1 << 22  # the finest level with at most this many pixels is sampled
-
-
-def preview(rendering: Any, max_size: int = PREVIEW_SIZE) -> np.ndarray:
-    """A small ``(y, x, 3)`` uint8 picture of a rendering, at most ``max_size`` a side.
-
-    The request is rendered again with ``max_size`` from the coarsest suitable level (a
-    level reduced on the fly when none is small enough), so a whole-slide rendering
-    previews in a moment.
-
-    >>> import minerva_dask as md
-    >>> src = md.open_image(md.demo_image_path())
-    >>> rgb = md.render(src, md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,4096,3072"))
-    >>> preview(rgb, 256).shape
-    (192, 256, 3)
-    """
-    from .graph import render
-
-    small = render(
-        rendering.source,
-        replace(rendering.request, max_size=max_size),
-        preset=rendering.preset
-        if rendering.preset in ("linear", "omero", "minerva-2018")
-        else "linear",
-        gamma=rendering.gamma,
-        background=rendering.background,
-    )
-    return small.compute()  # the general level rule keeps max_size (reducing if need be)
-
-
-def _png_data_uri(rgb: np.ndarray) -> str:
-    from .writers.png import encode_png
-
-    return "data:image/png;base64," + base64.b64encode(encode_png(rgb)).decode()
-
-
-def rendering_html(rendering: Any, max_size: int = PREVIEW_SIZE) -> str:
-    """Summary of a rendering (image, level, size, channels) and a small preview image."""
-    height, width = rendering.shape[:2]
-    fx, _ = rendering.downsample
-    channels = "".join(
-        f"<li>{c.index + 1} {html.escape(rendering.image.channels[c.index].name)}: "
-        f"{swatch(c.color)} window {c.start:g} : {c.end:g}"
-        f"{' (inverted)' if c.inverted else ''}</li>"
-        for c in rendering.plan.channels
-    )
-    image = preview(rendering, max_size)
-    level = f"level {rendering.level}"
-    if rendering.plan.reduction > 1:
-        level += f" reduced 1/{rendering.plan.reduction}"
-    return (
-        f"<div><b>{html.escape(rendering.image.name)}</b>: {level} "
-        f"(1/{fx:g} scale), output {width} x {height} px, preset {rendering.preset}"
-        f'<ul>{channels}</ul><img src="{_png_data_uri(image)}" '
-        f'title="preview, {image.shape[1]} x {image.shape[0]} px"/></div>'
-    )
 
 
 def auto_windows(

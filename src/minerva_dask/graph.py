@@ -14,10 +14,8 @@ background. Planning (level, reduction, grid, budgets) is :mod:`minerva_dask.pla
 from __future__ import annotations
 
 import math
-import os
-import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -457,18 +455,31 @@ class Rendering:
         in flight (``source.io_concurrency``), so latency is hidden; ``kwargs`` go to
         ``dask.compute`` and win.
         """
+        from .compute import compute_options
+
         return self.data.compute(**compute_options(self.source, kwargs))
 
     def preview(self, max_size: int = 512) -> np.ndarray:
         """A small ``(y, x, 3)`` picture of this rendering (rendered from a coarse level)."""
-        from .explore import preview
-
         return preview(self, max_size)
 
-    def _repr_html_(self) -> str:
-        from .explore import rendering_html
+    def row_blocks(
+        self,
+        *,
+        client: Any = None,
+        compute_kwargs: dict[str, Any] | None = None,
+        progress: bool = False,
+    ) -> Iterator[np.ndarray]:
+        """This rendering as numpy row blocks ``(y, x, 3)``, top to bottom, computed in
+        order as they are consumed (see :func:`minerva_dask.compute.row_blocks`)."""
+        from .compute import row_blocks
 
-        return rendering_html(self)
+        return row_blocks(self, client, compute_kwargs or {}, progress)
+
+    def _repr_html_(self) -> str:
+        from ._html import rendering_html
+
+        return rendering_html(self, self.preview())
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         result = self.compute()
@@ -482,52 +493,29 @@ class Rendering:
         return (ref,) if isinstance(ref, str) else ()
 
 
-def dask_may_be_configured() -> bool:
-    """Whether dask may hold settings for this process: it is imported (code may have set
-    a scheduler, callbacks or a client), a ``DASK_*`` environment variable is set, or a
-    file lies where dask looks for its YAML configuration. When none holds, dask would
-    run a compute on its defaults: the threaded scheduler, one thread per core."""
-    if "dask" in sys.modules or any(name.startswith("DASK_") for name in os.environ):
-        return True
-    import site
+def preview(rendering: Any, max_size: int = 512) -> np.ndarray:
+    """A small ``(y, x, 3)`` uint8 picture of a rendering, at most ``max_size`` a side.
 
-    folders = [
-        "/etc/dask",
-        os.path.join(sys.prefix, "etc", "dask"),
-        *(os.path.join(prefix, "etc", "dask") for prefix in site.PREFIXES),
-        os.path.join(os.path.expanduser("~"), ".config", "dask"),
-    ]
-    return any(os.path.isdir(folder) and os.listdir(folder) for folder in folders)
+    The request is rendered again with ``max_size`` from the coarsest suitable level (a
+    level reduced on the fly when none is small enough), so a whole-slide rendering
+    previews in a moment.
 
-
-def uses_threaded_scheduler(kwargs: dict[str, Any]) -> bool:
-    """Whether a compute with ``kwargs`` runs on dask's threaded scheduler (no
-    ``scheduler=`` given, no scheduler or distributed client set as the default).
-    Answered without importing dask when nothing can have configured it."""
-    if "scheduler" not in kwargs and not dask_may_be_configured():
-        return True
-    import dask
-    import dask.threaded
-    from dask.base import get_scheduler
-
-    if "scheduler" in kwargs:
-        return get_scheduler(scheduler=kwargs["scheduler"]) is dask.threaded.get
-    if dask.config.get("scheduler", None) is None and "distributed" not in sys.modules:
-        # No scheduler configured, and no distributed Client can exist without
-        # distributed imported. (get_scheduler would import distributed, 0.15-0.3 s,
-        # just to look for one.)
-        return True
-    return get_scheduler() in (None, dask.threaded.get)
-
-
-def compute_options(source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` for ``compute``, with enough threads for a network source's latency."""
-    concurrency = getattr(source, "io_concurrency", None)
-    if not concurrency or "scheduler" in kwargs or "num_workers" in kwargs:
-        return kwargs
-    if not uses_threaded_scheduler(kwargs):
-        return kwargs  # a distributed client or another scheduler decides
-    return {"num_workers": max(int(concurrency), os.cpu_count() or 1), **kwargs}
+    >>> import minerva_dask as md
+    >>> src = md.open_image(md.demo_image_path())
+    >>> rgb = md.render(src, md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,4096,3072"))
+    >>> preview(rgb, 256).shape
+    (192, 256, 3)
+    """
+    small = render(
+        rendering.source,
+        replace(rendering.request, max_size=max_size),
+        preset=rendering.preset
+        if rendering.preset in ("linear", "omero", "minerva-2018")
+        else "linear",
+        gamma=rendering.gamma,
+        background=rendering.background,
+    )
+    return small.compute()  # the general level rule keeps max_size (reducing if need be)
 
 
 def render(

@@ -24,13 +24,11 @@ output never has to fit in memory, and rendering overlaps encoding.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
-import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -312,89 +310,29 @@ def _lazy_or_numpy(image: Any) -> Any:
     return np.asarray(image)
 
 
-def _row_blocks(
+def _rows(
     image: Any, client: Any, compute_kwargs: dict[str, Any], progress: bool
 ) -> Iterator[np.ndarray]:
-    """``image`` as numpy row blocks, top to bottom. A lazy image is computed a few rows of
-    chunks at a time (enough chunks to keep every thread busy, or every tile a network
-    source wants in flight), while the encoder deflates the rows before."""
+    """``image`` as numpy row blocks, top to bottom: a Rendering computes its own (it knows
+    how its chunks run best), a dask array one row of chunks at a time, in order, with
+    two in flight; anything else is one block."""
+    if hasattr(image, "row_blocks"):
+        yield from image.row_blocks(client=client, compute_kwargs=compute_kwargs, progress=progress)
+        return
     if not hasattr(image, "chunks"):
         yield np.asarray(image)
         return
-    from ..graph import compute_options, uses_threaded_scheduler
     from ._bands import Progress, compute_in_order
 
-    rows, columns = len(image.chunks[0]), len(image.chunks[1])
-    report = Progress(rows * columns, "PNG", enabled=progress)
-    options = compute_options(getattr(image, "source", None), compute_kwargs)
-    if client is not None:
-        threads = sum(client.nthreads().values())
-    else:
-        threads = options.get("num_workers") or os.cpu_count() or 1
-    step = max(1, -(-threads // columns))  # rows of chunks per job
-    starts = range(0, rows, step)
-    with contextlib.ExitStack() as stack:
-        if client is None and hasattr(image, "chunk_task") and uses_threaded_scheduler(options):
-            chunks_of = _local_chunk_runner(image, threads, stack)
-            jobs: Iterator[Any] = (range(start, min(start + step, rows)) for start in starts)
-
-            def compute(job: range) -> np.ndarray:
-                blocks = iter(chunks_of([(row, col) for row in job for col in range(columns)]))
-                return _joined([_joined([next(blocks) for _ in range(columns)], 1) for _ in job], 0)
-
-        else:
-            data = getattr(image, "data", image)
-            jobs = (data.blocks[start : start + step] for start in starts)
-
-            def compute(job: Any) -> np.ndarray:
-                return job.compute(**options)
-
-        # Locally one job at a time (it takes every thread; the encoder's threads overlap
-        # it); a cluster gets two in flight.
-        prefetch = 1 if client is None else 2
-        blocks = compute_in_order(jobs, client=client, prefetch=prefetch, compute=compute)
-        for start, block in zip(starts, blocks, strict=True):
-            report.advance(columns * (min(start + step, rows) - start))
-            yield block
-
-
-def _joined(blocks: list[np.ndarray], axis: int) -> np.ndarray:
-    """``blocks`` concatenated along ``axis``; a single block as it is (no copy)."""
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=axis)
-
-
-def _local_chunk_runner(
-    image: Any, threads: int, stack: contextlib.ExitStack
-) -> Callable[[list[tuple[int, int]]], list[np.ndarray]]:
-    """How a Rendering's chunks ``[(row, col), ...]`` are computed here, in that order.
-
-    Its chunk tasks stand alone. With dask loaded they run on dask's threaded scheduler,
-    so its callbacks and settings apply; where dask was never loaded nothing can have
-    configured it, and a thread pool of ``threads`` runs them without importing dask
-    (0.1-0.15 s of a small crop's whole run).
-    """
-    if "dask" in sys.modules:
-        import dask.threaded
-
-        def on_dask(ids: list[tuple[int, int]]) -> list[np.ndarray]:
-            keys = [(image.name, row, col, 0) for row, col in ids]
-            graph = {key: image.graph[key] for key in keys}
-            return dask.threaded.get(graph, keys, num_workers=threads)
-
-        return on_dask
-    pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="chunk"))
-    reads = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="chunk-read"))
-
-    def on_pool(ids: list[tuple[int, int]]) -> list[np.ndarray]:
-        # with threads to spare, each chunk keeps its share of them reading channels ahead
-        ahead = threads // len(ids) if len(ids) < threads else 0
-
-        def one(id_: tuple[int, int]) -> np.ndarray:
-            return image.compute_chunk(*id_, reads=reads if ahead else None, ahead=ahead)
-
-        return list(pool.map(one, ids))
-
-    return on_pool
+    rows = len(image.chunks[0])
+    report = Progress(rows * len(image.chunks[1]), "PNG", enabled=progress)
+    jobs = (image.blocks[row : row + 1] for row in range(rows))
+    blocks = compute_in_order(
+        jobs, client=client, prefetch=2, compute=lambda job: job.compute(**compute_kwargs)
+    )
+    for block in blocks:
+        report.advance(len(image.chunks[1]))
+        yield block
 
 
 def to_png(
@@ -453,6 +391,6 @@ def to_png(
         atomic_write(target, inputs=inputs) as fh,
         PngWriter(fh, shape[1], shape[0], samples, level=level, threads=threads) as writer,
     ):
-        for rows in _row_blocks(image, client, compute_kwargs, progress):
+        for rows in _rows(image, client, compute_kwargs, progress):
             writer.write(rows)
     return target

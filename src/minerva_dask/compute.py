@@ -1,0 +1,250 @@
+"""How a rendering's chunks run: the one place that decides.
+
+The threaded scheduler, a dask-free thread pool (for a PNG where dask was never loaded),
+a distributed client (``compute_context``: a running scheduler or a ``LocalCluster``),
+how many threads a network source wants, read-ahead of channel groups, and row blocks
+computed in order with bounded prefetch and progress. Writers receive the row blocks;
+they never see how they were made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from .errors import RemoteError, RequestError
+from .writers._bands import Progress, compute_in_order
+
+__all__ = [
+    "check_cluster_options",
+    "compute_context",
+    "compute_options",
+    "dask_may_be_configured",
+    "row_blocks",
+    "uses_threaded_scheduler",
+]
+
+
+@contextlib.contextmanager
+def compute_context(
+    scheduler: Any = None,
+    *,
+    local_cluster: int | None = None,
+    memory_limit: str | None = None,
+    progress: bool = False,
+) -> Iterator[Any]:
+    """Where dask computes, yielding the ``distributed.Client`` or ``None``.
+
+    ``scheduler``: ``None`` (the threaded scheduler), a ``distributed.Client``, or the
+    address of a running scheduler (``"tcp://host:8786"``). ``local_cluster=N`` starts a
+    ``LocalCluster`` of N worker processes (``memory_limit`` each, e.g. ``"2GB"``) for the
+    duration. ``progress`` shows dask's progress bar on stderr for single computations.
+    """
+    check_cluster_options(scheduler, local_cluster, memory_limit)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if isinstance(scheduler, str) or local_cluster:
+            from ._optional import import_optional
+
+            distributed = import_optional(
+                "distributed", "distributed", "Computing on a dask cluster"
+            )
+            if local_cluster:
+                cluster = stack.enter_context(
+                    distributed.LocalCluster(
+                        n_workers=local_cluster,
+                        threads_per_worker=2,
+                        processes=True,
+                        memory_limit=memory_limit or "auto",
+                        dashboard_address=None,
+                    )
+                )
+                client = stack.enter_context(distributed.Client(cluster))
+            else:
+                client = stack.enter_context(_connect(distributed, scheduler))
+        elif scheduler is not None:
+            client = scheduler
+        if progress and client is None:
+            from dask.diagnostics import ProgressBar
+
+            stack.enter_context(ProgressBar(out=sys.stderr, dt=0.2))
+        yield client
+
+
+SCHEDULER_TIMEOUT_S = 10  # how long to try reaching a scheduler before saying it is not there
+
+
+def check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any) -> None:
+    """Refuse, in the user's terms, cluster options that could only hang or fail late."""
+    if local_cluster is not None and (
+        isinstance(local_cluster, bool) or not isinstance(local_cluster, int) or local_cluster < 1
+    ):
+        raise RequestError(
+            f"local_cluster (--local-cluster) must be a number of worker processes >= 1, "
+            f"got {local_cluster!r}"
+        )
+    if isinstance(memory_limit, str) and memory_limit.lower() != "auto":
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(memory_limit)
+        except (ValueError, TypeError):
+            raise RequestError(
+                f"memory_limit (--memory-limit) {memory_limit!r} is not a size such as 2GB, "
+                "4GiB or 500MB, nor 'auto'"
+            ) from None
+    if isinstance(scheduler, str):
+        scheme, sep, rest = scheduler.rpartition("://")
+        host, colon, port = rest.rpartition(":")
+        if not colon or not port.isdigit() or not host or (sep and not scheme):
+            raise RequestError(
+                f"scheduler (--scheduler) {scheduler!r} is not a dask scheduler address such "
+                "as tcp://10.0.0.5:8786"
+            )
+
+
+def _connect(distributed: Any, address: str) -> Any:
+    """A client of the scheduler at ``address``, or an error within
+    :data:`SCHEDULER_TIMEOUT_S` seconds naming it."""
+    try:
+        return distributed.Client(address, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise RemoteError(
+            f"cannot reach the dask scheduler at {address} within {SCHEDULER_TIMEOUT_S} s "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "is it running, and is the address right?"
+        ) from None
+
+
+def dask_may_be_configured() -> bool:
+    """Whether dask may hold settings for this process: it is imported (code may have set
+    a scheduler, callbacks or a client), a ``DASK_*`` environment variable is set, or a
+    file lies where dask looks for its YAML configuration. When none holds, dask would
+    run a compute on its defaults: the threaded scheduler, one thread per core."""
+    if "dask" in sys.modules or any(name.startswith("DASK_") for name in os.environ):
+        return True
+    import site
+
+    folders = [
+        "/etc/dask",
+        os.path.join(sys.prefix, "etc", "dask"),
+        *(os.path.join(prefix, "etc", "dask") for prefix in site.PREFIXES),
+        os.path.join(os.path.expanduser("~"), ".config", "dask"),
+    ]
+    return any(os.path.isdir(folder) and os.listdir(folder) for folder in folders)
+
+
+def uses_threaded_scheduler(kwargs: dict[str, Any]) -> bool:
+    """Whether a compute with ``kwargs`` runs on dask's threaded scheduler (no
+    ``scheduler=`` given, no scheduler or distributed client set as the default).
+    Answered without importing dask when nothing can have configured it."""
+    if "scheduler" not in kwargs and not dask_may_be_configured():
+        return True
+    import dask
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    if "scheduler" in kwargs:
+        return get_scheduler(scheduler=kwargs["scheduler"]) is dask.threaded.get
+    if dask.config.get("scheduler", None) is None and "distributed" not in sys.modules:
+        # No scheduler configured, and no distributed Client can exist without
+        # distributed imported. (get_scheduler would import distributed, 0.15-0.3 s,
+        # just to look for one.)
+        return True
+    return get_scheduler() in (None, dask.threaded.get)
+
+
+def compute_options(source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for ``compute``, with enough threads for a network source's latency."""
+    concurrency = getattr(source, "io_concurrency", None)
+    if not concurrency or "scheduler" in kwargs or "num_workers" in kwargs:
+        return kwargs
+    if not uses_threaded_scheduler(kwargs):
+        return kwargs  # a distributed client or another scheduler decides
+    return {"num_workers": max(int(concurrency), os.cpu_count() or 1), **kwargs}
+
+
+def row_blocks(
+    image: Any, client: Any, compute_kwargs: dict[str, Any], progress: bool
+) -> Iterator[np.ndarray]:
+    """A :class:`~minerva_dask.Rendering` as numpy row blocks ``(y, x, 3)``, top to bottom,
+    computed a few rows of chunks at a time (enough chunks to keep every thread busy, or
+    every tile a network source wants in flight) while the consumer (the PNG encoder)
+    works on the rows before. ``client``: a ``distributed.Client`` or ``None``."""
+    rows, columns = len(image.chunks[0]), len(image.chunks[1])
+    report = Progress(rows * columns, "PNG", enabled=progress)
+    options = compute_options(getattr(image, "source", None), compute_kwargs)
+    if client is not None:
+        threads = sum(client.nthreads().values())
+    else:
+        threads = options.get("num_workers") or os.cpu_count() or 1
+    step = max(1, -(-threads // columns))  # rows of chunks per job
+    starts = range(0, rows, step)
+    with contextlib.ExitStack() as stack:
+        if client is None and hasattr(image, "chunk_task") and uses_threaded_scheduler(options):
+            chunks_of = _local_chunk_runner(image, threads, stack)
+            jobs: Iterator[Any] = (range(start, min(start + step, rows)) for start in starts)
+
+            def compute(job: range) -> np.ndarray:
+                blocks = iter(chunks_of([(row, col) for row in job for col in range(columns)]))
+                return _joined([_joined([next(blocks) for _ in range(columns)], 1) for _ in job], 0)
+
+        else:
+            data = getattr(image, "data", image)
+            jobs = (data.blocks[start : start + step] for start in starts)
+
+            def compute(job: Any) -> np.ndarray:
+                return job.compute(**options)
+
+        # Locally one job at a time (it takes every thread; the encoder's threads overlap
+        # it); a cluster gets two in flight.
+        prefetch = 1 if client is None else 2
+        blocks = compute_in_order(jobs, client=client, prefetch=prefetch, compute=compute)
+        for start, block in zip(starts, blocks, strict=True):
+            report.advance(columns * (min(start + step, rows) - start))
+            yield block
+
+
+def _joined(blocks: list[np.ndarray], axis: int) -> np.ndarray:
+    """``blocks`` concatenated along ``axis``; a single block as it is (no copy)."""
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=axis)
+
+
+def _local_chunk_runner(
+    image: Any, threads: int, stack: contextlib.ExitStack
+) -> Callable[[list[tuple[int, int]]], list[np.ndarray]]:
+    """How a Rendering's chunks ``[(row, col), ...]`` are computed here, in that order.
+
+    Its chunk tasks stand alone. With dask loaded they run on dask's threaded scheduler,
+    so its callbacks and settings apply; where dask was never loaded nothing can have
+    configured it, and a thread pool of ``threads`` runs them without importing dask
+    (0.1-0.15 s of a small crop's whole run).
+    """
+    if "dask" in sys.modules:
+        import dask.threaded
+
+        def on_dask(ids: list[tuple[int, int]]) -> list[np.ndarray]:
+            keys = [(image.name, row, col, 0) for row, col in ids]
+            graph = {key: image.graph[key] for key in keys}
+            return dask.threaded.get(graph, keys, num_workers=threads)
+
+        return on_dask
+    pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="chunk"))
+    reads = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="chunk-read"))
+
+    def on_pool(ids: list[tuple[int, int]]) -> list[np.ndarray]:
+        # with threads to spare, each chunk keeps its share of them reading channels ahead
+        ahead = threads // len(ids) if len(ids) < threads else 0
+
+        def one(id_: tuple[int, int]) -> np.ndarray:
+            return image.compute_chunk(*id_, reads=reads if ahead else None, ahead=ahead)
+
+        return list(pool.map(one, ids))
+
+    return on_pool
