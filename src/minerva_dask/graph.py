@@ -14,19 +14,25 @@ background. Planning (level, reduction, grid, budgets) is :mod:`minerva_dask.pla
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .chunks import (
+    CompositeSpec,
+    TileReader,
+    level_array,
+    render_chunk,
+    server_chunk,
+    windowed_styles,
+)
 from .colors import parse_background
 from .errors import RequestError
-from .geometry import Rect
-from .kernel import PRESETS, check_styles, composite, fill_background
+from .kernel import PRESETS, check_styles
 from .plan import (  # noqa: F401  (LEVEL_RULES, MIN_CHUNK_SIDE: importable from here too)
     LEVEL_RULES,
     MAX_PIXELS,
@@ -35,8 +41,7 @@ from .plan import (  # noqa: F401  (LEVEL_RULES, MIN_CHUNK_SIDE: importable from
     RenderPlan,
     plan_render,
 )
-from .reduction import block_means
-from .request import RenderRequest, ResolvedChannel
+from .request import RenderRequest
 from .sources.base import ImageInfo, Source, channels_per_read, tile_mode
 
 if TYPE_CHECKING:
@@ -46,125 +51,6 @@ __all__ = ["RenderPlan", "Rendering", "channel_arrays", "plan_render", "render"]
 
 # Gamma that server-rendered composites carry (recorded in the Rendering, not applied).
 _SERVER_GAMMA = {"minerva-render-tile": 2.2}
-
-
-class _TileReader:
-    """Array-like view of a region of one level, for ``da.from_array``.
-
-    ``mode`` ``"raw"`` or ``"windowed"``: shape ``(c, y, x)``, raw pixels or 8-bit quanta
-    of the shown channels. ``"composite"``: shape ``(y, x, 3)``, the server's RGB. Parts
-    outside the level are ``fill`` (broadcast, never allocated for a chunk wholly outside).
-    Where the plan reduces the level (``plan.reduction`` k > 1) its pixels are those of the
-    virtual level: means of k x k level blocks (:func:`minerva_dask.reduction.block_means`),
-    read one level tile at a time.
-    """
-
-    def __init__(
-        self,
-        source: Source,
-        plan: RenderPlan,
-        mode: str,
-        model: str = "color",
-        fill: tuple[int, ...] = (0,),
-    ) -> None:
-        self.source, self.grid, self.mode, self.model = source, plan.grid, mode, model
-        self.reduction = plan.reduction
-        self.styles = plan.channels
-        self.z, self.t = plan.z, plan.t
-        height, width = plan.grid.shape
-        if mode == "composite":
-            self.dtype, self.shape = np.dtype(np.uint8), (height, width, 3)
-            self.fill = np.asarray(fill, np.uint8)
-        else:
-            self.dtype = np.dtype(np.uint8 if mode == "windowed" else source.info.dtype)
-            self.shape = (len(self.styles), height, width)
-            self.fill = np.zeros((), self.dtype)
-        self.ndim = 3
-
-    def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
-        key = tuple(key) + (slice(None),) * (3 - len(key))
-        spatial = (0, 1) if self.mode == "composite" else (1, 2)
-        if not all(isinstance(key[i], slice) and key[i].step in (None, 1) for i in spatial):
-            whole = tuple(slice(None) if i in spatial else k for i, k in enumerate(key))
-            return self[whole][tuple(k if i in spatial else slice(None) for i, k in enumerate(key))]
-        (y0, y1, _), (x0, x1, _) = (key[i].indices(self.shape[i]) for i in spatial)
-        region = self.grid.region
-        rect = Rect(int(region.x) + x0, int(region.y) + y0, x1 - x0, y1 - y0)
-        inside = rect.intersection(Rect(0, 0, self.grid.level_width, self.grid.level_height))
-        if self.mode == "composite":
-            shape: tuple[int, ...] = (y1 - y0, x1 - x0, 3)
-            styles = self.styles
-        else:
-            styles = self.styles[key[0]] if isinstance(key[0], slice) else (self.styles[key[0]],)
-            shape = (len(styles), y1 - y0, x1 - x0)
-        if inside is None:
-            return np.broadcast_to(self.fill, shape)
-        block = self._read(inside, styles)
-        if inside == rect:
-            return block
-        out = np.empty(shape, self.dtype)
-        out[...] = self.fill
-        dx, dy = int(inside.x - rect.x), int(inside.y - rect.y)
-        h, w = int(inside.height), int(inside.width)
-        if self.mode == "composite":
-            out[dy : dy + h, dx : dx + w] = block
-        else:
-            out[:, dy : dy + h, dx : dx + w] = block
-        return out
-
-    def _read(self, rect: Rect, styles: tuple[ResolvedChannel, ...]) -> np.ndarray:
-        """Pixels ``rect`` (inside the level, reduced by ``self.reduction``) of ``styles``."""
-        if self.reduction == 1:
-            return self._read_level(rect, styles)
-        spec = self.source.info.levels[self.grid.level]
-        return block_means(
-            lambda piece: self._read_level(piece, styles),
-            rect,
-            self.reduction,
-            (spec.width, spec.height),
-            (spec.tile_width, spec.tile_height),
-            self.dtype,
-            channels_last=self.mode == "composite",
-        )
-
-    def _read_level(self, rect: Rect, styles: tuple[ResolvedChannel, ...]) -> np.ndarray:
-        level, z, t = self.grid.level, self.z, self.t
-        if self.mode == "raw":
-            indices = [style.index for style in styles]
-            return self.source.read_region(level, rect, indices, z=z, t=t)
-        if self.mode == "windowed":
-            return self.source.read_windowed(level, rect, styles, z=z, t=t)  # type: ignore[attr-defined]
-        return self.source.read_composite(
-            level,
-            rect,
-            styles,
-            z=z,
-            t=t,  # type: ignore[attr-defined]
-            model=self.model,
-        )
-
-
-def _tiles(
-    source: Source, plan: RenderPlan, mode: str, model: str = "color", fill: tuple[int, ...] = (0,)
-) -> da.Array:
-    import dask.array as da
-    from dask.base import tokenize
-
-    reader = _TileReader(source, plan, mode, model, fill)
-    reduced = (plan.reduction,) if plan.reduction > 1 else ()  # names kept where not reduced
-    name = f"{mode}-" + tokenize(
-        source, plan.grid, *reduced, plan.channels, plan.z, plan.t, model, fill
-    )
-    rows, cols = plan.grid.chunks
-    chunks = (rows, cols, (3,)) if mode == "composite" else ((len(plan.channels),), rows, cols)
-    return da.from_array(
-        reader,
-        chunks=chunks,
-        name=name,
-        asarray=False,
-        fancy=False,
-        meta=np.empty((0, 0, 0), reader.dtype),
-    )
 
 
 def channel_arrays(
@@ -206,139 +92,8 @@ def channel_arrays(
         max_pixels=max_pixels,
         max_read_pixels=max_read_pixels,
     )
-    stack = _tiles(source, plan, "raw")
+    stack = level_array(source, plan, "raw")
     return {channel.index: stack[i] for i, channel in enumerate(plan.channels)}
-
-
-def _windowed_styles(styles: tuple[ResolvedChannel, ...]) -> tuple[ResolvedChannel, ...]:
-    """Styles for 8-bit quanta the server has already windowed (and quantized): 0..255."""
-    return tuple(replace(s, start=0.0, end=255.0, family="linear", coefficient=1.0) for s in styles)
-
-
-class _CompositeSpec:
-    """Everything a chunk's composite needs besides its pixels, as one opaque argument.
-
-    dask walks tuples and lists in task arguments for every task; 40 channel styles and
-    the grid's edges per task made graph optimisation of a 100k^2 slide 2x slower. A
-    plain object is passed through untouched.
-    """
-
-    __slots__ = ("background", "edges", "gamma", "level_size", "preset", "styles")
-
-    def __init__(
-        self,
-        styles: tuple[ResolvedChannel, ...],
-        preset: str,
-        gamma: float | None,
-        background: tuple[int, int, int],
-        level_size: tuple[int, int],
-        edges: tuple[tuple[int, ...], tuple[int, ...]],
-    ) -> None:
-        self.styles, self.preset, self.gamma = styles, preset, gamma
-        self.background, self.level_size, self.edges = background, level_size, edges
-
-    def __dask_tokenize__(self) -> tuple[Any, ...]:
-        return (self.styles, self.preset, self.gamma, self.background, self.level_size, self.edges)
-
-
-class _ChannelPlanes:
-    """The shown channels of one chunk as ``(c, y, x)`` planes, read ``group`` channels at
-    a time while the kernel iterates over them (only ``shape``, ``dtype``, ``ndim`` and
-    iteration, which is all :func:`kernel.composite` uses).
-
-    With an executor ``reads``, up to ``ahead`` further groups are read on it while the
-    kernel composites the current one (for chunks that have cores to spare)."""
-
-    def __init__(
-        self,
-        reader: _TileReader,
-        ys: slice,
-        xs: slice,
-        group: int,
-        reads: Executor | None = None,
-        ahead: int = 0,
-    ) -> None:
-        self.reader, self.ys, self.xs, self.group = reader, ys, xs, group
-        self.reads, self.ahead = reads, ahead if reads is not None else 0
-        self.shape = (len(reader.styles), ys.stop - ys.start, xs.stop - xs.start)
-        self.dtype, self.ndim = reader.dtype, 3
-
-    def _read(self, start: int) -> np.ndarray:
-        return self.reader[slice(start, start + self.group), self.ys, self.xs]
-
-    def __iter__(self) -> Any:
-        starts = range(0, self.shape[0], self.group)
-        if self.ahead < 1 or len(starts) < 2:
-            for start in starts:
-                yield from self._read(start)
-            return
-        pending: deque[Future[np.ndarray]] = deque()
-        try:
-            for start in starts:
-                pending.append(self.reads.submit(self._read, start))  # type: ignore[union-attr]
-                if len(pending) > self.ahead:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
-        finally:
-            for future in pending:  # the kernel stopped early (an error): drop the rest
-                future.cancel()
-
-
-def _chunk_slices(edges: tuple[tuple[int, ...], tuple[int, ...]], row: int, col: int):
-    """Output-pixel ``(y slice, x slice)`` of chunk ``(row, col)`` from the grid's edges."""
-    x_edges, y_edges = edges
-    ys = slice(y_edges[row] - y_edges[0], y_edges[row + 1] - y_edges[0])
-    xs = slice(x_edges[col] - x_edges[0], x_edges[col + 1] - x_edges[0])
-    return ys, xs
-
-
-def _render_chunk(
-    reader: _TileReader,
-    spec: _CompositeSpec,
-    group: int,
-    block_id: tuple[int, ...],
-    reads: Executor | None = None,
-    ahead: int = 0,
-) -> np.ndarray:
-    """Read and composite output chunk ``block_id`` (row, column, 0), ``group`` channels
-    at a time (``ahead`` groups read ahead on ``reads``, when given)."""
-    ys, xs = _chunk_slices(spec.edges, *block_id[:2])
-    return _composite_block(_ChannelPlanes(reader, ys, xs, group, reads, ahead), spec, block_id)
-
-
-def _server_chunk(
-    reader: _TileReader,
-    spec: _CompositeSpec,
-    block_id: tuple[int, ...],
-    reads: Executor | None = None,
-    ahead: int = 0,
-) -> np.ndarray:
-    """Output chunk ``block_id`` as the server composited it (outside: background); one
-    read, so ``reads`` and ``ahead`` do not apply."""
-    ys, xs = _chunk_slices(spec.edges, *block_id[:2])
-    return reader[ys, xs]
-
-
-def _composite_block(block: Any, spec: _CompositeSpec, block_id: tuple[int, ...]) -> np.ndarray:
-    """Composite one chunk; pixels outside the level become the background.
-
-    ``spec.edges`` are the grid's ``(x_edges, y_edges)`` in level pixels; ``block_id``
-    (row, column, 0) says which chunk this is.
-    """
-    (x_edges, y_edges), (row, col) = spec.edges, block_id[:2]
-    x0, x1, y0, y1 = x_edges[col], x_edges[col + 1], y_edges[row], y_edges[row + 1]
-    inside = Rect(x0, y0, x1 - x0, y1 - y0).intersection(Rect(0, 0, *spec.level_size))
-    if inside is None:
-        return fill_background((y1 - y0, x1 - x0), spec.background)
-    out = composite(block, spec.styles, preset=spec.preset, gamma=spec.gamma)
-    ix0, iy0 = int(inside.x) - x0, int(inside.y) - y0
-    ix1, iy1 = ix0 + int(inside.width), iy0 + int(inside.height)
-    if (ix0, iy0, ix1, iy1) != (0, 0, x1 - x0, y1 - y0):  # straddles the image edge
-        color = np.asarray(spec.background, np.uint8)
-        out[:iy0], out[iy1:] = color, color
-        out[iy0:iy1, :ix0], out[iy0:iy1, ix1:] = color, color
-    return out
 
 
 @dataclass(frozen=True)
@@ -581,7 +336,7 @@ def render(
             )
         preset = server_preset
     else:
-        styles = resolved if mode == "raw" else _windowed_styles(resolved)
+        styles = resolved if mode == "raw" else windowed_styles(resolved)
         try:
             check_styles(styles, preset)
         except ValueError as exc:
@@ -599,8 +354,8 @@ def render(
         max_pixels=max_pixels,
         max_read_pixels=max_read_pixels,
     )
-    styles = plan.channels if mode == "raw" else _windowed_styles(plan.channels)
-    spec = _CompositeSpec(
+    styles = plan.channels if mode == "raw" else windowed_styles(plan.channels)
+    spec = CompositeSpec(
         styles,
         preset,
         gamma,
@@ -609,11 +364,11 @@ def render(
         (plan.grid.x_edges, plan.grid.y_edges),
     )
     if mode == "composite":
-        reader = _TileReader(source, plan, "composite", request.model, background_rgb)
-        task: tuple[Any, ...] = (_server_chunk, reader, spec)
+        reader = TileReader(source, plan, "composite", request.model, background_rgb)
+        task: tuple[Any, ...] = (server_chunk, reader, spec)
     else:
         group = (channels_per_read(source, plan.level) if mode == "raw" else None) or len(styles)
-        task = (_render_chunk, _TileReader(source, plan, mode), spec, group)
+        task = (render_chunk, TileReader(source, plan, mode), spec, group)
     rows, cols = plan.grid.chunks
     default_gamma = _SERVER_GAMMA.get(preset) or PRESETS[preset]["gamma"]
     used_gamma = default_gamma if gamma is None else float(gamma)
