@@ -211,3 +211,14 @@ def test_tiff_tile_rule() -> None:
         512,
     ]
     assert tiff_tile(4000, 4000, 96) == 64  # within the band, which then grows to 128
+
+
+def test_a_chunk_that_is_not_a_power_of_two_grows_to_whole_tiles(demo_path, tmp_path) -> None:
+    request = f"/0/0/0/?{DEMO_CHANNELS}&region=700,400,200,150"
+    md.crop(request, tmp_path / "a.png", image=demo_path)
+    result = md.crop(request, tmp_path / "a.ome.tif", image=demo_path, chunk=48)
+    assert result.levels == 4  # tile 32 (within 48), bands of 64 rows: 200 -> 100 -> 50 -> 25
+    with tifffile.TiffFile(tmp_path / "a.ome.tif") as tif:
+        levels = [level.asarray() for level in tif.series[0].levels]
+        assert {level.keyframe.tilewidth for level in tif.series[0].levels} == {32}
+    check_pixels(levels, imagecodecs.png_decode((tmp_path / "a.png").read_bytes()), 4)
