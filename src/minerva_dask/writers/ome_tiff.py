@@ -39,7 +39,7 @@ COMPRESSIONS = {
     "zstd": ("zstd", {"level": 3}),
     "none": (None, None),
 }
-_TIFF_TILE = 512
+_TIFF_TILE = 512  # the largest TIFF tile side; the smallest is 16 (the TIFF rule)
 _COMPRESS_PASS_BYTES = 32 * 2**20
 
 
@@ -64,7 +64,11 @@ def to_ome_tiff(
     compression
         ``deflate`` (default), ``jpeg``, ``lzw``, ``zstd`` or ``none``.
     chunk
-        Rows per band and dask chunk side (default: the image's chunk, a multiple of 16).
+        Rows per band and dask chunk side (default: the image's chunk), rounded up to a
+        multiple of the TIFF tile. The tile is the largest power of two from 16 to 512
+        that exceeds neither the image's shorter side rounded up to 16 nor ``chunk``:
+        libvips refuses to open a file whose tile is larger than an image of at most
+        128 pixels a side (see :func:`tiff_tile`).
     client, prefetch
         A ``distributed.Client`` (default: threaded scheduler) and bands in flight.
     progress
@@ -88,8 +92,12 @@ def to_ome_tiff(
     meta = OutputMetadata.of(image)
     target = check_output_path(path, overwrite=overwrite, inputs=meta.inputs)
     data, side = rgb_grid(image, chunk, multiple=16)  # TIFF tiles: multiples of 16
-    tile = _TIFF_TILE if side % _TIFF_TILE == 0 else side
     height, width = data.shape[:2]
+    tile = tiff_tile(height, width, side)
+    if side % tile:  # bands of whole tile rows: the side grows to a multiple of the tile
+        data, side = rgb_grid(data, -(-side // tile) * tile, multiple=tile)
+    if side % tile:
+        raise RuntimeError(f"minerva-dask internal error: tile {tile} does not divide {side}")
     shapes = pyramid_shapes(height, width, tile)
     codec, codec_args = COMPRESSIONS[compression]
     total = sum(math.ceil(h / tile) * math.ceil(w / tile) for h, w in shapes)
@@ -165,6 +173,25 @@ def to_ome_tiff(
         target.stat().st_size,
         time.perf_counter() - started,
     )
+
+
+def tiff_tile(height: int, width: int, side: int) -> int:
+    """The TIFF tile side for an image of ``height`` x ``width`` written in bands of
+    ``side`` rows (a multiple of 16): the largest power of two from 16 to 512 that
+    exceeds neither the image's shorter side rounded up to 16 nor ``side``.
+
+    libvips (pyvips, ``tiff2vips``) refuses a tile larger than an image of at most 128
+    pixels a side ("tile size out of range"), so a small image gets a small tile; a
+    power of two divides every larger one, and the band side is then made a multiple of
+    it, so each band is whole rows of tiles.
+
+    >>> tiff_tile(64, 64, 1024), tiff_tile(100, 5000, 1024), tiff_tile(9000, 9000, 1024)
+    (64, 64, 512)
+    >>> tiff_tile(1, 1, 16), tiff_tile(9000, 9000, 48)
+    (16, 32)
+    """
+    limit = min(-(-min(height, width) // 16) * 16, side, _TIFF_TILE)
+    return 1 << max(4, limit.bit_length() - 1)
 
 
 def _fsync(path: str | os.PathLike[str]) -> None:

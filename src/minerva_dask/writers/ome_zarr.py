@@ -55,6 +55,7 @@ __all__ = ["to_ome_zarr"]
 
 MARKERS = ".minerva-dask"
 RGB = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
+AXES = ("c", "y", "x")  # the stored order, as named in the multiscales axes
 
 
 @lru_cache(maxsize=64)
@@ -287,8 +288,10 @@ def _write_store(
         group = zarr.open_group(url, mode="r+")
     for level, (height, width) in enumerate(shapes):
         if str(level) not in group:
-            kwargs = (
-                {"chunk_key_encoding": {"name": "v2", "separator": "/"}} if zarr_format == 2 else {}
+            kwargs = (  # NGFF 0.5 requires dimension_names: the axes' names, in order
+                {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
+                if zarr_format == 2
+                else {"dimension_names": AXES}
             )
             group.create_array(
                 str(level),
