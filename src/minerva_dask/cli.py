@@ -19,7 +19,8 @@ __all__ = ["main", "run"]
 _CROP_HELP = """\
 Render a composite of chosen channels of a microscopy image to a picture file.
 
-REQUEST is an OMERO.figure render_scaled_region URL, or just its path and query:
+REQUEST is an OMERO.figure render_scaled_region URL (or OMERO.web's render_image, the
+whole plane, or render_image_region with region= or tile=), or just its path and query:
     '/0/0/0/?c=1|300:12000$0000FF,-2|0:65535$00FF00,3|500:9000$FF0000&region=0,0,8192,8192'
   c=         channels, 1-based: INDEX|START:END$COLOUR, comma-separated. START:END is the
              intensity window in raw pixel values; COLOUR is hex (FF0000 = red).
@@ -27,6 +28,7 @@ REQUEST is an OMERO.figure render_scaled_region URL, or just its path and query:
   region=    x,y,width,height in full-resolution pixels (may reach outside the image).
   max_size=  the largest side of the output in pixels (default 2000); the pyramid level
              is chosen so the output is no bigger, never upsampled.
+  q=         JPEG quality asked of an OMERO server (--jpeg-quality overrides it).
 Quote the request: it contains characters the shell treats specially ($ and |).
 
 With no REQUEST, the image's own channel settings are used for the whole image.
@@ -153,9 +155,9 @@ def _build_parser() -> argparse.ArgumentParser:
     omero.add_argument(
         "--jpeg-quality",
         type=float,
-        default=0.95,
+        default=None,
         metavar="Q",
-        help="JPEG quality 0..1 asked of the server (default 0.95)",
+        help="JPEG quality 0..1 asked of the server (default: the request's q, else 0.95)",
     )
     omero.add_argument(
         "--insecure",
@@ -310,12 +312,12 @@ def _open_source(args: argparse.Namespace, request: Any) -> Any:
         raise RequestError(
             "reading from OMERO needs the image id: give a request /{image_id}/{z}/{t}/?c=..."
         )
+    options: dict[str, Any] = {}
+    quality = args.jpeg_quality if args.jpeg_quality is not None else request.quality
+    if quality is not None:  # the flag wins over the request's q; neither: the source's default
+        options["quality"] = quality
     return open_omero(
-        server,
-        request.image_id,
-        mode=args.omero_mode,
-        verify=not args.insecure,
-        quality=args.jpeg_quality,
+        server, request.image_id, mode=args.omero_mode, verify=not args.insecure, **options
     )
 
 

@@ -156,6 +156,7 @@ def plan_render(
     >>> plan.level, plan.reduction, plan.grid.shape, plan.downsample
     (0, 8, (512, 512), (8.0, 8.0))
     """
+    request = request.for_image(info)  # a tile= becomes the region it covers
     channels = request.resolve(info)
     region = request.region or Rect(0, 0, info.width, info.height)
     reduction = 1

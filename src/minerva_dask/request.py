@@ -1,4 +1,4 @@
-"""Render requests: the model, and the parser for OMERO.figure ``render_scaled_region`` URLs.
+"""Render requests: the model, and the parser for the URLs OMERO.figure and OMERO.web emit.
 
 A :class:`RenderRequest` says what to draw: which channels (with window, colour,
 inversion), which region of the full-resolution image, how large at most, and which focal
@@ -9,6 +9,10 @@ The URL grammar is that of ``rendering.md`` section 1 and ``api-contract.md`` 1.
 
     [https://host[/prefix]/figure/render_scaled_region]/{image_id}/{z}/{t}/?c=...&region=x,y,w,h
         [&max_size=N][&m=c|g][&maps=[...]][&q=0.9][&p=...]
+
+and also OMERO.web's ``render_image`` (the whole plane) and ``render_image_region``
+(``region=`` at full resolution, or ``tile=level,tx,ty[,tw,th]``), under ``webgateway/`` or
+``webclient/``; :mod:`minerva_dask._omero_urls` says what each form means.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
+from ._omero_urls import native_max_size, parse_tile, split_endpoint, tile_region
 from .errors import RequestError
 from .geometry import Rect
 
@@ -36,8 +41,9 @@ MAX_SIDE = 2**31 - 1
 MAX_COORDINATE = 1e15
 FAMILIES = ("linear", "polynomial", "exponential", "logarithmic")
 _FIGURE_MARKER = "/figure/render_scaled_region/"
+_FORMS = "figure/render_scaled_region, webgateway|webclient/render_image[_region]"
 _IGNORED_PARAMS = frozenset({"p", "ia", "format", "zm", "_", "callback"})
-_KNOWN_PARAMS = frozenset({"c", "region", "max_size", "m", "maps", "q"}) | _IGNORED_PARAMS
+_KNOWN_PARAMS = frozenset({"c", "region", "tile", "max_size", "m", "maps", "q"}) | _IGNORED_PARAMS
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
@@ -176,6 +182,10 @@ class RenderRequest:
     region
         ``(x, y, width, height)`` in full-resolution pixels (floats allowed); it may start at
         negative coordinates and extend past the image. ``None`` means the whole image.
+    tile
+        Instead of ``region``: OMERO.web's ``tile=`` as ``(level, tx, ty, tw, th)``
+        (``tw``/``th`` 0: the level's tile size). It becomes a region, and ``max_size`` at
+        most the tile's side, when the request meets the image (:meth:`for_image`).
     max_size
         Largest output side wanted, in output pixels (the level choice never upsamples).
     z, t
@@ -185,13 +195,15 @@ class RenderRequest:
     model
         ``"color"`` (additive composite) or ``"greyscale"`` (first shown channel, grey).
     quality
-        JPEG quality 0..1 asked of an OMERO server (``q``), if given.
+        JPEG quality in (0, 1] asked of an OMERO server (``q``), if given; the CLI asks the
+        server for it unless ``--jpeg-quality`` says otherwise.
     server
         Base URL of the OMERO.web server when the request was a full URL.
     """
 
     channels: tuple[ChannelSetting, ...] = ()
     region: Rect | None = None
+    tile: tuple[int, int, int, int, int] | None = None
     max_size: int = DEFAULT_MAX_SIZE
     z: int = 0
     t: int = 0
@@ -244,8 +256,19 @@ class RenderRequest:
                 raise RequestError(f"{name} must be an integer >= 0, got {value!r}")
         if self.model not in ("color", "greyscale"):
             raise RequestError(f"model must be 'color' or 'greyscale', got {self.model!r}")
-        if self.quality is not None and not 0 <= self.quality <= 1:
-            raise RequestError(f"q (JPEG quality) must be within 0..1, got {self.quality!r}")
+        if self.quality is not None and not 0 < self.quality <= 1:
+            raise RequestError(f"q (JPEG quality) must be within (0, 1], got {self.quality!r}")
+        if self.tile is not None:
+            tile = tuple(self.tile)
+            if len(tile) != 5 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in tile
+            ):
+                raise RequestError(
+                    f"tile must be five integers >= 0 (level, tx, ty, tw, th), got {self.tile!r}"
+                )
+            if self.region is not None:
+                raise RequestError("give tile or region, not both")
+            object.__setattr__(self, "tile", tile)
 
     @property
     def shown(self) -> tuple[ChannelSetting, ...]:
@@ -268,6 +291,24 @@ class RenderRequest:
         else:
             channels.append(ChannelSetting(index=index, **changes))
         return replace(self, channels=tuple(channels))
+
+    def for_image(self, info: ImageInfo) -> RenderRequest:
+        """This request with a ``tile`` turned into the full-resolution region it covers on
+        ``info``'s image, and ``max_size`` at most the tile's side (its output is the tile at
+        its level's resolution, as OMERO.web sends it). Other requests come back unchanged.
+
+        >>> from minerva_dask.sources.base import ChannelInfo, ImageInfo, LevelInfo
+        >>> info = ImageInfo(name="x", dtype="uint8", size_c=1, size_z=1, size_t=1,
+        ...     channels=(ChannelInfo(0, "c", (1, 1, 1), (0, 255)),),
+        ...     levels=(LevelInfo(1024, 1024, 256, 256), LevelInfo(512, 512, 256, 256, (2, 2))))
+        >>> req = parse_request("/webgateway/render_image_region/1/0/0/?c=1&tile=1,1,0")
+        >>> req.for_image(info).region, req.for_image(info).max_size
+        (Rect(x=512.0, y=0.0, width=512.0, height=512.0), 256)
+        """
+        if self.tile is None:
+            return self
+        region, side = tile_region(self.tile, info)
+        return replace(self, tile=None, region=region, max_size=min(self.max_size, side))
 
     def resolve(self, info: ImageInfo) -> tuple[ResolvedChannel, ...]:
         """Check this request against an image and fill in defaults from it.
@@ -348,6 +389,8 @@ class RenderRequest:
         if self.region is not None:
             r = self.region
             query.append(("region", ",".join(_num(v) for v in (r.x, r.y, r.width, r.height))))
+        if self.tile is not None:
+            query.append(("tile", ",".join(str(v) for v in self.tile)))
         if self.max_size != DEFAULT_MAX_SIZE:
             query.append(("max_size", str(self.max_size)))
         if self.model == "greyscale":
@@ -474,10 +517,15 @@ def _parse_maps(text: str, channels: list[ChannelSetting]) -> list[ChannelSettin
     return out
 
 
-def _parse_path(path: str) -> tuple[str | None, int, int]:
+def _parse_path(path: str, kind: str | None) -> tuple[str | None, int, int]:
     parts = [p for p in path.split("/") if p]
-    if not parts:
+    if not parts and kind is None:
         return None, 0, 0
+    if kind == "render_image" and len(parts) in (1, 2):
+        raise RequestError(
+            f"render_image path {path!r} has no z and t: OMERO.web would take the image's "
+            "saved default plane; add them as /{image_id}/{z}/{t}/"
+        )
     if len(parts) != 3:
         raise RequestError(
             f"path {path!r} must be /{{image_id}}/{{z}}/{{t}}/ (three parts), found {len(parts)}"
@@ -491,12 +539,42 @@ def _parse_path(path: str) -> tuple[str | None, int, int]:
     return image_id, int(z_text), int(t_text)
 
 
-def parse_request(url: str) -> RenderRequest:
-    """Parse an OMERO.figure ``render_scaled_region`` URL into a :class:`RenderRequest`.
+def _parse_area(params: dict[str, str], kind: str | None) -> tuple[Rect | None, Any]:
+    """``region`` or ``tile`` of the query, as the endpoint ``kind`` wants them."""
+    if kind == "render_image":
+        for key in ("region", "tile"):
+            if key in params:
+                raise RequestError(
+                    f"render_image renders the whole plane and takes no {key}: use "
+                    "render_image_region or render_scaled_region for a part"
+                )
+        return None, None
+    if "tile" in params:
+        if kind == "render_scaled_region":
+            raise RequestError("render_scaled_region takes region=x,y,w,h, not tile")
+        if "region" in params:
+            raise RequestError("give tile or region, not both")
+        return None, parse_tile(params["tile"])
+    if "region" not in params:
+        raise RequestError(
+            "missing region=x,y,width,height (full-resolution pixels)"
+            + (" or tile=level,tx,ty" if kind != "render_scaled_region" else "")
+        )
+    values = params["region"].split(",")
+    if len(values) != 4:
+        raise RequestError(f"region {params['region']!r} must be four numbers x,y,width,height")
+    return Rect(*(_parse_float(v, f"region {params['region']!r}") for v in values)), None
 
-    Accepts the full URL with host and ``/figure/render_scaled_region`` prefix, the bare
-    path ``/{image_id}/{z}/{t}/?...`` or just the query ``?c=...&region=...``. Raises
-    :class:`RequestError` naming the malformed part. ``region`` is required, as in OMERO.
+
+def parse_request(url: str) -> RenderRequest:
+    """Parse an OMERO.figure or OMERO.web render URL into a :class:`RenderRequest`.
+
+    Accepts a full URL (host, any deployment prefix, then ``figure/render_scaled_region``,
+    ``webgateway/render_image_region``, ``webgateway/render_image`` or their ``webclient``
+    copies), the same without the host, the bare path ``/{image_id}/{z}/{t}/?...`` or just
+    the query ``?c=...&region=...``. Raises :class:`RequestError` naming the malformed part.
+    ``region`` (or ``tile``) is required, as in OMERO, except by ``render_image``, which
+    renders the whole image; :mod:`minerva_dask._omero_urls` says what each form means.
 
     >>> req = parse_request("/1/0/0/?c=1|300:12000$0000FF,-2|0:65535$00FF00&region=0,0,512,256")
     >>> [(c.index, c.window, c.active) for c in req.channels]
@@ -510,20 +588,17 @@ def parse_request(url: str) -> RenderRequest:
     parts = urlsplit(text)
     server = None
     path = parts.path
+    root, kind, path = split_endpoint(path)
     if parts.scheme or parts.netloc:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise RequestError(f"URL scheme {parts.scheme!r} is not http or https")
-        marker = path.find(_FIGURE_MARKER)
-        if marker < 0:
+        if kind is None:
             raise RequestError(
-                f"URL path {path!r} does not contain {_FIGURE_MARKER!r}: copy the URL of an "
-                "OMERO.figure render_scaled_region request"
+                f"URL path {parts.path!r} does not contain a render endpoint ({_FORMS}): "
+                "copy the URL of an OMERO.figure or OMERO.web rendered image"
             )
-        server = f"{parts.scheme}://{parts.netloc}{path[:marker]}"
-        path = path[marker + len(_FIGURE_MARKER) :]
-    elif path.startswith(_FIGURE_MARKER) or path.startswith(_FIGURE_MARKER[1:]):
-        path = path.split(_FIGURE_MARKER.strip("/"), 1)[1]
-    image_id, z, t = _parse_path(path)
+        server = f"{parts.scheme}://{parts.netloc}{root}"
+    image_id, z, t = _parse_path(path, kind)
     if parts.fragment:
         raise RequestError(f"unexpected fragment #{parts.fragment} in the request")
     if not parts.query:
@@ -542,13 +617,17 @@ def parse_request(url: str) -> RenderRequest:
     channels = [_parse_channel_entry(entry) for entry in params["c"].split(",")]
     if "maps" in params:
         channels = _parse_maps(params["maps"], channels)
-    if "region" not in params:
-        raise RequestError("missing region=x,y,width,height (full-resolution pixels)")
-    values = params["region"].split(",")
-    if len(values) != 4:
-        raise RequestError(f"region {params['region']!r} must be four numbers x,y,width,height")
-    region = Rect(*(_parse_float(v, f"region {params['region']!r}") for v in values))
+    region, tile = _parse_area(params, kind)
+    projection = params.get("p", "normal").partition("|")[0]
+    if kind == "render_image" and projection not in ("normal", ""):
+        # render_scaled_region and render_image_region ignore p; render_image projects
+        raise RequestError(
+            f"p={params['p']} asks render_image for a Z projection, which is not supported: "
+            "render one plane (drop p) instead"
+        )
     max_size = DEFAULT_MAX_SIZE
+    if kind == "render_image_region" and region is not None:  # OMERO.web: full resolution
+        max_size = native_max_size(region, MAX_SIDE)
     if "max_size" in params:
         text = params["max_size"]
         if not (text.isascii() and text.isdigit()) or not text.strip("0"):
@@ -564,6 +643,7 @@ def parse_request(url: str) -> RenderRequest:
     return RenderRequest(
         channels=tuple(channels),
         region=region,
+        tile=tile,
         max_size=max_size,
         z=z,
         t=t,
