@@ -396,3 +396,16 @@ def test_tiles_that_do_not_fit_the_image_are_rejected(tile: str, message: str) -
     req = md.parse_request(f"/webgateway/render_image_region/1/0/0/?c=1&tile={tile}")
     with pytest.raises(md.RequestError, match=message):
         req.for_image(_pyramid_info())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h/omero/webgateway/render_image/5/1/2/?c=1|0:9$FF0000&max_size=300",
+        "/webgateway/render_image/5/0/0/?c=-1,2&m=g",
+    ],
+)
+def test_whole_image_requests_round_trip_as_render_image_urls(url: str) -> None:
+    req = md.parse_request(url)
+    assert "/webgateway/render_image/5/" in req.to_url()
+    assert md.parse_request(req.to_url()) == req

@@ -41,6 +41,7 @@ MAX_SIDE = 2**31 - 1
 MAX_COORDINATE = 1e15
 FAMILIES = ("linear", "polynomial", "exponential", "logarithmic")
 _FIGURE_MARKER = "/figure/render_scaled_region/"
+_RENDER_IMAGE = "/webgateway/render_image"
 _FORMS = "figure/render_scaled_region, webgateway|webclient/render_image[_region]"
 _IGNORED_PARAMS = frozenset({"p", "ia", "format", "zm", "_", "callback"})
 _KNOWN_PARAMS = frozenset({"c", "region", "tile", "max_size", "m", "maps", "q"}) | _IGNORED_PARAMS
@@ -356,7 +357,9 @@ class RenderRequest:
         return tuple(resolved)
 
     def to_url(self) -> str:
-        """This request as an OMERO.figure ``render_scaled_region`` URL (path and query).
+        """This request as an OMERO.figure ``render_scaled_region`` URL (path and query);
+        one for the whole image (no ``region`` or ``tile``) as a ``webgateway/render_image``
+        URL (image id ``0`` when it has none).
 
         Channels are emitted sorted by index, as OMERO pairs windows with channels in
         ascending order. The server part is included when the request carries one.
@@ -401,14 +404,19 @@ class RenderRequest:
             query.append(("q", _num(self.quality)))
         safe = "|$:,-.[]{}\"'"
         text = "&".join(f"{k}={quote(v, safe=safe)}" for k, v in query)
-        if self.image_id is None and self.z == 0 and self.t == 0 and not self.server:
+        whole = self.region is None and self.tile is None  # OMERO.web's render_image
+        unnamed = self.image_id is None and self.z == 0 and self.t == 0 and not self.server
+        if unnamed and not whole:
             return f"?{text}"  # no image named: the query alone parses back the same
         image = self.image_id if self.image_id is not None else "0"
         path = f"/{image}/{self.z}/{self.t}/?{text}"
+        if whole:
+            path = _RENDER_IMAGE + path
+        server = ""
         if self.server:  # never with user:password@: a URL to share, not a credential
             server = urlunsplit(urlsplit(self.server)._replace(netloc=_host(self.server)))
-            return server.rstrip("/") + _FIGURE_MARKER.rstrip("/") + path
-        return path
+            server = server.rstrip("/") + ("" if whole else _FIGURE_MARKER.rstrip("/"))
+        return server + path
 
 
 def _host(url: str) -> str:
