@@ -17,6 +17,7 @@ on a descriptor of our own (see ``_tiff_tiles``).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -38,7 +39,15 @@ from ._fs import (
     redact_url,
     remote_concurrency,
 )
-from ._ranges import NoRangeSupportError, range_reader
+from ._ranges import (
+    NoRangeSupportError,
+    fetch_whole,
+    ignores_ranges,
+    memory_reader,
+    no_range_support,
+    range_reader,
+    whole_file_max_bytes,
+)
 from ._tiff_series import series_levels
 from ._tiff_tiles import PositionalFile, TiledPlanes, segment_past_end, share_one_lock
 from .base import (
@@ -68,12 +77,21 @@ class _Opened:
     ) -> None:
         self._fileobj = None
         self._positional: PositionalFile | None = None
+        whole: bytes | None = None  # the file, from a server that ignores Range
         if is_url(ref):
             import fsspec
 
+            limit = whole_file_max_bytes(storage_options)
             options = fs_storage_options(ref, storage_options)
             self._fileobj = fsspec.open(ref, mode="rb", **options).open()
             target: Any = self._fileobj
+            try:
+                if ignores_ranges(self._fileobj):
+                    whole = fetch_whole(self._fileobj, ref, limit)
+                    target = io.BytesIO(whole)
+            except BaseException:
+                self.close()
+                raise
         else:
             target = local_path(ref)
         tiff_logger = logging.getLogger("tifffile")
@@ -93,7 +111,9 @@ class _Opened:
             # the file handle's own lock, for every seek and read of it, ours and tifffile's
             lock = share_one_lock(self.tif, levels)
             fetch = None
-            if self._fileobj is not None:  # remote: the file's own filesystem, by ranges
+            if whole is not None:  # fetched whole: ranges of it in memory
+                fetch = memory_reader(whole)
+            elif self._fileobj is not None:  # remote: the file's own filesystem, by ranges
                 fetch = range_reader(self._fileobj.fs, self._fileobj.path, ref)
             elif PositionalFile.available():  # local: by offset, no shared file position
                 self._positional = PositionalFile(target)
@@ -129,11 +149,7 @@ class _Opened:
         except ValueError as exc:
             self.close()
             if "range" in str(exc).lower():  # fsspec: the server sent the whole file
-                raise NoRangeSupportError(
-                    f"{redact_url(ref)}: the server does not support HTTP Range requests, "
-                    "which reading a TIFF remotely needs: serve it from a server or object "
-                    "store that does (S3, nginx, Apache), or download the file first"
-                ) from None
+                raise no_range_support(ref) from None
             raise
         except BaseException:
             self.close()
