@@ -189,7 +189,8 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_storage_option,
         default=[],
         metavar="KEY=VALUE",
-        help="fsspec option for remote images (repeatable)",
+        help="fsspec option for remote images (repeatable); whole_file_max_bytes=N: fetch a "
+        "TIFF whole from an HTTP server without Range support when at most N bytes (64 MiB)",
     )
     export = crop.add_argument_group("big exports (OME-TIFF, OME-Zarr)")
     export.add_argument(
@@ -324,6 +325,7 @@ def _open_source(args: argparse.Namespace, request: Any) -> Any:
 def _run_crop(args: argparse.Namespace) -> int:
     from .api import crop
     from .request import default_request, parse_request
+    from .sources._fs import OWN_OPTIONS
 
     if args.request is None and args.image is None and args.omero is None and not args.minerva:
         from ._demo import DEMO_REQUEST, demo_image_path
@@ -363,7 +365,8 @@ def _run_crop(args: argparse.Namespace) -> int:
         resume=args.resume,
         compression=args.compression,
         zarr_version=args.zarr_version,
-        output_storage_options=dict(args.storage_option) or None,
+        output_storage_options={k: v for k, v in args.storage_option if k not in OWN_OPTIONS}
+        or None,  # the reading options of ours stay with the input
         png_level=args.png_level,
     )
     if not args.quiet:
