@@ -70,8 +70,8 @@ def series_levels(tif: Any, index: int, ref: str) -> list[Any]:
                 f"{redact_url(ref)}: series {number} ({next_width} x {next_height}) has the "
                 f"channels and dtype of series {number - 1} ({width} x {height}) but is not "
                 f"one level below it (a factor of {MIN_FACTOR:g} to {MAX_FACTOR:g} in both X "
-                "and Y): cannot tell whether the series make one pyramid; open a series "
-                "alone with series_levels=False"
+                "and Y): cannot tell whether the series make one pyramid; read a series "
+                "alone with open_image(..., series_levels=False)"
             )
         levels.append(below)
     return levels
