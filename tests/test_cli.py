@@ -274,3 +274,49 @@ def test_the_console_script_holds_openblas_to_one_thread_unless_told(tiny_ome_ti
         said.append(result.stdout.split())
     assert said[0] == ["1", "1"]  # only the main thread is left: no OpenBLAS thread
     assert said[1][0] == "2"  # the user's setting stands
+
+
+@pytest.mark.parametrize(
+    ("query_q", "flag", "asked"),
+    [("&q=0.5", [], "0.5"), ("&q=0.5", ["--jpeg-quality", "0.8"], "0.8"), ("", [], "0.95")],
+    ids=["request-q", "flag-wins", "default"],
+)
+def test_the_request_q_reaches_omero_tiles_unless_the_flag_says_otherwise(
+    tmp_path, tiny_ome_tiff, query_q, flag, asked
+) -> None:
+    from tests.servers.omero import OmeroServer, ServedImage
+
+    with OmeroServer({7: ServedImage.from_tiff(str(tiny_ome_tiff))}, public=True) as server:
+        url = f"{server.url}/figure/render_scaled_region/7/0/0/?c=1|0:9000$FF0000&region=0,0,64,64"
+        out = str(tmp_path / "q.png")
+        assert main(["crop", url + query_q, "-o", out, "-q", *flag]) == 0
+        log = [p.replace("%2C", ",") for p in server.state.tile_log]
+    tiles = [p for p in log if "format=png" not in p]  # not the PNG probe: the JPEG tiles
+    assert tiles and all(p.endswith(f"&q={asked}") for p in tiles), tiles
+
+
+def test_whole_file_max_bytes_reaches_the_input_but_not_fsspec_or_the_output(
+    tmp_path, tiny_ome_tiff, monkeypatch
+) -> None:
+    import minerva_dask.api as api
+    import minerva_dask.sources as sources
+    from minerva_dask.sources._fs import fs_storage_options
+
+    seen = {}
+    original_open, original_crop = sources.open_image, api.crop
+
+    def spy_open(ref, *, storage_options=None, **options):
+        seen["input"] = storage_options
+        return original_open(ref, storage_options=storage_options, **options)
+
+    def spy_crop(*args, output_storage_options=None, **kwargs):
+        seen["output"] = output_storage_options
+        return original_crop(*args, output_storage_options=output_storage_options, **kwargs)
+
+    monkeypatch.setattr(sources, "open_image", spy_open)
+    monkeypatch.setattr(api, "crop", spy_crop)
+    out = str(tmp_path / "w.png")
+    option = ["--storage-option", "whole_file_max_bytes=1000"]
+    assert main(["crop", "--image", str(tiny_ome_tiff), "-o", out, "-q", *option]) == 0
+    assert seen == {"input": {"whole_file_max_bytes": "1000"}, "output": None}
+    assert "whole_file_max_bytes" not in fs_storage_options("http://h/x.tif", seen["input"])

@@ -158,9 +158,18 @@ CASES = [
         },
     ),
     Case(
-        "OME-TIFF over an HTTP server without Range support",
-        lambda c: ["crop", SMALL, "--image", c["no_range"] + "/tiled.ome.tif", "-o", c["png"]],
-        ("does not support HTTP Range",),
+        "OME-TIFF over an HTTP server without Range support, over the whole-file limit",
+        lambda c: [
+            "crop",
+            SMALL,
+            "--image",
+            c["no_range"] + "/tiled.ome.tif",
+            "-o",
+            c["png"],
+            "--storage-option",
+            "whole_file_max_bytes=100000",  # the file is 0.8 MB
+        ],
+        ("does not support HTTP Range", "whole_file_max_bytes"),
     ),
     Case(
         "nothing at an HTTP URL",

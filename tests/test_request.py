@@ -218,3 +218,194 @@ def test_to_url_round_trips_and_sorts_channels() -> None:
     text = req.to_url()
     assert text.index("c=-1") < text.index(",2") < text.index(",3")
     assert md.parse_request(text) == req
+
+
+# ------------------------------------------------- every URL form OMERO.figure and OMERO.web emit
+
+
+def _figure_img_src(base: str, channels: list[dict], viewport: tuple, *, newer: bool) -> str:
+    """The URL of OMERO.figure's ``get_img_src`` for a big image (panel_model.js): every
+    channel listed, float windows, ``maps`` without spaces, the viewport padded to a square
+    1.5 x its longest side and truncated like ``parseInt``, ``p`` for a Z projection."""
+    entries = [
+        f"{'' if c['active'] else '-'}{i + 1}|{c['start']}:{c['end']}${c['color']}"
+        for i, c in enumerate(channels)
+    ]
+    if newer:
+        maps = [
+            {
+                "inverted": {"enabled": c["inverted"]},
+                "quantization": {"family": c["family"], "coefficient": c["coefficient"]},
+            }
+            for c in channels
+        ]
+    else:
+        maps = [{"reverse": {"enabled": c["inverted"]}} for c in channels]
+    x, y, w, h = viewport
+    length = max(w, h) * 1.5
+    coords = [int(v) for v in (x - (length - w) / 2, y - (length - h) / 2, length, length)]
+    maps_text = __import__("json").dumps(maps).replace(" ", "")
+    return (
+        f"{base}figure/render_scaled_region/548111/3/1/?c={','.join(entries)}"
+        f"&p=intmax|0:9&maps={maps_text}&region={','.join(map(str, coords))}&m=c"
+    )
+
+
+FIGURE_CHANNELS = [
+    dict(active=True, start=120.5, end=4000.25, color="FF0000", inverted=False,
+         family="linear", coefficient=1),
+    dict(active=False, start=0, end=65535, color="00FF00", inverted=True,
+         family="logarithmic", coefficient=1.8),
+    dict(active=True, start=-50, end=900.75, color="cool.lut", inverted=True,
+         family="polynomial", coefficient=0.5),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("newer", [False, True], ids=["reverse-maps", "inverted-quantization"])
+@pytest.mark.parametrize("base", ["https://omero.example.org/", "https://example.org/omero/", "/"])
+def test_urls_built_like_omero_figure_parse_with_every_setting(base: str, newer: bool) -> None:
+    url = _figure_img_src(base, FIGURE_CHANNELS, (10.5, 20.2, 300.5, 200), newer=newer)
+    req = md.parse_request(url)
+    assert (req.image_id, req.z, req.t, req.model) == ("548111", 3, 1, "color")
+    assert req.region == Rect(-64, -105, 450, 450)  # padded square, negative origin
+    assert req.max_size == 2000
+    assert req.server == (base.rstrip("/") or None)
+    assert [(c.window, c.active, c.inverted) for c in req.channels] == [
+        ((120.5, 4000.25), True, False),
+        ((0.0, 65535.0), False, True),
+        ((-50.0, 900.75), True, True),
+    ]
+    assert req.channels[2].lut == "cool.lut"
+    if newer:
+        assert [(c.family, c.coefficient) for c in req.channels] == [
+            ("linear", 1.0), ("logarithmic", 1.8), ("polynomial", 0.5)
+        ]  # fmt: skip
+
+
+C_MAPS = 'c=1|0:600.5$FF0000,-2|10:20$00FF00&maps=[{"inverted":{"enabled":true}},{}]&m=c'
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://omero.example.org/omero/webgateway/render_image/548111/2/1/?{C_MAPS}",
+        f"https://omero.example.org/omero/webclient/render_image/548111/2/1/?{C_MAPS}&p=normal",
+        f"/omero/webgateway/render_image/548111/2/1/?{C_MAPS}&ia=0",
+        f"webclient/render_image/548111/2/1?{C_MAPS}&q=0.9",
+    ],
+)
+def test_render_image_urls_ask_for_the_whole_plane(url: str) -> None:
+    req = md.parse_request(url)
+    assert (req.image_id, req.z, req.t, req.region, req.tile) == ("548111", 2, 1, None, None)
+    assert req.channels[0].inverted and req.channels[0].window == (0.0, 600.5)
+    assert req.server == ("https://omero.example.org/omero" if "://" in url else None)
+
+
+@pytest.mark.parametrize("app", ["webgateway", "webclient"])
+def test_render_image_region_renders_its_region_at_full_resolution(app: str) -> None:
+    req = md.parse_request(
+        f"https://h/omero/{app}/render_image_region/548111/0/0/?region=1024,-20,512,300"
+        "&c=1|0:65535$FF0000&m=c&q=0.9"
+    )
+    assert req.region == Rect(1024, -20, 512, 300)
+    assert req.max_size == 512  # OMERO.web sends region pixels unscaled
+    assert (req.server, req.quality) == ("https://h/omero", 0.9)
+    given = md.parse_request(
+        f"/{app}/render_image_region/1/0/0/?region=0,0,4000,300&c=1&max_size=100"
+    )
+    assert given.max_size == 100
+
+
+def _pyramid_info() -> ImageInfo:
+    return ImageInfo(
+        name="p",
+        dtype=__import__("numpy").dtype("uint16"),
+        size_c=1,
+        size_z=1,
+        size_t=1,
+        levels=(
+            LevelInfo(40000, 30000, 256, 256),
+            LevelInfo(20000, 15000, 256, 256, (2.0, 2.0)),
+            LevelInfo(10000, 7500, 256, 256, (4.0, 4.0)),
+            LevelInfo(5000, 3750, 256, 256, (8.0, 8.0)),
+            LevelInfo(2500, 1875, 256, 256, (16.0, 16.0)),
+        ),
+        channels=(ChannelInfo(0, "c", (1.0, 1.0, 1.0), (0.0, 65535.0)),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("tile", "region", "side"),
+    [
+        ("2,3,1", Rect(3072, 1024, 1024, 1024), 256),  # level 2, tiles of 256: x=768, y=256
+        ("4,9,7", Rect(36864, 28672, 196 * 16, 83 * 16), 196),  # the edge tile: 196 x 83
+        ("0,12,7,1024,1024", Rect(12288, 7168, 1024, 1024), 1024),
+        ("0,1,1,1600,1200", Rect(1024, 1024, 1024, 1024), 1024),  # clamped to 1024 as OMERO
+        ("1,0,0,0,-1", Rect(0, 0, 512, 512), 256),  # <= 0: the level's tile size
+    ],
+)
+def test_tile_becomes_the_full_resolution_region_it_covers(tile, region, side) -> None:
+    req = md.parse_request(f"/webgateway/render_image_region/548111/0/0/?tile={tile}&c=1&m=c")
+    assert req.region is None and req.tile is not None
+    placed = req.for_image(_pyramid_info())
+    assert (placed.region, placed.max_size, placed.tile) == (region, side, None)
+    assert md.parse_request(req.to_url()) == req  # round trip keeps the tile
+
+
+def test_a_tile_renders_at_its_level_and_matches_the_region_it_covers(demo_path) -> None:
+    source = md.open_image(demo_path)
+    by_tile = md.render(
+        source, md.parse_request("/webgateway/render_image_region/0/0/0/?c=1&tile=1,3,2")
+    )
+    by_region = md.render(
+        source, md.parse_request("/0/0/0/?c=1&region=3072,2048,1024,1024&max_size=512")
+    )
+    assert by_tile.level == 1 and by_tile.shape == (512, 512, 3)
+    assert (by_tile.data.compute() == by_region.data.compute()).all()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("/webgateway/render_image/1/?c=1", "has no z and t"),
+        ("/webgateway/render_image/1/0/0/?c=1&region=0,0,5,5", "takes no region"),
+        ("/webgateway/render_image/1/0/0/?c=1&p=intmax|0:4", "Z projection"),
+        ("/webgateway/render_image_region/1/0/0/?c=1", "missing region=x,y,width,height (full"),
+        ("/webgateway/render_image_region/1/0/0/?c=1&tile=0,0,0&region=0,0,1,1", "not both"),
+        ("/webgateway/render_image_region/1/0/0/?c=1&tile=0,0", "level,tx,ty"),
+        ("/webgateway/render_image_region/1/0/0/?c=1&tile=0,-1,0", "tx -1 is negative"),
+        ("/figure/render_scaled_region/1/0/0/?c=1&tile=0,0,0", "not tile"),
+        ("https://h/webgateway/render_image_region/1/0/0/a/?c=1&region=0,0,1,1", "three parts"),
+        ("/1/0/0/?c=1&region=0,0,1,1&q=0", "within (0, 1]"),
+    ],
+)
+def test_malformed_omero_web_urls_are_rejected_naming_the_part(url: str, message: str) -> None:
+    with pytest.raises(md.RequestError) as info:
+        md.parse_request(url)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("tile", "message"),
+    [
+        ("5,0,0", "tile level 5 does not exist: the image has 5 levels"),
+        ("4,10,0", "outside level 4"),
+    ],
+)
+def test_tiles_that_do_not_fit_the_image_are_rejected(tile: str, message: str) -> None:
+    req = md.parse_request(f"/webgateway/render_image_region/1/0/0/?c=1&tile={tile}")
+    with pytest.raises(md.RequestError, match=message):
+        req.for_image(_pyramid_info())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h/omero/webgateway/render_image/5/1/2/?c=1|0:9$FF0000&max_size=300",
+        "/webgateway/render_image/5/0/0/?c=-1,2&m=g",
+    ],
+)
+def test_whole_image_requests_round_trip_as_render_image_urls(url: str) -> None:
+    req = md.parse_request(url)
+    assert "/webgateway/render_image/5/" in req.to_url()
+    assert md.parse_request(req.to_url()) == req

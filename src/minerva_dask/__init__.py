@@ -28,7 +28,8 @@ from .errors import (
     TileReadError,
 )
 from .geometry import Rect
-from .request import ChannelSetting, RenderRequest, parse_request
+from .request import ChannelSetting, RenderRequest
+from .request_url import parse_request
 
 __all__ = [
     "AuthError",
@@ -77,7 +78,7 @@ _LAZY = {
     "demo_image_path": "minerva_dask._demo",
     "auto_windows": "minerva_dask.explore",
     "request_with_auto_windows": "minerva_dask.explore",
-    "default_request": "minerva_dask.request",
+    "default_request": "minerva_dask.request_url",
 }
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ if TYPE_CHECKING:
     from .explore import auto_windows, request_with_auto_windows
     from .graph import Rendering, channel_arrays, render
     from .imgdata import imgdata_from_ome_xml
-    from .request import default_request
+    from .request_url import default_request
     from .sources import open_image, open_minerva, open_omero
     from .writers.ome_tiff import to_ome_tiff
     from .writers.ome_zarr import to_ome_zarr

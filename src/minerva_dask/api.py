@@ -14,7 +14,8 @@ from .compute import check_cluster_options, compute_context, compute_options
 from .errors import OutputError
 from .graph import Rendering, render
 from .plan import MAX_PIXELS, MAX_READ_PIXELS, PNG_MAX_PIXELS
-from .request import RenderRequest, default_request, parse_request
+from .request import RenderRequest
+from .request_url import default_request, parse_request
 from .sources import Source, open_image
 from .writers import output_format
 

@@ -11,260 +11,11 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from ._cli_parser import build_parser
 from ._console import configure_logging, first_line, print_error
 from .errors import MinervaDaskError, RequestError
 
 __all__ = ["main", "run"]
-
-_CROP_HELP = """\
-Render a composite of chosen channels of a microscopy image to a picture file.
-
-REQUEST is an OMERO.figure render_scaled_region URL, or just its path and query:
-    '/0/0/0/?c=1|300:12000$0000FF,-2|0:65535$00FF00,3|500:9000$FF0000&region=0,0,8192,8192'
-  c=         channels, 1-based: INDEX|START:END$COLOUR, comma-separated. START:END is the
-             intensity window in raw pixel values; COLOUR is hex (FF0000 = red).
-             A leading '-' lists a channel but hides it.
-  region=    x,y,width,height in full-resolution pixels (may reach outside the image).
-  max_size=  the largest side of the output in pixels (default 2000); the pyramid level
-             is chosen so the output is no bigger, never upsampled.
-Quote the request: it contains characters the shell treats specially ($ and |).
-
-With no REQUEST, the image's own channel settings are used for the whole image.
-With neither REQUEST nor --image, the built-in demo image is rendered to out.png.
-
-examples:
-  minerva-dask crop
-  minerva-dask crop '/0/0/0/?c=1|0:30000$0000FF&region=0,0,4096,4096' \
-      --image slide.ome.tif -o fig.png
-  minerva-dask crop --image s3://bucket/slide.ome.zarr --max-size 1024 -o overview.png
-"""
-
-
-def _storage_option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    lowered = value.lower()
-    parsed: object = {"true": True, "false": False}.get(lowered, value)
-    return key, parsed
-
-
-class _VersionAction(argparse.Action):
-    """``--version``: the installed version, looked up only when asked (reading package
-    metadata takes 10-30 ms of every start-up otherwise)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        from . import __version__
-
-        print(f"{parser.prog} {__version__}")
-        parser.exit()
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minerva-dask",
-        description="Render composites of huge multiplexed microscopy images, tile by tile.",
-    )
-    parser.add_argument("--version", action=_VersionAction)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    crop = commands.add_parser(
-        "crop",
-        help="render a region to a PNG file",
-        description=_CROP_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    crop.add_argument("request", nargs="?", help="OMERO.figure URL or /id/z/t/?c=...&region=...")
-    crop.add_argument(
-        "--image",
-        "-i",
-        metavar="PATH_OR_URL",
-        help="OME-TIFF or OME-Zarr: local path, s3://..., https://...",
-    )
-    crop.add_argument(
-        "-o",
-        "--output",
-        default="out.png",
-        metavar="OUTPUT",
-        help="output: a .png file, or a folder to write out.png into; .ome.tif/.ome.tiff "
-        "(pyramidal, streamed) or .ome.zarr/.zarr (multiscale, resumable), local or an "
-        "fsspec URL (default: out.png)",
-    )
-    crop.add_argument(
-        "--format",
-        choices=("png", "ome-tiff", "ome-zarr"),
-        help="output format, when the file name does not say",
-    )
-    crop.add_argument(
-        "--max-size",
-        type=int,
-        metavar="PIXELS",
-        help="largest output side; overrides max_size in the request",
-    )
-    crop.add_argument(
-        "--max-pixels",
-        type=int,
-        metavar="N",
-        help="largest output in pixels, refused before any read beyond it (default "
-        "2147483647 for PNG, 2^40 for OME-TIFF/OME-Zarr)",
-    )
-    crop.add_argument(
-        "--background",
-        default=None,
-        metavar="COLOUR",
-        help="colour outside the image: black (default), omero (#DDDDDD), or hex",
-    )
-    crop.add_argument(
-        "--gamma", type=float, help="output gamma (default 1, or 2.2 for minerva-2018)"
-    )
-    crop.add_argument(
-        "--preset",
-        default="linear",
-        choices=("linear", "omero", "minerva-2018"),
-        help="rendering maths: linear (default), omero (OMERO server's 8-bit maths), "
-        "minerva-2018 (the 2018 crop script)",
-    )
-    omero = crop.add_argument_group(
-        "OMERO",
-        "read from an OMERO.web server (a full OMERO.figure URL names it too); "
-        "credentials from OMERO_USERNAME/OMERO_PASSWORD, OMERO_SESSION or OME_COOKIE",
-    )
-    omero.add_argument(
-        "--omero",
-        metavar="SERVER",
-        help="OMERO.web base URL, e.g. "
-        "https://omero.example.org (the image id comes from the request path)",
-    )
-    omero.add_argument(
-        "--omero-mode",
-        choices=("composite", "windowed"),
-        default="composite",
-        help="composite (default): OMERO renders each tile, exact OMERO colours; "
-        "windowed: one grey tile per channel, coloured and added here",
-    )
-    omero.add_argument(
-        "--omero-compatible",
-        action="store_true",
-        help="reproduce OMERO.figure's own answer: its level rule (the output "
-        "may exceed max_size), native level size, grey #DDDDDD padding",
-    )
-    omero.add_argument(
-        "--jpeg-quality",
-        type=float,
-        default=0.95,
-        metavar="Q",
-        help="JPEG quality 0..1 asked of the server (default 0.95)",
-    )
-    omero.add_argument(
-        "--insecure",
-        action="store_true",
-        help="do not verify the server's TLS certificate (only for this server)",
-    )
-    minerva = crop.add_argument_group(
-        "Minerva",
-        "read from the Minerva cloud; settings and credentials from MINERVA_* "
-        "variables (MINERVA_USERNAME, MINERVA_PASSWORD, MINERVA_API_URL, "
-        "MINERVA_USER_POOL_ID, MINERVA_CLIENT_ID, MINERVA_REGION, MINERVA_BUCKET) or the "
-        "config file; the image id in the request path is then a placeholder",
-    )
-    minerva.add_argument("--minerva", metavar="UUID", help="the Minerva image uuid")
-    minerva.add_argument(
-        "--minerva-mode",
-        choices=("raw", "render-tile"),
-        default="raw",
-        help="raw (default): 16-bit tiles from S3; render-tile: the API's lossy 8-bit rendering",
-    )
-    crop.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="compute on a running dask cluster, e.g. tcp://10.0.0.5:8786",
-    )
-    crop.add_argument(
-        "--storage-option",
-        action="append",
-        type=_storage_option,
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option for remote images (repeatable)",
-    )
-    export = crop.add_argument_group("big exports (OME-TIFF, OME-Zarr)")
-    export.add_argument(
-        "--overwrite", action="store_true", help="replace an existing OME-TIFF / OME-Zarr output"
-    )
-    export.add_argument(
-        "--resume",
-        action="store_true",
-        help="OME-Zarr: continue an interrupted export, skipping written chunks",
-    )
-    export.add_argument(
-        "--local-cluster",
-        type=int,
-        metavar="N",
-        help="compute on a local dask cluster of N worker processes",
-    )
-    export.add_argument(
-        "--memory-limit", metavar="SIZE", help="memory limit of each local-cluster worker, e.g. 2GB"
-    )
-    export.add_argument(
-        "--compression",
-        default="deflate",
-        choices=("deflate", "jpeg", "lzw", "zstd", "none"),
-        help="OME-TIFF tile compression (default: deflate)",
-    )
-    export.add_argument(
-        "--zarr-version",
-        default="0.5",
-        choices=("0.5", "0.4"),
-        help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2)",
-    )
-    crop.add_argument(
-        "--png-level",
-        type=int,
-        choices=range(10),
-        metavar="0-9",
-        help="PNG zlib level (default 3: within 10%% of level 6's size, much faster; "
-        "6 or 9 for smaller files)",
-    )
-    crop.add_argument(
-        "--no-overwrite",
-        action="store_true",
-        help="fail if a PNG output exists (PNG is replaced by default)",
-    )
-    crop.add_argument(
-        "-q", "--quiet", action="store_true", help="print nothing but errors and warnings"
-    )
-    crop.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
-    )
-    imgdata = commands.add_parser(
-        "imgdata",
-        help="convert OME-XML (metadata.xml) to OMERO imgData JSON",
-        description="Write the OMERO imgData JSON of one image of an OME-XML document, as "
-        "the original Minerva converter did.",
-    )
-    imgdata.add_argument("xml", metavar="METADATA.xml", help="OME-XML document")
-    imgdata.add_argument(
-        "--image-id",
-        required=True,
-        metavar="UUID",
-        help="the image id (the Image element's ID, with or without 'Image:')",
-    )
-    imgdata.add_argument(
-        "-o", "--output", metavar="IMGDATA.json", help="output file (default: standard output)"
-    )
-    imgdata.add_argument(
-        "--style",
-        choices=("2018", "omero"),
-        default="2018",
-        help="2018 (default): the original converter's values; omero: what "
-        "a real OMERO.web answers (see the README)",
-    )
-    for sub in (imgdata,):
-        sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-        sub.add_argument("-v", "--verbose", action="count", default=0)
-    return parser
 
 
 def _run_imgdata(args: argparse.Namespace) -> int:
@@ -310,18 +61,19 @@ def _open_source(args: argparse.Namespace, request: Any) -> Any:
         raise RequestError(
             "reading from OMERO needs the image id: give a request /{image_id}/{z}/{t}/?c=..."
         )
+    options: dict[str, Any] = {}
+    quality = args.jpeg_quality if args.jpeg_quality is not None else request.quality
+    if quality is not None:  # the flag wins over the request's q; neither: the source's default
+        options["quality"] = quality
     return open_omero(
-        server,
-        request.image_id,
-        mode=args.omero_mode,
-        verify=not args.insecure,
-        quality=args.jpeg_quality,
+        server, request.image_id, mode=args.omero_mode, verify=not args.insecure, **options
     )
 
 
 def _run_crop(args: argparse.Namespace) -> int:
     from .api import crop
-    from .request import default_request, parse_request
+    from .request_url import default_request, parse_request
+    from .sources._fs import OWN_OPTIONS
 
     if args.request is None and args.image is None and args.omero is None and not args.minerva:
         from ._demo import DEMO_REQUEST, demo_image_path
@@ -361,7 +113,8 @@ def _run_crop(args: argparse.Namespace) -> int:
         resume=args.resume,
         compression=args.compression,
         zarr_version=args.zarr_version,
-        output_storage_options=dict(args.storage_option) or None,
+        output_storage_options={k: v for k, v in args.storage_option if k not in OWN_OPTIONS}
+        or None,  # the reading options of ours stay with the input
         png_level=args.png_level,
     )
     if not args.quiet:
@@ -412,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
-    parser = _build_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

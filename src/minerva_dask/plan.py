@@ -147,7 +147,7 @@ def plan_render(
     ``minerva_dask`` logger.
 
     >>> import numpy as np
-    >>> from minerva_dask.request import default_request
+    >>> from minerva_dask.request_url import default_request
     >>> from minerva_dask.sources.base import ChannelInfo, LevelInfo
     >>> flat = ImageInfo(name="flat", dtype=np.dtype("uint16"), size_c=1, size_z=1, size_t=1,
     ...                  levels=(LevelInfo(4096, 4096, 512, 512),),
@@ -156,6 +156,7 @@ def plan_render(
     >>> plan.level, plan.reduction, plan.grid.shape, plan.downsample
     (0, 8, (512, 512), (8.0, 8.0))
     """
+    request = request.for_image(info)  # a tile= becomes the region it covers
     channels = request.resolve(info)
     region = request.region or Rect(0, 0, info.width, info.height)
     reduction = 1

@@ -1,4 +1,4 @@
-"""Render requests: the model, and the parser for OMERO.figure ``render_scaled_region`` URLs.
+"""Render requests: the model, and the parser for the URLs OMERO.figure and OMERO.web emit.
 
 A :class:`RenderRequest` says what to draw: which channels (with window, colour,
 inversion), which region of the full-resolution image, how large at most, and which focal
@@ -9,18 +9,21 @@ The URL grammar is that of ``rendering.md`` section 1 and ``api-contract.md`` 1.
 
     [https://host[/prefix]/figure/render_scaled_region]/{image_id}/{z}/{t}/?c=...&region=x,y,w,h
         [&max_size=N][&m=c|g][&maps=[...]][&q=0.9][&p=...]
+
+and also OMERO.web's ``render_image`` (the whole plane) and ``render_image_region``
+(``region=`` at full resolution, or ``tile=level,tx,ty[,tw,th]``), under ``webgateway/`` or
+``webclient/``; :mod:`minerva_dask._omero_urls` says what each form means.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
+from ._omero_urls import tile_region
 from .colors import color_hex, parse_color
 from .errors import RequestError
 from .geometry import Rect
@@ -28,7 +31,7 @@ from .geometry import Rect
 if TYPE_CHECKING:
     from .sources.base import ImageInfo
 
-__all__ = ["ChannelSetting", "RenderRequest", "ResolvedChannel", "parse_color", "parse_request"]
+__all__ = ["ChannelSetting", "RenderRequest", "ResolvedChannel", "parse_color"]
 
 DEFAULT_MAX_SIZE = 2000
 # Largest output side (PNG's and TIFF's limit) and largest |coordinate| of a region:
@@ -37,8 +40,10 @@ MAX_SIDE = 2**31 - 1
 MAX_COORDINATE = 1e15
 FAMILIES = ("linear", "polynomial", "exponential", "logarithmic")
 _FIGURE_MARKER = "/figure/render_scaled_region/"
+_RENDER_IMAGE = "/webgateway/render_image"
+_FORMS = "figure/render_scaled_region, webgateway|webclient/render_image[_region]"
 _IGNORED_PARAMS = frozenset({"p", "ia", "format", "zm", "_", "callback"})
-_KNOWN_PARAMS = frozenset({"c", "region", "max_size", "m", "maps", "q"}) | _IGNORED_PARAMS
+_KNOWN_PARAMS = frozenset({"c", "region", "tile", "max_size", "m", "maps", "q"}) | _IGNORED_PARAMS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +154,10 @@ class RenderRequest:
     region
         ``(x, y, width, height)`` in full-resolution pixels (floats allowed); it may start at
         negative coordinates and extend past the image. ``None`` means the whole image.
+    tile
+        Instead of ``region``: OMERO.web's ``tile=`` as ``(level, tx, ty, tw, th)``
+        (``tw``/``th`` 0: the level's tile size). It becomes a region, and ``max_size`` at
+        most the tile's side, when the request meets the image (:meth:`for_image`).
     max_size
         Largest output side wanted, in output pixels (the level choice never upsamples).
     z, t
@@ -158,13 +167,15 @@ class RenderRequest:
     model
         ``"color"`` (additive composite) or ``"greyscale"`` (first shown channel, grey).
     quality
-        JPEG quality 0..1 asked of an OMERO server (``q``), if given.
+        JPEG quality in (0, 1] asked of an OMERO server (``q``), if given; the CLI asks the
+        server for it unless ``--jpeg-quality`` says otherwise.
     server
         Base URL of the OMERO.web server when the request was a full URL.
     """
 
     channels: tuple[ChannelSetting, ...] = ()
     region: Rect | None = None
+    tile: tuple[int, int, int, int, int] | None = None
     max_size: int = DEFAULT_MAX_SIZE
     z: int = 0
     t: int = 0
@@ -217,8 +228,19 @@ class RenderRequest:
                 raise RequestError(f"{name} must be an integer >= 0, got {value!r}")
         if self.model not in ("color", "greyscale"):
             raise RequestError(f"model must be 'color' or 'greyscale', got {self.model!r}")
-        if self.quality is not None and not 0 <= self.quality <= 1:
-            raise RequestError(f"q (JPEG quality) must be within 0..1, got {self.quality!r}")
+        if self.quality is not None and not 0 < self.quality <= 1:
+            raise RequestError(f"q (JPEG quality) must be within (0, 1], got {self.quality!r}")
+        if self.tile is not None:
+            tile = tuple(self.tile)
+            if len(tile) != 5 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in tile
+            ):
+                raise RequestError(
+                    f"tile must be five integers >= 0 (level, tx, ty, tw, th), got {self.tile!r}"
+                )
+            if self.region is not None:
+                raise RequestError("give tile or region, not both")
+            object.__setattr__(self, "tile", tile)
 
     @property
     def shown(self) -> tuple[ChannelSetting, ...]:
@@ -229,6 +251,7 @@ class RenderRequest:
     def with_channel(self, index: int, **changes: Any) -> RenderRequest:
         """A copy with channel ``index`` (0-based) changed, or added when not listed.
 
+        >>> from minerva_dask import parse_request
         >>> req = parse_request("?c=1|0:100$FF0000&region=0,0,10,10")
         >>> req.with_channel(0, window=(5, 50)).channels[0].window
         (5.0, 50.0)
@@ -241,6 +264,25 @@ class RenderRequest:
         else:
             channels.append(ChannelSetting(index=index, **changes))
         return replace(self, channels=tuple(channels))
+
+    def for_image(self, info: ImageInfo) -> RenderRequest:
+        """This request with a ``tile`` turned into the full-resolution region it covers on
+        ``info``'s image, and ``max_size`` at most the tile's side (its output is the tile at
+        its level's resolution, as OMERO.web sends it). Other requests come back unchanged.
+
+        >>> from minerva_dask.sources.base import ChannelInfo, ImageInfo, LevelInfo
+        >>> info = ImageInfo(name="x", dtype="uint8", size_c=1, size_z=1, size_t=1,
+        ...     channels=(ChannelInfo(0, "c", (1, 1, 1), (0, 255)),),
+        ...     levels=(LevelInfo(1024, 1024, 256, 256), LevelInfo(512, 512, 256, 256, (2, 2))))
+        >>> from minerva_dask import parse_request
+        >>> req = parse_request("/webgateway/render_image_region/1/0/0/?c=1&tile=1,1,0")
+        >>> req.for_image(info).region, req.for_image(info).max_size
+        (Rect(x=512.0, y=0.0, width=512.0, height=512.0), 256)
+        """
+        if self.tile is None:
+            return self
+        region, side = tile_region(self.tile, info)
+        return replace(self, tile=None, region=region, max_size=min(self.max_size, side))
 
     def resolve(self, info: ImageInfo) -> tuple[ResolvedChannel, ...]:
         """Check this request against an image and fill in defaults from it.
@@ -288,11 +330,14 @@ class RenderRequest:
         return tuple(resolved)
 
     def to_url(self) -> str:
-        """This request as an OMERO.figure ``render_scaled_region`` URL (path and query).
+        """This request as an OMERO.figure ``render_scaled_region`` URL (path and query);
+        one for the whole image (no ``region`` or ``tile``) as a ``webgateway/render_image``
+        URL (image id ``0`` when it has none).
 
         Channels are emitted sorted by index, as OMERO pairs windows with channels in
         ascending order. The server part is included when the request carries one.
 
+        >>> from minerva_dask import parse_request
         >>> parse_request("/5/0/0/?c=2|0:9$00FF00,-1&region=0,0,10,10&max_size=64").to_url()
         '/5/0/0/?c=-1,2|0:9$00FF00&region=0,0,10,10&max_size=64'
         """
@@ -321,6 +366,8 @@ class RenderRequest:
         if self.region is not None:
             r = self.region
             query.append(("region", ",".join(_num(v) for v in (r.x, r.y, r.width, r.height))))
+        if self.tile is not None:
+            query.append(("tile", ",".join(str(v) for v in self.tile)))
         if self.max_size != DEFAULT_MAX_SIZE:
             query.append(("max_size", str(self.max_size)))
         if self.model == "greyscale":
@@ -331,14 +378,19 @@ class RenderRequest:
             query.append(("q", _num(self.quality)))
         safe = "|$:,-.[]{}\"'"
         text = "&".join(f"{k}={quote(v, safe=safe)}" for k, v in query)
-        if self.image_id is None and self.z == 0 and self.t == 0 and not self.server:
+        whole = self.region is None and self.tile is None  # OMERO.web's render_image
+        unnamed = self.image_id is None and self.z == 0 and self.t == 0 and not self.server
+        if unnamed and not whole:
             return f"?{text}"  # no image named: the query alone parses back the same
         image = self.image_id if self.image_id is not None else "0"
         path = f"/{image}/{self.z}/{self.t}/?{text}"
+        if whole:
+            path = _RENDER_IMAGE + path
+        server = ""
         if self.server:  # never with user:password@: a URL to share, not a credential
             server = urlunsplit(urlsplit(self.server)._replace(netloc=_host(self.server)))
-            return server.rstrip("/") + _FIGURE_MARKER.rstrip("/") + path
-        return path
+            server = server.rstrip("/") + ("" if whole else _FIGURE_MARKER.rstrip("/"))
+        return server + path
 
 
 def _host(url: str) -> str:
@@ -350,223 +402,3 @@ def _num(value: float) -> str:
     """Shortest text that parses back to the same float (ints without a decimal point)."""
     value = float(value)
     return str(int(value)) if value.is_integer() else repr(value)
-
-
-def _parse_float(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise RequestError(f"{what}: {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise RequestError(f"{what}: {text!r} is not a finite number")
-    return value
-
-
-def _parse_channel_entry(entry: str) -> ChannelSetting:
-    """One ``c`` entry: ``[-]index[|start:end][$colour]`` (also ``index$colour``)."""
-    where = f"c entry {entry!r}"
-    if not entry:
-        raise RequestError("c has an empty entry (two commas in a row, or a trailing comma)")
-    head, _, detail = entry.partition("|")
-    if "|" not in entry and "$" in head:
-        head, _, colour = head.partition("$")
-        detail = "$" + colour
-    active = not head.startswith("-")
-    digits = head[1:] if not active else head
-    if not digits.isdigit():
-        raise RequestError(f"{where}: channel index {head!r} is not a 1-based integer")
-    index = int(digits)
-    if index < 1:
-        raise RequestError(f"{where}: channel index must be >= 1 (c is 1-based)")
-    window_text, has_colour, colour_text = detail.partition("$")
-    window = None
-    if window_text:
-        start_text, colon, end_text = window_text.partition(":")
-        if not colon:
-            raise RequestError(f"{where}: window {window_text!r} is not start:end")
-        window = (
-            _parse_float(start_text, f"{where}: window start"),
-            _parse_float(end_text, f"{where}: window end"),
-        )
-    color, lut, alpha = None, None, 1.0
-    if has_colour:
-        if colour_text.lower().endswith(".lut"):
-            lut = colour_text
-        else:
-            try:
-                color, alpha = parse_color(colour_text)
-            except RequestError as exc:
-                raise RequestError(f"{where}: {exc}") from None
-    try:
-        return ChannelSetting(
-            index=index - 1, window=window, color=color, alpha=alpha, lut=lut, active=active
-        )
-    except RequestError as exc:
-        raise RequestError(f"{where}: {exc}") from None
-
-
-def _parse_maps(text: str, channels: list[ChannelSetting]) -> list[ChannelSetting]:
-    try:
-        maps = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RequestError(f"maps is not valid JSON: {exc.msg} at character {exc.pos}") from None
-    except RecursionError:
-        raise RequestError("maps is nested too deeply to be a list of channel maps") from None
-    if not isinstance(maps, list):
-        raise RequestError("maps must be a JSON list with one object per c entry")
-    if len(maps) != len(channels):
-        raise RequestError(f"maps has {len(maps)} entries but c has {len(channels)}")
-    out = []
-    for i, (item, channel) in enumerate(zip(maps, channels, strict=True)):
-        if item is None:
-            out.append(channel)
-            continue
-        if not isinstance(item, dict):
-            raise RequestError(f"maps[{i}] must be an object, got {item!r}")
-        changes: dict[str, Any] = {}
-        for key in ("inverted", "reverse"):
-            if key in item:
-                flag = item[key]
-                enabled = flag.get("enabled") if isinstance(flag, dict) else None
-                if not isinstance(enabled, bool):
-                    raise RequestError(f'maps[{i}].{key} must be {{"enabled": true|false}}')
-                changes["inverted"] = enabled
-        if "quantization" in item:
-            quant = item["quantization"]
-            if not isinstance(quant, dict):
-                raise RequestError(f"maps[{i}].quantization must be an object")
-            changes["family"] = quant.get("family", "linear")
-            coefficient = quant.get("coefficient", 1.0)
-            if isinstance(coefficient, bool) or not isinstance(coefficient, int | float):
-                raise RequestError(f"maps[{i}].quantization.coefficient must be a number")
-            changes["coefficient"] = float(coefficient)
-        try:
-            out.append(replace(channel, **changes))
-        except RequestError as exc:
-            raise RequestError(f"maps[{i}]: {exc}") from None
-    return out
-
-
-def _parse_path(path: str) -> tuple[str | None, int, int]:
-    parts = [p for p in path.split("/") if p]
-    if not parts:
-        return None, 0, 0
-    if len(parts) != 3:
-        raise RequestError(
-            f"path {path!r} must be /{{image_id}}/{{z}}/{{t}}/ (three parts), found {len(parts)}"
-        )
-    image_id, z_text, t_text = parts
-    if not image_id.isdigit() and not re.fullmatch(r"[0-9a-fA-F-]{8,}", image_id):
-        raise RequestError(f"image id {image_id!r} in the path is not a number or uuid")
-    for name, text in (("z", z_text), ("t", t_text)):
-        if not text.isdigit():
-            raise RequestError(f"{name} {text!r} in the path is not an integer >= 0")
-    return image_id, int(z_text), int(t_text)
-
-
-def parse_request(url: str) -> RenderRequest:
-    """Parse an OMERO.figure ``render_scaled_region`` URL into a :class:`RenderRequest`.
-
-    Accepts the full URL with host and ``/figure/render_scaled_region`` prefix, the bare
-    path ``/{image_id}/{z}/{t}/?...`` or just the query ``?c=...&region=...``. Raises
-    :class:`RequestError` naming the malformed part. ``region`` is required, as in OMERO.
-
-    >>> req = parse_request("/1/0/0/?c=1|300:12000$0000FF,-2|0:65535$00FF00&region=0,0,512,256")
-    >>> [(c.index, c.window, c.active) for c in req.channels]
-    [(0, (300.0, 12000.0), True), (1, (0.0, 65535.0), False)]
-    >>> req.region, req.max_size
-    (Rect(x=0.0, y=0.0, width=512.0, height=256.0), 2000)
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise RequestError("the request is empty: expected /{image_id}/{z}/{t}/?c=...&region=...")
-    text = url.strip()
-    parts = urlsplit(text)
-    server = None
-    path = parts.path
-    if parts.scheme or parts.netloc:
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise RequestError(f"URL scheme {parts.scheme!r} is not http or https")
-        marker = path.find(_FIGURE_MARKER)
-        if marker < 0:
-            raise RequestError(
-                f"URL path {path!r} does not contain {_FIGURE_MARKER!r}: copy the URL of an "
-                "OMERO.figure render_scaled_region request"
-            )
-        server = f"{parts.scheme}://{parts.netloc}{path[:marker]}"
-        path = path[marker + len(_FIGURE_MARKER) :]
-    elif path.startswith(_FIGURE_MARKER) or path.startswith(_FIGURE_MARKER[1:]):
-        path = path.split(_FIGURE_MARKER.strip("/"), 1)[1]
-    image_id, z, t = _parse_path(path)
-    if parts.fragment:
-        raise RequestError(f"unexpected fragment #{parts.fragment} in the request")
-    if not parts.query:
-        raise RequestError("the request has no query: expected ?c=...&region=x,y,w,h")
-    params: dict[str, str] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in params:
-            raise RequestError(f"query parameter {key!r} is given twice")
-        if key not in _KNOWN_PARAMS:
-            raise RequestError(
-                f"unknown query parameter {key!r} (known: {', '.join(sorted(_KNOWN_PARAMS))})"
-            )
-        params[key] = value
-    if "c" not in params or not params["c"]:
-        raise RequestError("missing c: list the channels, e.g. c=1|0:65535$FF0000")
-    channels = [_parse_channel_entry(entry) for entry in params["c"].split(",")]
-    if "maps" in params:
-        channels = _parse_maps(params["maps"], channels)
-    if "region" not in params:
-        raise RequestError("missing region=x,y,width,height (full-resolution pixels)")
-    values = params["region"].split(",")
-    if len(values) != 4:
-        raise RequestError(f"region {params['region']!r} must be four numbers x,y,width,height")
-    region = Rect(*(_parse_float(v, f"region {params['region']!r}") for v in values))
-    max_size = DEFAULT_MAX_SIZE
-    if "max_size" in params:
-        text = params["max_size"]
-        if not (text.isascii() and text.isdigit()) or not text.strip("0"):
-            raise RequestError(f"max_size {text!r} is not an integer >= 1")
-        if len(text.lstrip("0")) > len(str(MAX_SIDE)):
-            shown = text if len(text) <= 20 else text[:20] + "..."
-            raise RequestError(f"max_size {shown} is not within 1..{MAX_SIDE} (2^31 - 1)")
-        max_size = int(text)
-    model = {"c": "color", "g": "greyscale", None: "color"}.get(params.get("m"))
-    if model is None:
-        raise RequestError(f"m {params['m']!r} is not c (colour) or g (greyscale)")
-    quality = _parse_float(params["q"], "q (JPEG quality)") if "q" in params else None
-    return RenderRequest(
-        channels=tuple(channels),
-        region=region,
-        max_size=max_size,
-        z=z,
-        t=t,
-        image_id=image_id,
-        model=model,
-        quality=quality,
-        server=server,
-    )
-
-
-def default_request(
-    info: ImageInfo, channels: Iterable[int] | None = None, **kwargs: Any
-) -> RenderRequest:
-    """A request showing ``channels`` (default: the image's first up to 4 active ones)
-    with the image's own windows and colours, over the whole image (region given
-    explicitly, so that :meth:`RenderRequest.to_url` can write it).
-
-    Keyword arguments are passed to :class:`RenderRequest` (``region``, ``max_size``...).
-
-    >>> import minerva_dask as md
-    >>> md.default_request(md.open_image(md.demo_image_path()).info, channels=[0]).to_url()
-    '?c=1|0:65535$0000FF&region=0,0,4096,3072'
-    """
-    if channels is None:
-        picked: Sequence[int] = [c.index for c in info.channels if c.active][:4] or [0]
-    else:
-        picked = list(channels)
-    settings = tuple(
-        ChannelSetting(index=i, window=info.channels[i].window, color=info.channels[i].color)
-        for i in picked
-    )
-    kwargs.setdefault("region", Rect(0, 0, info.width, info.height))  # explicit: URL-able
-    return RenderRequest(channels=settings, **kwargs)

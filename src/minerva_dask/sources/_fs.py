@@ -9,6 +9,7 @@ from .. import _redact
 from ..errors import SourceError, SourceNotFoundError
 
 __all__ = [
+    "OWN_OPTIONS",
     "REMOTE_CONCURRENCY",
     "exists_or_raise",
     "fs_storage_options",
@@ -22,6 +23,11 @@ __all__ = [
 # Reads a remote file source keeps in flight (threads on the threaded scheduler): range
 # requests to an object store or web server take tens of milliseconds each.
 REMOTE_CONCURRENCY = 16
+
+
+# Storage options minerva-dask reads itself; fsspec never sees them.
+# whole_file_max_bytes: see sources._ranges.WHOLE_FILE_MAX_BYTES.
+OWN_OPTIONS = frozenset({"whole_file_max_bytes"})
 
 
 def remote_concurrency(ref: str) -> int | None:
@@ -58,7 +64,7 @@ def fs_storage_options(ref: str, storage_options: dict[str, Any] | None) -> dict
     from ._http import RetryPolicy  # the network policy's timeouts (not at import: requests)
 
     policy = RetryPolicy()
-    options = dict(storage_options or {})
+    options = {k: v for k, v in (storage_options or {}).items() if k not in OWN_OPTIONS}
     _redact.register_url_secrets(ref)
     for key in ("key", "secret", "token", "password", "client_secret"):
         _redact.register_secret(options.get(key))

@@ -1,9 +1,10 @@
 """OME-TIFF (and other tiled TIFF pyramids) through tifffile.
 
-Handles SubIFD pyramids, one-series-per-level and page pyramids, flat images, strips or
-tiles, either byte order, any dtype, interleaved samples as channels. Level shapes and
-factors come from the file. Channel names, colours and pixel size come from OME-XML when
-it agrees with what the TIFF really holds; otherwise the TIFF wins, with a warning.
+Handles SubIFD pyramids, page pyramids, one series per level (``_tiff_series``), flat
+images, strips or tiles, either byte order, any dtype, interleaved samples as channels.
+Level shapes and factors come from the file. Channel names, colours and pixel size come
+from OME-XML when it agrees with what the TIFF really holds; otherwise the TIFF wins,
+with a warning.
 
 Tiled levels with one sample per pixel (the usual OME-TIFF) are read tile by tile with
 tifffile alone (``_tiff_tiles``); other layouts through tifffile's zarr store
@@ -16,6 +17,7 @@ on a descriptor of our own (see ``_tiff_tiles``).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -37,7 +39,16 @@ from ._fs import (
     redact_url,
     remote_concurrency,
 )
-from ._ranges import NoRangeSupportError, range_reader
+from ._ranges import (
+    NoRangeSupportError,
+    fetch_whole,
+    ignores_ranges,
+    memory_reader,
+    no_range_support,
+    range_reader,
+    whole_file_max_bytes,
+)
+from ._tiff_series import series_levels
 from ._tiff_tiles import PositionalFile, TiledPlanes, segment_past_end, share_one_lock
 from .base import (
     CachedHandleSource,
@@ -61,15 +72,26 @@ _MAX_PLAUSIBLE_SAMPLES = 4
 class _Opened:
     """An open TIFF: the file, the chosen series, its zarr levels and parsed metadata."""
 
-    def __init__(self, ref: str, storage_options: dict[str, Any], series: int) -> None:
+    def __init__(
+        self, ref: str, storage_options: dict[str, Any], series: int, by_series: bool = True
+    ) -> None:
         self._fileobj = None
         self._positional: PositionalFile | None = None
+        whole: bytes | None = None  # the file, from a server that ignores Range
         if is_url(ref):
             import fsspec
 
+            limit = whole_file_max_bytes(storage_options)
             options = fs_storage_options(ref, storage_options)
             self._fileobj = fsspec.open(ref, mode="rb", **options).open()
             target: Any = self._fileobj
+            try:
+                if ignores_ranges(self._fileobj):
+                    whole = fetch_whole(self._fileobj, ref, limit)
+                    target = io.BytesIO(whole)
+            except BaseException:
+                self.close()
+                raise
         else:
             target = local_path(ref)
         tiff_logger = logging.getLogger("tifffile")
@@ -83,11 +105,15 @@ class _Opened:
                     "does not exist"
                 )
             self.series = self.tif.series[series]
-            levels = self.series.levels
+            # the level series: SubIFDs or pages, else one series per level
+            levels = series_levels(self.tif, series, ref) if by_series else self.series.levels
+            self.level_series = levels
             # the file handle's own lock, for every seek and read of it, ours and tifffile's
             lock = share_one_lock(self.tif, levels)
             fetch = None
-            if self._fileobj is not None:  # remote: the file's own filesystem, by ranges
+            if whole is not None:  # fetched whole: ranges of it in memory
+                fetch = memory_reader(whole)
+            elif self._fileobj is not None:  # remote: the file's own filesystem, by ranges
                 fetch = range_reader(self._fileobj.fs, self._fileobj.path, ref)
             elif PositionalFile.available():  # local: by offset, no shared file position
                 self._positional = PositionalFile(target)
@@ -99,8 +125,13 @@ class _Opened:
             if None in self.levels:  # another layout: tifffile's zarr store reads it
                 import zarr
 
-                node = zarr.open(self.series.aszarr(), mode="r")
-                stored = [node[str(i)] for i in range(len(levels))] if len(levels) > 1 else [node]
+                if len(levels) > len(self.series.levels):  # one series per level: a store each
+                    stored = [zarr.open(level.aszarr(), mode="r") for level in levels]
+                else:
+                    node = zarr.open(self.series.aszarr(), mode="r")
+                    stored = (
+                        [node[str(i)] for i in range(len(levels))] if len(levels) > 1 else [node]
+                    )
                 self.levels = [
                     ours or theirs for ours, theirs in zip(self.levels, stored, strict=True)
                 ]
@@ -118,11 +149,7 @@ class _Opened:
         except ValueError as exc:
             self.close()
             if "range" in str(exc).lower():  # fsspec: the server sent the whole file
-                raise NoRangeSupportError(
-                    f"{redact_url(ref)}: the server does not support HTTP Range requests, "
-                    "which reading a TIFF remotely needs: serve it from a server or object "
-                    "store that does (S3, nginx, Apache), or download the file first"
-                ) from None
+                raise no_range_support(ref) from None
             raise
         except BaseException:
             self.close()
@@ -148,6 +175,9 @@ class OmeTiffSource(CachedHandleSource):
         Local path, ``file://`` URL or any fsspec URL (``s3://``, ``https://``...).
     series
         Which TIFF series to open (default 0, the main image).
+    series_levels
+        Read the series that follow ``series`` as its pyramid levels when they make one
+        (one series per level, see :mod:`._tiff_series`); ``False`` reads ``series`` alone.
     storage_options
         Passed to fsspec for remote URLs (credentials, endpoint, ``anon``...).
     """
@@ -160,10 +190,12 @@ class OmeTiffSource(CachedHandleSource):
         ref: str | os.PathLike[str],
         *,
         series: int = 0,
+        series_levels: bool = True,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         self.ref = os.fspath(ref)
         self.series = series
+        self.series_levels = bool(series_levels)
         self.storage_options = dict(storage_options or {})
         exists_or_raise(self.ref, self.storage_options)
         self._info: ImageInfo | None = None
@@ -172,7 +204,8 @@ class OmeTiffSource(CachedHandleSource):
 
     # -- pickling: arguments only, handles reopen lazily in the worker -----------------
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.ref, self.series, self.storage_options, self._info, self._axes))
+        state = (self.ref, self.series, self.series_levels, self.storage_options)
+        return (_rebuild, (*state, self._info, self._axes))
 
     @property
     def io_concurrency(self) -> int | None:
@@ -186,16 +219,18 @@ class OmeTiffSource(CachedHandleSource):
         return self._handle_key()
 
     def _handle_key(self) -> tuple[Any, ...]:
-        return ("tiff", self.ref, self.series, repr(sorted(self.storage_options.items())))
+        options = repr(sorted(self.storage_options.items()))
+        return ("tiff", self.ref, self.series, self.series_levels, options)
 
     def _open_handle(self) -> _Opened:
+        def opened() -> _Opened:
+            return _Opened(self.ref, self.storage_options, self.series, self.series_levels)
+
         if not is_url(self.ref):
-            return _Opened(self.ref, self.storage_options, self.series)
+            return opened()
         from ._http import open_with_retries  # remote: metadata reads retried as a whole
 
-        return open_with_retries(
-            self.ref, lambda: _Opened(self.ref, self.storage_options, self.series)
-        )
+        return open_with_retries(self.ref, opened)
 
     # -- metadata --------------------------------------------------------------------
     def _load_info(self) -> None:
@@ -227,7 +262,8 @@ class OmeTiffSource(CachedHandleSource):
         for level_index, array in enumerate(opened.levels):
             lsize = dict(zip(axes, array.shape, strict=True))
             width, height = lsize["X"], lsize["Y"]
-            tile_w, tile_h = _tile_size(series.levels[level_index].keyframe, width, height)
+            keyframe = opened.level_series[level_index].keyframe
+            tile_w, tile_h = _tile_size(keyframe, width, height)
             levels.append(
                 LevelInfo(width, height, tile_w, tile_h, (width0 / width, height0 / height))
             )
@@ -275,10 +311,16 @@ class OmeTiffSource(CachedHandleSource):
 
 
 def _rebuild(
-    ref: str, series: int, storage_options: dict[str, Any], info: ImageInfo | None, axes: str
+    ref: str,
+    series: int,
+    by_series: bool,
+    storage_options: dict[str, Any],
+    info: ImageInfo | None,
+    axes: str,
 ) -> OmeTiffSource:
     source = OmeTiffSource.__new__(OmeTiffSource)
     source.ref, source.series, source.storage_options = ref, series, storage_options
+    source.series_levels = by_series
     source._info, source._axes = info, axes
     return source
 

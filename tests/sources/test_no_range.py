@@ -1,0 +1,78 @@
+"""An HTTP server that ignores Range: small files are fetched whole once, larger refused."""
+
+from __future__ import annotations
+
+import shutil
+from http.server import SimpleHTTPRequestHandler
+
+import numpy as np
+import pytest
+
+import minerva_dask as md
+from minerva_dask.geometry import Rect
+from minerva_dask.sources._ranges import NoRangeSupportError
+from tests.servers import LoopbackServer
+
+FILES = {
+    "tiled.ome.tif": "ome-tiff/colon-2ch-jpeg-subifd.ome.tiff",  # tiles, read by TiledPlanes
+    "strips.ome.tif": "ome-tiff/multi-channel-deflate.ome.tif",  # strips, tifffile's store
+}
+
+
+@pytest.fixture(scope="module")
+def no_range(tmp_path_factory, shared_data):
+    served = tmp_path_factory.mktemp("no-range")
+    for name, sample in FILES.items():
+        shutil.copy(shared_data / sample, served / name)
+    log: list[tuple[str, str | None]] = []
+
+    class Plain(SimpleHTTPRequestHandler):  # the standard library's: no Range support
+        def log_message(self, *args) -> None:
+            pass
+
+        def handle_one_request(self) -> None:
+            try:
+                super().handle_one_request()
+            except (BrokenPipeError, ConnectionResetError):  # a client that read no body
+                self.close_connection = True
+
+        def send_head(self):
+            log.append((self.command, self.headers.get("Range")))
+            return super().send_head()
+
+    handler = lambda *a, **k: Plain(*a, directory=str(served), **k)  # noqa: E731
+    with LoopbackServer(handler) as server:  # type: ignore[arg-type]
+        yield server.url, log, shared_data
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_a_small_file_is_fetched_whole_once_and_reads_like_the_local_file(no_range, name):
+    url, log, shared_data = no_range
+    local = md.open_image(shared_data / FILES[name])
+    log.clear()
+    remote = md.open_image(f"{url}/{name}")
+    assert remote.info.levels == local.info.levels
+    channels = list(range(local.info.size_c))
+    for level, spec in enumerate(local.info.levels):
+        rect = Rect(3, 5, min(300, spec.width - 3), min(200, spec.height - 5))
+        np.testing.assert_array_equal(
+            remote.read_region(level, rect, channels), local.read_region(level, rect, channels)
+        )
+    # one probe of a single byte, then the whole file once; every read after it from memory
+    probe = log.index(("GET", "bytes=1-1"))
+    assert log[probe + 1 :] == [("GET", None)], log
+
+
+def test_a_file_over_the_limit_is_refused_in_one_line_naming_the_option(no_range) -> None:
+    url, _, _ = no_range
+    with pytest.raises(NoRangeSupportError) as info:
+        md.open_image(f"{url}/tiled.ome.tif", storage_options={"whole_file_max_bytes": 1000})
+    message = str(info.value)
+    assert "does not support HTTP Range" in message and "whole_file_max_bytes" in message
+    assert "\n" not in message
+
+
+def test_a_malformed_limit_is_refused(no_range) -> None:
+    url, _, _ = no_range
+    with pytest.raises(md.SourceError, match="whole_file_max_bytes='lots'"):
+        md.open_image(f"{url}/tiled.ome.tif", storage_options={"whole_file_max_bytes": "lots"})
