@@ -244,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     imgdata.add_argument(
         "--image-id",
         required=True,
-        metavar="UUID",
-        help="the image id (the Image element's ID, with or without 'Image:')",
+        metavar="ID",
+        help="the OME Image element's ID, with or without 'Image:' (e.g. 0 or Image:0; an "
+        "unknown ID is refused with the list of the document's IDs)",
     )
     imgdata.add_argument(
         "-o", "--output", metavar="IMGDATA.json", help="output file (default: standard output)"
