@@ -35,6 +35,33 @@ def test_demo_run_with_no_arguments_writes_out_png(tmp_path, demo_path) -> None:
     assert image.std() > 10  # a picture, not a flat field
 
 
+def test_first_demo_says_it_generates_and_times_the_whole_command(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """The first run announces the generation, and "in N s" includes it."""
+    import re
+    import time
+
+    from minerva_dask import _demo
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MINERVA_DASK_CACHE", str(cache))
+    monkeypatch.setattr(_demo, "DEMO_SIZE", (512, 384))  # a small demo: the test is quick
+    write = _demo.write_ome_tiff_pyramid
+
+    def slow_write(*args, **kwargs):
+        assert "Generating the demo image" in capsys.readouterr().err  # said before, not after
+        time.sleep(1.2)  # the full demo takes seconds to generate
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(_demo, "write_ome_tiff_pyramid", slow_write)
+    assert main(["crop", "-o", str(tmp_path / "a.png")]) == 0
+    err = capsys.readouterr().err
+    assert float(re.search(r"Wrote .* in ([0-9.]+) s", err).group(1)) >= 1.2
+    assert main(["crop", "-o", str(tmp_path / "b.png")]) == 0  # generated once: no message
+    assert "Generating" not in capsys.readouterr().err
+
+
 def test_real_file_run_equals_the_python_api(tmp_path, shared_data) -> None:
     path = shared_data / "ome-tiff/rgb-circles-3ch-uint16-subifd.ome.tif"
     request = (
