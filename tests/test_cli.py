@@ -62,6 +62,20 @@ def test_first_demo_says_it_generates_and_times_the_whole_command(
     assert "Generating" not in capsys.readouterr().err
 
 
+def test_default_render_of_many_channels_says_which_it_shows(
+    tmp_path, shared_data, demo_path, capsys
+) -> None:
+    many = shared_data / "ome-tiff/cycif-reactive-core-48ch-subifd.ome.tiff"
+    args = ["crop", "--max-size", "64", "-o"]
+    assert main([*args, str(tmp_path / "a.png"), "--image", str(many)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "showing channels" in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        "showing channels 1-4 of 48; list others with c="
+    )
+    assert main([*args, str(tmp_path / "b.png"), "--image", str(demo_path)]) == 0  # all 4 shown
+    assert "showing channels" not in capsys.readouterr().err
+
+
 def test_real_file_run_equals_the_python_api(tmp_path, shared_data) -> None:
     path = shared_data / "ome-tiff/rgb-circles-3ch-uint16-subifd.ome.tif"
     request = (
@@ -150,6 +164,11 @@ def test_help_explains_the_request(capsys) -> None:
     text = capsys.readouterr().out
     for words in ("intensity window", "region=", "max_size=", "Quote the request"):
         assert words in text
+    assert "image to PNG, or to a pyramidal OME-TIFF or OME-Zarr" in " ".join(text.split())
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    words = " ".join(capsys.readouterr().out.split())
+    assert "crop render a region to PNG, OME-TIFF or OME-Zarr" in words
 
 
 def test_storage_options_reach_fsspec(tmp_path, tiny_ome_tiff, monkeypatch) -> None:
