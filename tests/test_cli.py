@@ -35,6 +35,47 @@ def test_demo_run_with_no_arguments_writes_out_png(tmp_path, demo_path) -> None:
     assert image.std() > 10  # a picture, not a flat field
 
 
+def test_first_demo_says_it_generates_and_times_the_whole_command(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """The first run announces the generation, and "in N s" includes it."""
+    import re
+    import time
+
+    from minerva_dask import _demo
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MINERVA_DASK_CACHE", str(cache))
+    monkeypatch.setattr(_demo, "DEMO_SIZE", (512, 384))  # a small demo: the test is quick
+    write = _demo.write_ome_tiff_pyramid
+
+    def slow_write(*args, **kwargs):
+        assert "Generating the demo image" in capsys.readouterr().err  # said before, not after
+        time.sleep(1.2)  # the full demo takes seconds to generate
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(_demo, "write_ome_tiff_pyramid", slow_write)
+    assert main(["crop", "-o", str(tmp_path / "a.png")]) == 0
+    err = capsys.readouterr().err
+    assert float(re.search(r"Wrote .* in ([0-9.]+) s", err).group(1)) >= 1.2
+    assert main(["crop", "-o", str(tmp_path / "b.png")]) == 0  # generated once: no message
+    assert "Generating" not in capsys.readouterr().err
+
+
+def test_default_render_of_many_channels_says_which_it_shows(
+    tmp_path, shared_data, demo_path, capsys
+) -> None:
+    many = shared_data / "ome-tiff/cycif-reactive-core-48ch-subifd.ome.tiff"
+    args = ["crop", "--max-size", "64", "-o"]
+    assert main([*args, str(tmp_path / "a.png"), "--image", str(many)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "showing channels" in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        "showing channels 1-4 of 48; list others with c="
+    )
+    assert main([*args, str(tmp_path / "b.png"), "--image", str(demo_path)]) == 0  # all 4 shown
+    assert "showing channels" not in capsys.readouterr().err
+
+
 def test_real_file_run_equals_the_python_api(tmp_path, shared_data) -> None:
     path = shared_data / "ome-tiff/rgb-circles-3ch-uint16-subifd.ome.tif"
     request = (
@@ -123,6 +164,11 @@ def test_help_explains_the_request(capsys) -> None:
     text = capsys.readouterr().out
     for words in ("intensity window", "region=", "max_size=", "Quote the request"):
         assert words in text
+    assert "image to PNG, or to a pyramidal OME-TIFF or OME-Zarr" in " ".join(text.split())
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    words = " ".join(capsys.readouterr().out.split())
+    assert "crop render a region to PNG, OME-TIFF or OME-Zarr" in words
 
 
 def test_storage_options_reach_fsspec(tmp_path, tiny_ome_tiff, monkeypatch) -> None:

@@ -192,3 +192,25 @@ def test_cli_imgdata_writes_the_file(shared_data, tmp_path, capsys) -> None:
     assert main(["imgdata", str(tmp_path / "absent.xml"), "--image-id", "0"]) == 2
     assert main(["imgdata", str(source), "--image-id", "7"]) == 2
     assert "its image ids are: 0" in capsys.readouterr().err
+
+
+def test_the_readme_imgdata_command_works_on_a_sample(shared_data, tmp_path, capsys) -> None:
+    """The README's command and call, run as written on a real OME-XML document."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    command = re.search(r"^minerva-dask imgdata .*$", readme, re.MULTILINE).group(0)
+    call = re.search(r"^md\.imgdata_from_ome_xml\(.*\)$", readme, re.MULTILINE).group(0)
+    source = shared_data / "ome-xml/from-colon-2ch.ome.xml"
+    argv = [str(source) if a == "metadata.xml" else a for a in shlex.split(command)[1:]]
+    argv = [str(tmp_path / a) if a == "imgdata.json" else a for a in argv]
+    assert main([*argv, "-q"]) == 0, capsys.readouterr().err
+    written = json.loads((tmp_path / "imgdata.json").read_text())
+    assert written["size"]["c"] == 2
+    python = call.replace('open("metadata.xml", "rb")', f"open({str(source)!r}, 'rb')")
+    assert eval(python, {"md": md}) == written  # the README's own line
+    with pytest.raises(SystemExit):
+        main(["imgdata", "--help"])
+    assert "--image-id ID" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,12 @@ def test_notebook_runs_top_to_bottom(path: Path) -> None:
         resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
+    streams = "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    )
+    access_log = r'^.*"(?:GET|HEAD|PUT|POST|DELETE) /.* HTTP/1\.[01]" \d+.*$'
+    access_logs = re.findall(access_log, streams, re.MULTILINE)
+    assert not access_logs, f"servers' access logs in the output: {access_logs[:3]}"

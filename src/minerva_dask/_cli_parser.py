@@ -10,7 +10,8 @@ __all__ = ["build_parser"]
 
 
 _CROP_HELP = """\
-Render a composite of chosen channels of a microscopy image to a picture file.
+Render a composite of chosen channels of a microscopy image to PNG, or to a pyramidal
+OME-TIFF or OME-Zarr (the format follows the output's name, or --format).
 
 REQUEST is an OMERO.figure render_scaled_region URL (or OMERO.web's render_image, the
 whole plane, or render_image_region with region= or tile=), or just its path and query:
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     crop = commands.add_parser(
         "crop",
-        help="render a region to a PNG file",
+        help="render a region to PNG, OME-TIFF or OME-Zarr",
         description=_CROP_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -244,8 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     imgdata.add_argument(
         "--image-id",
         required=True,
-        metavar="UUID",
-        help="the image id (the Image element's ID, with or without 'Image:')",
+        metavar="ID",
+        help="the OME Image element's ID, with or without 'Image:' (e.g. 0 or Image:0; an "
+        "unknown ID is refused with the list of the document's IDs)",
     )
     imgdata.add_argument(
         "-o", "--output", metavar="IMGDATA.json", help="output file (default: standard output)"

@@ -12,7 +12,7 @@ Nothing here is a copy of any real image; the same seed always gives the same pi
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -267,15 +267,18 @@ def _cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("minerva-dask"))
 
 
-def demo_image_path() -> Path:
+def demo_image_path(*, announce: Callable[[Path], None] | None = None) -> Path:
     """Path of the built-in demo image, generating it on first use (a few seconds).
 
     A 4096 x 3072, 4-channel uint16 pyramidal OME-TIFF (DNA, Membrane, Keratin, CD8) in
     the user cache directory (``$MINERVA_DASK_CACHE`` overrides the location).
+    ``announce(folder)`` is called before generating it, never when it exists.
     """
     folder = _cache_dir()
     path = folder / f"demo-tissue-v{DEMO_VERSION}.ome.tif"
     if not path.exists():
+        if announce is not None:
+            announce(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_ome_tiff_pyramid(
             path, synthetic_tissue(*DEMO_SIZE, channels=4), channel_names=DEMO_CHANNELS[:4]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .compute import check_cluster_options, compute_context, compute_options
-from .errors import OutputError
+from .errors import OutputError, RequestError
 from .graph import Rendering, render
 from .plan import MAX_PIXELS, MAX_READ_PIXELS, PNG_MAX_PIXELS
 from .request import RenderRequest
@@ -113,6 +113,7 @@ def crop(
     ((384, 512), 3)
     """
     started = time.perf_counter()
+    _check_arguments(request, output, image)
     check_cluster_options(scheduler, local_cluster, memory_limit)  # before any work
     fmt = output_format(output, format)
     if png_level is not None and fmt != "png":
@@ -213,6 +214,36 @@ def crop(
         result.levels,
         result.chunks_skipped,
     )
+
+
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".svs", ".qptiff", ".zarr", ".zarr/")
+_USAGE = "crop(request, output, image=PATH_OR_URL_OR_SOURCE)"
+
+
+def _check_arguments(request: Any, output: Any, image: Any) -> None:
+    """Name a call made the wrong way round before anything is opened or written."""
+    if hasattr(request, "info"):
+        raise RequestError(
+            f"the first argument is the request, not the image: {_USAGE} "
+            "(request=None renders the image's own channel settings)"
+        )
+    if isinstance(request, os.PathLike) or (
+        isinstance(request, str)
+        and "?" not in request
+        and (request.lower().endswith(_IMAGE_SUFFIXES) or os.path.exists(request))
+    ):
+        raise RequestError(
+            f"{os.fspath(request)!r} looks like an image, not a request: give it as image=, "
+            f"{_USAGE} (request=None renders the image's own channel settings)"
+        )
+    if not isinstance(output, str | os.PathLike):
+        raise OutputError(
+            f"output must be a file name or URL, got a {type(output).__name__}: {_USAGE}"
+        )
+    if image is None:
+        raise RequestError(
+            f"no image given: {_USAGE}, e.g. crop(request, 'figure.png', image='slide.ome.tif')"
+        )
 
 
 def describe_plan(rendering: Rendering) -> str:

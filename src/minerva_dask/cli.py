@@ -70,7 +70,8 @@ def _open_source(args: argparse.Namespace, request: Any) -> Any:
     )
 
 
-def _run_crop(args: argparse.Namespace) -> int:
+def _run_crop(args: argparse.Namespace, started: float) -> int:
+    """``crop``; ``started``: when the command began (the final line's time covers it all)."""
     from .api import crop
     from .request_url import default_request, parse_request
     from .sources._fs import OWN_OPTIONS
@@ -78,9 +79,13 @@ def _run_crop(args: argparse.Namespace) -> int:
     if args.request is None and args.image is None and args.omero is None and not args.minerva:
         from ._demo import DEMO_REQUEST, demo_image_path
 
+        def announce(folder: Any) -> None:
+            print(f"Generating the demo image (once, into {folder})...", file=sys.stderr)
+
         if not args.quiet:
             print("No request or image given: rendering the built-in demo image.", file=sys.stderr)
-        args.request, args.image = DEMO_REQUEST, str(demo_image_path())
+        path = demo_image_path(announce=None if args.quiet else announce)
+        args.request, args.image = DEMO_REQUEST, str(path)
     request = parse_request(args.request) if args.request is not None else None
     source = _open_source(args, request)
     if request is None:
@@ -90,7 +95,6 @@ def _run_crop(args: argparse.Namespace) -> int:
 
         request = replace(request, max_size=args.max_size)
     background = args.background or ("omero" if args.omero_compatible else "black")
-    started = time.perf_counter()
     output = args.output
     if os.path.isdir(output) and not output.rstrip("/").lower().endswith(".zarr"):
         output = os.path.join(output, "out.png")  # -o FOLDER, as the 2018 scripts took it
@@ -165,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
+    started = time.perf_counter()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -178,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             if getattr(args, "insecure", False):  # asked for: one line of ours, not one a request
                 warnings.filterwarnings("ignore", message="Unverified HTTPS request")
-            return _run_imgdata(args) if args.command == "imgdata" else _run_crop(args)
+            if args.command == "imgdata":
+                return _run_imgdata(args)
+            return _run_crop(args, started)
     except MinervaDaskError as exc:
         print_error(str(exc))
         return 2

@@ -86,7 +86,7 @@ def check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any)
         isinstance(local_cluster, bool) or not isinstance(local_cluster, int) or local_cluster < 1
     ):
         raise RequestError(
-            f"local_cluster (--local-cluster) must be a number of worker processes >= 1, "
+            f"local_cluster (CLI: --local-cluster) must be a number of worker processes >= 1, "
             f"got {local_cluster!r}"
         )
     if isinstance(memory_limit, str) and memory_limit.lower() != "auto":
@@ -96,7 +96,7 @@ def check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any)
             parse_bytes(memory_limit)
         except (ValueError, TypeError):
             raise RequestError(
-                f"memory_limit (--memory-limit) {memory_limit!r} is not a size such as 2GB, "
+                f"memory_limit (CLI: --memory-limit) {memory_limit!r} is not a size such as 2GB, "
                 "4GiB or 500MB, nor 'auto'"
             ) from None
     if isinstance(scheduler, str):
@@ -104,7 +104,7 @@ def check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any)
         host, colon, port = rest.rpartition(":")
         if not colon or not port.isdigit() or not host or (sep and not scheme):
             raise RequestError(
-                f"scheduler (--scheduler) {scheduler!r} is not a dask scheduler address such "
+                f"scheduler (CLI: --scheduler) {scheduler!r} is not a dask scheduler address such "
                 "as tcp://10.0.0.5:8786"
             )
 

@@ -181,7 +181,7 @@ def plan_render(
         out_w * out_h,
         max_pixels,
         f"the output, {out_w:,} x {out_h:,} px,",
-        "ask a smaller max_size, or raise the budget with max_pixels= (CLI: --max-pixels N)",
+        "ask a smaller max_size, or raise the budget with max_pixels=N (CLI: --max-pixels N)",
     )
     inside = at_level.intersection(Rect(0, 0, level_w, level_h))
     if inside is None:

@@ -10,6 +10,7 @@ malformed is a :class:`RequestError` naming the offending part.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from .sources.base import ImageInfo
 
 __all__ = ["default_request", "parse_request"]
+
+logger = logging.getLogger(__name__)
 
 
 def _parse_float(text: str, what: str) -> float:
@@ -268,6 +271,17 @@ def parse_request(url: str) -> RenderRequest:
     )
 
 
+def _channel_list(indices: Sequence[int]) -> str:
+    """1-based, runs joined: ``[0, 1, 2, 3]`` -> ``1-4``; ``[0, 2, 3]`` -> ``1, 3-4``."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(f"{r[0] + 1}-{r[-1] + 1}" if len(r) > 1 else f"{r[0] + 1}" for r in runs)
+
+
 def default_request(
     info: ImageInfo, channels: Iterable[int] | None = None, **kwargs: Any
 ) -> RenderRequest:
@@ -276,6 +290,7 @@ def default_request(
     explicitly, so that :meth:`RenderRequest.to_url` can write it).
 
     Keyword arguments are passed to :class:`RenderRequest` (``region``, ``max_size``...).
+    When the default leaves channels out, one INFO line says which are shown.
 
     >>> import minerva_dask as md
     >>> md.default_request(md.open_image(md.demo_image_path()).info, channels=[0]).to_url()
@@ -283,6 +298,13 @@ def default_request(
     """
     if channels is None:
         picked: Sequence[int] = [c.index for c in info.channels if c.active][:4] or [0]
+        if len(picked) < info.size_c:
+            logger.info(
+                "showing channels %s of %d; list others with c=... in the request "
+                "(e.g. c=5|0:65535$FF0000; Python: default_request(info, channels=[4]))",
+                _channel_list(picked),
+                info.size_c,
+            )
     else:
         picked = list(channels)
     settings = tuple(

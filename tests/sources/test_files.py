@@ -139,6 +139,26 @@ def test_arange_values_and_non_power_of_two_factors(shared_data) -> None:
     assert factors == [1.0, 2.0, 4.032, 8.065, 16.667]
 
 
+@pytest.mark.parametrize(
+    ("store", "name"),
+    [
+        ("exemplar-001.crop.image.ome.zarr", "exemplar-001.crop.image"),  # multiscale "/"
+        ("binary-2ch-v0.5.zarr", "binary-2ch-v0.5"),  # "/" again, a .zarr store
+        ("blobs_image_v05.ome.zarr", "blobs_image"),  # "/images/blobs_image": its last part
+        ("arange-v0.5.zarr", "image"),  # a real name is kept
+    ],
+)
+def test_ome_zarr_without_a_real_name_is_named_after_its_store(shared_data, tmp_path, store, name):
+    import tifffile
+
+    source = md.open_image(shared_data / "ome-zarr" / store)
+    assert source.info.name == name
+    out = tmp_path / "named.ome.tif"
+    md.crop(None, out, image=source, max_size=64)
+    with tifffile.TiffFile(out) as tif:
+        assert f'Name="{name} (rendered)"' in tif.ome_metadata
+
+
 def test_metadata_from_ome_xml_and_omero_block(shared_data) -> None:
     cycif = md.open_image(shared_data / "ome-tiff/cycif-reactive-core-48ch-subifd.ome.tiff")
     assert cycif.info.pixel_size_um == (10000.0, 10000.0)

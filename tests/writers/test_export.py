@@ -336,13 +336,17 @@ def test_output_errors_are_clear_and_leave_nothing_behind(rendering, tmp_path, m
     with pytest.raises(md.OutputError, match="does not exist"):
         to_ome_zarr(rendering, tmp_path / "missing" / "x.ome.zarr")
     (tmp_path / "x.ome.tif").write_bytes(b"old")
-    with pytest.raises(md.OutputError, match="exists"):
-        to_ome_tiff(rendering, tmp_path / "x.ome.tif", overwrite=False)
+    with pytest.raises(md.OutputError, match=r"exists; pass overwrite=True \(CLI: --overwrite\)"):
+        to_ome_tiff(rendering, tmp_path / "x.ome.tif")  # refused by default, as OME-Zarr is
     assert (tmp_path / "x.ome.tif").read_bytes() == b"old"
+    to_ome_tiff(rendering, tmp_path / "x.ome.tif", overwrite=True)
+    assert (tmp_path / "x.ome.tif").read_bytes()[:4] in (b"II*\x00", b"II+\x00")
     to_ome_zarr(rendering, tmp_path / "y.ome.zarr")
-    with pytest.raises(md.OutputError, match="exists; pass overwrite"):
+    with pytest.raises(md.OutputError, match=r"exists; pass overwrite=True \(CLI: --overwrite\)"):
         to_ome_zarr(rendering, tmp_path / "y.ome.zarr")
-    with pytest.raises(md.OutputError, match="cannot tell the output format"):
+    with pytest.raises(
+        md.OutputError, match=r"cannot tell the output format.*format='ome-tiff' \(CLI: --format"
+    ):
         md.crop(REQUEST, tmp_path / "x.jpg", image=rendering.source)
     with pytest.raises(md.OutputError, match="bucket 'no-such-bucket' does not exist"):
         to_ome_zarr(

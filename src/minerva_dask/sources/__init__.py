@@ -64,7 +64,8 @@ def guess_format(ref: str, storage_options: dict[str, Any] | None = None) -> str
         return "ome-tiff"
     raise SourceError(
         f"cannot tell the image format of {redact_url(ref)}: expected an OME-TIFF (.ome.tif) "
-        "or OME-Zarr (.zarr); pass format='ome-tiff' or 'ome-zarr'"
+        "or OME-Zarr (.zarr); name the file so (.ome.tif, .zarr), or in Python pass "
+        "open_image(..., format='ome-tiff' or 'ome-zarr')"
     )
 
 

@@ -332,12 +332,12 @@ def describe_network_error(exc: BaseException, url: str | None = None) -> str:
         return (
             f"no AWS credentials found{where}: set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY or AWS_PROFILE; for a public bucket pass "
-            "--storage-option anon=true (storage_options={'anon': True})"
+            "storage_options={'anon': True} (CLI: --storage-option anon=true)"
         )
     if "certificate" in lowered or "ssl" in lowered:
         return (
             f"TLS certificate verification failed{where}: {text}; if you trust this server, "
-            "--insecure turns verification off for it"
+            "verify=False (CLI: --insecure) turns verification off for it"
         )
     if "endpointconnection" in lowered or "could not connect to the endpoint" in lowered:
         return f"cannot reach the endpoint{where}: {text}"

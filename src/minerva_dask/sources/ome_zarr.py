@@ -216,11 +216,9 @@ class OmeZarrSource(CachedHandleSource):
         size_c = size.get("C", 1)
         dtype = np.dtype(first.dtype)
         self._info = ImageInfo(
-            name=str(
-                opened.multiscale.get("name")
-                or os.path.basename(
-                    redact_url(self.ref) if is_url(self.ref) else local_path(self.ref)
-                )
+            name=image_name(
+                opened.multiscale.get("name"),
+                redact_url(self.ref) if is_url(self.ref) else local_path(self.ref),
             ),
             dtype=dtype,
             size_c=size_c,
@@ -253,6 +251,27 @@ class OmeZarrSource(CachedHandleSource):
                 f"{redact_url(self.ref)}: reading level {level}, x={rect.x:g}, y={rect.y:g}, "
                 f"{rect.width:g} x {rect.height:g}{chunks} failed: {type(exc).__name__}: {exc}"
             ) from (None if is_url(self.ref) else exc)  # a remote cause may quote credentials
+
+
+def image_name(multiscale_name: Any, ref: str) -> str:
+    """A name for a person: the multiscale's name, or its last part when it is a path
+    (``"/images/blobs_image"``: ``blobs_image``); where that is empty or ``"/"``, the
+    store's own name without ``.ome.zarr`` / ``.zarr``.
+
+    >>> image_name("/images/blobs_image", "data/blobs.ome.zarr")
+    'blobs_image'
+    >>> image_name("/", "s3://lab/slide-3.ome.zarr/"), image_name(None, "arange.zarr")
+    ('slide-3', 'arange')
+    """
+    name = "" if multiscale_name is None else str(multiscale_name).strip()
+    name = name.rstrip("/").rpartition("/")[2]
+    if name:
+        return name
+    store = os.path.basename(ref.split("?", 1)[0].rstrip("/"))
+    for suffix in (".ome.zarr", ".zarr"):
+        if store.lower().endswith(suffix) and len(store) > len(suffix):
+            return store[: -len(suffix)]
+    return store or "image"
 
 
 def _chunk_names(array: Any, axes: str, rect: Rect, channels: Sequence[int], z: int, t: int) -> str:

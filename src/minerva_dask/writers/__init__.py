@@ -49,7 +49,8 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
             return FORMATS[suffix]
     raise OutputError(
         f"cannot tell the output format of {os.fspath(path)!r} from its extension; "
-        f"use .png, .ome.tif, .ome.tiff, .ome.zarr or .zarr, or --format"
+        "use .png, .ome.tif, .ome.tiff, .ome.zarr or .zarr, or pass format='ome-tiff' "
+        "(CLI: --format ome-tiff)"
     )
 
 

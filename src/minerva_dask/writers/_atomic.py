@@ -105,7 +105,9 @@ def check_output_path(
     if target.is_dir():
         raise OutputError(f"output {target} is a directory; give a file name")
     if target.exists() and not overwrite:
-        raise OutputError(f"output {target} exists; pass overwrite to replace it")
+        raise OutputError(
+            f"output {target} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"cannot write {target}: folder {folder} does not exist")

@@ -101,7 +101,7 @@ def _check_resumable(fs: Any, root: str, shown: str, token: str) -> dict[str, An
     """The entry of the unfinished export of this render at ``root``, or refuse."""
     entry, why = _entry(fs, root)
     if entry is not None and entry.get("state") != "in-progress":
-        why = "it is a complete export (overwrite (--overwrite) replaces it)"
+        why = "it is a complete export (overwrite=True, CLI: --overwrite, replaces it)"
     elif entry is not None and entry.get("token") != token:
         why = "it is an unfinished export of another request or image"
     if why:
@@ -111,8 +111,8 @@ def _check_resumable(fs: Any, root: str, shown: str, token: str) -> dict[str, An
 
 def _exists_error(url: str) -> OutputError:
     return OutputError(
-        f"output {url} exists; pass overwrite (--overwrite) to replace it "
-        "or resume (--resume) to continue an interrupted export"
+        f"output {url} exists; pass overwrite=True (CLI: --overwrite) to replace it "
+        "or resume=True (CLI: --resume) to continue an interrupted export"
     )
 
 
@@ -152,8 +152,9 @@ def plan_store(
             raise OutputError(f"cannot write {url}: {partial} is in the way (not ours)")
         if not overwrite:
             raise OutputError(
-                f"an interrupted export of {url} is in {partial}; pass resume (--resume) "
-                "to continue it or overwrite (--overwrite) to start again"
+                f"an interrupted export of {url} is in {partial}; pass resume=True "
+                "(CLI: --resume) to continue it or overwrite=True (CLI: --overwrite) to start "
+                "again"
             )
         shutil.rmtree(partial)
     return StorePlan(url, root, partial, fs, partial, False, exists)

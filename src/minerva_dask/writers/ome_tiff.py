@@ -52,7 +52,7 @@ def to_ome_tiff(
     client: Any = None,
     prefetch: int = 2,
     progress: bool = False,
-    overwrite: bool = True,
+    overwrite: bool = False,
     compute_kwargs: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Write ``image`` as a tiled, pyramidal (SubIFD) RGB OME-TIFF at ``path``.
@@ -73,6 +73,9 @@ def to_ome_tiff(
         A ``distributed.Client`` (default: threaded scheduler) and bands in flight.
     progress
         Report tiles done, rate and time left on stderr.
+    overwrite
+        Replace an existing file (default: refuse it, as :func:`to_ome_zarr` does); the
+        new file replaces the old one only when complete.
 
     >>> import tempfile, minerva_dask as md
     >>> src = md.open_image(md.demo_image_path())
