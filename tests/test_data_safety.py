@@ -383,3 +383,49 @@ def test_an_existing_remote_store_is_never_replaced(tmp_path, moto_server, demo_
     with pytest.raises(md.OutputError, match="cannot swap a store atomically; delete it first"):
         md.crop(SMALL, url, image=demo_path, overwrite=True, output_storage_options=options)
     assert {p: fs.cat_file(p) for p in fs.find(url)} == before
+
+
+@pytest.mark.parametrize("fmt", ["png", "ome-tiff", "ome-zarr"])
+def test_an_output_that_is_a_pipe_or_a_plain_file_in_a_store_s_place_is_refused(
+    fmt, tmp_path, demo_path, capsys
+) -> None:
+    """A device or a pipe given as -o (``/dev/null``, a FIFO) would be replaced by the
+    rename that makes outputs atomic; an OME-Zarr swapped in would replace a plain file."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    code = main(["crop", SMALL, "--image", str(demo_path), "-o", str(fifo), "--format", fmt,
+                 "--overwrite", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "not a regular file" in err or "not a folder" in err
+    assert fifo.is_fifo()
+    if fmt == "ome-zarr":
+        plain = tmp_path / "plain.ome.zarr"
+        plain.write_bytes(b"not a store")
+        code = main(["crop", SMALL, "--image", str(demo_path), "-o", str(plain), "--overwrite",
+                     "-q"])  # fmt: skip
+        assert code == 2 and "not a folder" in capsys.readouterr().err
+        assert plain.read_bytes() == b"not a store"
+
+
+def test_imgdata_refuses_a_pipe_as_its_output(tmp_path, shared_data, capsys) -> None:
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    xml = shared_data / "ome-xml/from-colon-2ch.ome.xml"
+    assert main(["imgdata", str(xml), "--image-id", "0", "-o", str(fifo)]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    assert fifo.is_fifo()
+
+
+def test_a_symlinked_png_output_is_written_through_and_the_link_kept(tmp_path, demo_path) -> None:
+    real, link = tmp_path / "real.png", tmp_path / "link.png"
+    link.symlink_to(real)
+    assert main(["crop", SMALL, "--image", str(demo_path), "-o", str(link), "-q"]) == 0
+    assert link.is_symlink() and real.is_file() and real.stat().st_size > 0
+
+
+def test_an_input_that_is_a_pipe_is_refused_without_blocking(tmp_path, capsys) -> None:
+    fifo = tmp_path / "in.ome.tif"
+    os.mkfifo(fifo)  # opening it to read would wait for a writer forever
+    assert main(["crop", SMALL, "--image", str(fifo), "-o", str(tmp_path / "o.png")]) == 2
+    assert "not a regular file" in capsys.readouterr().err

@@ -99,6 +99,8 @@ def exists_or_raise(ref: str, storage_options: dict[str, Any] | None = None) -> 
         path = local_path(ref)
         if not os.path.exists(path):
             raise SourceNotFoundError(f"no such file or directory: {path}")
+        if not (os.path.isfile(path) or os.path.isdir(path)):  # reading a pipe would block
+            raise SourceError(f"{path} is not a regular file (a device, pipe or socket)")
         return
     import fsspec
 

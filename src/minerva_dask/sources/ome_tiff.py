@@ -146,6 +146,9 @@ class _Opened:
         except tifffile.TiffFileError as exc:
             self.close()
             raise SourceError(f"{redact_url(ref)} is not a readable TIFF: {exc}") from None
+        except (IsADirectoryError, PermissionError) as exc:
+            self.close()
+            raise SourceError(f"cannot read {redact_url(ref)} as a TIFF: {exc.strerror}") from None
         except ValueError as exc:
             self.close()
             if "range" in str(exc).lower():  # fsspec: the server sent the whole file

@@ -101,9 +101,17 @@ def check_output_path(
 ) -> Path:
     """Fail early, naming the problem, if ``path`` cannot be written or is an input."""
     check_not_input(path, inputs)
-    target = Path(path)
+    text = os.fspath(path)
+    target = Path(text[len("file://") :] if text.startswith("file://") else text)
+    if target.is_symlink():  # write the file it names, and keep the link
+        target = Path(os.path.realpath(target))
     if target.is_dir():
         raise OutputError(f"output {target} is a directory; give a file name")
+    if target.exists() and not target.is_file():  # a device, a pipe, a socket
+        raise OutputError(
+            f"output {target} is not a regular file (a device, pipe or socket); "
+            "minerva-dask writes a new file and renames it into place, which would replace it"
+        )
     if target.exists() and not overwrite:
         raise OutputError(
             f"output {target} exists; pass overwrite=True (CLI: --overwrite) to replace it"
@@ -116,11 +124,17 @@ def check_output_path(
     return target
 
 
+def _short(name: str, limit: int = 200) -> str:
+    """``name`` cut to ``limit`` bytes, so a hidden temporary name beside a long file name
+    still fits in the 255 bytes a file name may have."""
+    return name.encode()[:limit].decode(errors="ignore")
+
+
 def create_temp_beside(target: Path) -> tuple[int, Path]:
     """A new, empty file ``.{name}.{random}.part`` in ``target``'s folder, opened for
     writing: its descriptor and path."""
     while True:
-        tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.part")
+        tmp = target.with_name(f".{_short(target.name)}.{os.urandom(6).hex()}.part")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:  # 48 random bits: practically never

@@ -134,7 +134,13 @@ def plan_store(
         if exists:
             raise _exists_error(url)
         return StorePlan(url, root, url, fs, root, False, False)
+    if os.path.lexists(root) and (os.path.islink(root) or not os.path.isdir(root)):
+        raise OutputError(  # a file, a device, a link: never swapped out for a store
+            f"output {url} exists and is not a folder (an OME-Zarr store is one); "
+            "minerva-dask does not replace it: remove it or choose another name"
+        )
     folder, name = os.path.split(os.path.abspath(root))
+    name = name.encode()[:200].decode(errors="ignore")  # room for the hidden suffixes
     partial = os.path.join(folder, f".{name}.partial")
     if exists and not (overwrite or resume):
         raise _exists_error(url)
@@ -172,6 +178,7 @@ def finish(plan: StorePlan) -> None:
         _remove(plan.work)
         return
     folder, name = os.path.split(target)
+    name = name.encode()[:200].decode(errors="ignore")
     aside = os.path.join(folder, f".{name}.replaced-{os.urandom(4).hex()}")
     os.rename(target, aside)
     try:

@@ -107,7 +107,7 @@ def to_ome_tiff(
     report = Progress(total, "OME-TIFF", enabled=progress)
     scratch = partial = None
     try:
-        scratch = tempfile.mkdtemp(prefix=f".{target.name}.levels-", dir=target.parent)
+        scratch = tempfile.mkdtemp(prefix=f".{target.name[:200]}.levels-", dir=target.parent)
         fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
         os.close(fd)
         levels = {  # rows of side / 2: one band's 2 x 2 mean, whole width
