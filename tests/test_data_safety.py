@@ -429,3 +429,24 @@ def test_an_input_that_is_a_pipe_is_refused_without_blocking(tmp_path, capsys) -
     os.mkfifo(fifo)  # opening it to read would wait for a writer forever
     assert main(["crop", SMALL, "--image", str(fifo), "-o", str(tmp_path / "o.png")]) == 2
     assert "not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["tiff", "zarr"])
+def test_a_rewritten_input_is_another_render_to_resume(kind, tmp_path, inputs) -> None:
+    """--resume continues only the same render of the same image: the same path with
+    other pixels (a file rewritten between two runs) must not be stitched with the old."""
+    source_path = inputs[0] if kind == "tiff" else inputs[1]
+    copy = tmp_path / source_path.name
+    if source_path.is_dir():
+        shutil.copytree(source_path, copy)
+    else:
+        shutil.copy(source_path, copy)
+    request = md.parse_request(SMALL_TIFF_REQUEST)
+    before = md.render(md.open_image(copy), request, align="output").name
+    again = md.render(md.open_image(copy), request, align="output").name
+    metadata = copy / ("zarr.json" if (copy / "zarr.json").exists() else ".zattrs")
+    changed = copy if copy.is_file() else metadata
+    stat = changed.stat()
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = md.render(md.open_image(copy), request, align="output").name
+    assert before == again != after

@@ -17,11 +17,15 @@ from typing import Any
 
 from ._redact import redact, redacting_record_factory, register_secret
 
-__all__ = ["configure_logging", "first_line", "print_error"]
+__all__ = ["configure_logging", "first_line", "one_line", "print_error"]
 
 # Their DEBUG output is a wire dump (request and response bodies, signed headers): even
 # redacted it is no help to a user, so -vv shows them at INFO at most.
 _WIRE_LOGGERS = ("botocore", "boto3", "aiobotocore", "s3transfer", "s3fs")
+# A cluster's own chatter ("Lost all workers", worker tracebacks of a task whose error we
+# report in one line, asyncio's "Task exception was never retrieved" on a stop): errors
+# only by default, their INFO with -v, everything with -vv.
+_CLUSTER_LOGGERS = ("distributed", "asyncio", "tornado")
 # Environment variables that hold credentials, masked wherever they could appear.
 _SECRET_PREFIXES = ("OMERO_", "OME_", "MINERVA_", "AWS_")
 _SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "SESSION", "COOKIE", "KEY")
@@ -45,9 +49,16 @@ def configure_logging(quiet: bool, verbose: int) -> Callable[[], None]:
     root_level = root.level
     root.addHandler(root_handler)
     root.setLevel(others)
-    wire_levels = {name: logging.getLogger(name).level for name in _WIRE_LOGGERS}
+    wire_levels = {
+        name: logging.getLogger(name).level for name in (*_WIRE_LOGGERS, *_CLUSTER_LOGGERS)
+    }
     for name in _WIRE_LOGGERS:
         logging.getLogger(name).setLevel(max(others, logging.INFO))
+    cluster = logging.CRITICAL if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
+    for name in _CLUSTER_LOGGERS:
+        logging.getLogger(name).setLevel(cluster)
+    # their child loggers carry levels of their own (distributed's config): filter too
+    root_handler.addFilter(lambda record: _cluster_record_shown(record, cluster))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OurFormatter("%(message)s"))
     ours = logging.getLogger("minerva_dask")
@@ -71,11 +82,18 @@ def configure_logging(quiet: bool, verbose: int) -> Callable[[], None]:
     return restore
 
 
+def _cluster_record_shown(record: logging.LogRecord, threshold: int) -> bool:
+    """Whether a record passes: a cluster logger's below ``threshold`` does not."""
+    top = record.name.split(".", 1)[0]
+    return top not in _CLUSTER_LOGGERS or record.levelno >= threshold
+
+
 class _OurFormatter(logging.Formatter):
     """Our INFO lines as they are; warnings and errors say what they are."""
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
+        text = "".join(c if c.isprintable() or c == "\n" else ascii(c)[1:-1] for c in text)
         if record.levelno >= logging.WARNING:
             kind = "warning" if record.levelno == logging.WARNING else "error"
             return f"minerva-dask: {kind}: {text}"
@@ -87,8 +105,7 @@ def _show_warning(
 ) -> None:
     """A warning as one line, ``minerva-dask: warning: ...``, redacted (not Python's
     ``file:line: UserWarning:`` and the source line)."""
-    text = " ".join(redact(str(message)).split())
-    print(f"minerva-dask: warning: {text}", file=sys.stderr)
+    print(f"minerva-dask: warning: {one_line(str(message))}", file=sys.stderr)
 
 
 def first_line(exc: BaseException) -> str:
@@ -96,7 +113,14 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else "(no message)"
 
 
+def one_line(text: str) -> str:
+    """``text`` redacted, on one line, with control characters (a terminal's escape
+    sequences in a file name, say) shown escaped rather than sent to the terminal."""
+    line = " ".join(redact(text).split())
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
+
+
 def print_error(message: str) -> None:
     """Print one redacted line: the message's first line, never a traceback."""
-    line = " ".join(redact(message).split())
+    line = one_line(message)
     print(f"minerva-dask: error: {line}", file=sys.stderr)

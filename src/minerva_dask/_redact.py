@@ -36,23 +36,20 @@ _MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words and numbers
 _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()  # longest first, so a secret inside another goes too
 
-# Names of query parameters, form fields, headers and JSON keys whose values are secrets.
-_SECRET_NAMES = (
-    r"bsession|sessionid|session_?key|sessionUuid|csrftoken|csrfmiddlewaretoken|"
-    r"password|passwd|pass|pwd|secret|client_?secret|token|access_?token|id_?token|"
-    r"refresh_?token|session_?token|api_?key|apikey|key|signature|sig|"
-    r"X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|"
-    r"AccessToken|IdToken|RefreshToken|SessionToken|SecretAccessKey|AccessKeyId|"
-    r"aws_access_key_id|aws_secret_access_key|aws_session_token|"
-    r"SECRET_HASH|PASSWORD|REFRESH_TOKEN|PASSWORD_CLAIM_SIGNATURE|SRP_A|SRP_B|SALT|"
-    r"SECRET_BLOCK|PASSWORD_CLAIM_SECRET_BLOCK|Session"
+# Names of query parameters, form fields, headers and JSON keys whose values are secrets:
+# any name holding one of these words (X-Amz-Signature, X-Goog-Credential, Key-Pair-Id,
+# bsession, access_token, "SecretAccessKey", auth, sig...).
+_SECRET_WORDS = (
+    r"sig|token|key|auth|cred|secret|pass|pwd|session|policy|cookie|csrf|"
+    r"SRP_[AB]|SALT|SECRET_BLOCK"
 )
+_SECRET_NAMES = rf"[\w.-]*(?:{_SECRET_WORDS})[\w.-]*"
 _PATTERNS = (
     # scheme://user:password@host or scheme://token@host
     (re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"<>]+@"), r"\g<head>***@"),
     # name=value in queries, forms and config lines
     (
-        re.compile(rf"(?P<head>(?<![A-Za-z0-9_-])(?:{_SECRET_NAMES})=)[^&\s'\",;)>\]]+", re.I),
+        re.compile(rf"(?P<head>(?<![\w.-])(?:{_SECRET_NAMES})=)[^&\s'\",;)>\]]+", re.I),
         rf"\g<head>{MASK}",
     ),
     # "name": "value" and 'name': 'value' (JSON, Python reprs of dicts)

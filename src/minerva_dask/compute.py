@@ -10,6 +10,7 @@ they never see how they were made.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -62,7 +63,10 @@ def compute_context(
                         threads_per_worker=2,
                         processes=True,
                         memory_limit=memory_limit or "auto",
-                        dashboard_address=None,
+                        dashboard_address=":0",  # a free port: never "8787 is in use"
+                        # the workers' own log lines (a failed task's traceback among them)
+                        # stay quiet: the client reports the failure, once
+                        silence_logs=logging.CRITICAL,
                     )
                 )
                 client = stack.enter_context(distributed.Client(cluster))

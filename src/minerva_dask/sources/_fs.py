@@ -12,6 +12,7 @@ __all__ = [
     "OWN_OPTIONS",
     "REMOTE_CONCURRENCY",
     "exists_or_raise",
+    "file_identity",
     "fs_storage_options",
     "is_url",
     "local_path",
@@ -45,6 +46,28 @@ def local_path(ref: str | os.PathLike[str]) -> str:
     """A local filesystem path for ``ref`` (strips ``file://``)."""
     text = os.fspath(ref)
     return text[len("file://") :] if text.startswith("file://") else text
+
+
+def file_identity(ref: str) -> tuple[int, ...] | None:
+    """What tells this local file or store apart from another at the same path: size and
+    modification time of a file; of a folder (a zarr store), the modification times of its
+    metadata files. ``None`` for a remote location. A resumed export compares it, so a
+    file replaced between two runs is not stitched from both."""
+    if is_url(ref):
+        return None
+    path = local_path(ref)
+    try:
+        if not os.path.isdir(path):
+            stat = os.stat(path)
+            return (stat.st_size, stat.st_mtime_ns)
+        names = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
+        found = [os.path.join(path, name) for name in names]
+        for entry in os.scandir(path):  # the levels' metadata, one folder down
+            if entry.is_dir():
+                found += [os.path.join(entry.path, name) for name in names]
+        return tuple(os.stat(f).st_mtime_ns for f in sorted(found) if os.path.exists(f))
+    except OSError:
+        return None
 
 
 def redact_url(url: str) -> str:
@@ -86,7 +109,7 @@ def fs_storage_options(ref: str, storage_options: dict[str, Any] | None) -> dict
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("connect_timeout", policy.connect_timeout_s)
         config.setdefault("read_timeout", policy.timeout_s)
-        config.setdefault("retries", {"max_attempts": 3, "mode": "standard"})
+        config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
         options["config_kwargs"] = config
     return options
 

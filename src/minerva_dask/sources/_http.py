@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -81,13 +81,25 @@ class RetryPolicy:
     max_delay_s: float = 8.0
     timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
-    deadline_s: float = 120.0
-    total_s: float = 180.0
+    deadline_s: float = 60.0
+    total_s: float = 120.0
 
     def delay_s(self, attempt: int) -> float:
         """Full-jitter exponential backoff before retry ``attempt`` (1-based)."""
         ceiling = min(self.max_delay_s, self.initial_delay_s * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
+
+    def attempts(self) -> Iterator[int]:
+        """Attempt numbers 0, 1, ... with the backoff slept before each retry, while
+        retries and the request's total time last (``time.monotonic`` based)."""
+        give_up = time.monotonic() + self.total_s
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                delay = self.delay_s(attempt)
+                if time.monotonic() + delay >= give_up:
+                    return
+                time.sleep(delay)
+            yield attempt
 
 
 class _Session(requests.Session):
@@ -276,46 +288,46 @@ def call_with_retries[T](
     policy: RetryPolicy,
     transient: tuple[type[BaseException], ...],
 ) -> T:
-    """Call ``fn()`` until it succeeds, retrying ``transient`` errors with backoff.
+    """Call ``fn()`` until it succeeds, retrying ``transient`` errors with backoff, within
+    the policy's retries and total time.
 
     For reads that are not plain HTTP requests (byte ranges through fsspec, S3 through
     s3fs). A ``ValueError`` from ``fn`` (a body that does not decode, a short read)
     counts as transient too; our own errors (already judged and worded) never do.
     """
-    last_error = "no attempt made"
-    for attempt in range(policy.max_retries + 1):
-        if attempt:
-            time.sleep(policy.delay_s(attempt))
+    last_error, tried = "no attempt made", 0
+    for attempt in policy.attempts():
+        tried = attempt + 1
         try:
             return fn()
         except MinervaDaskError:
             raise  # already judged and worded: not transient
         except (*transient, ValueError) as exc:
             last_error = describe_network_error(exc)
-            logger.debug("attempt %d at %s failed: %s", attempt + 1, what, last_error)
-    raise RemoteError(
-        f"{what}: failed after {policy.max_retries + 1} attempts; last error: {last_error}"
-    )
+            logger.debug("attempt %d at %s failed: %s", tried, what, last_error)
+    raise RemoteError(f"{what}: failed after {tried} attempts; last error: {last_error}")
 
 
 def open_with_retries[T](ref: str, opener: Callable[[], T], policy: RetryPolicy | None = None) -> T:
     """``opener()`` (reading a remote file's or store's metadata), retried as a whole
-    while it fails transiently: its reads go through libraries that do not retry."""
+    while it fails transiently, within the policy's retries and total time: its reads go
+    through libraries that do not retry."""
     policy = policy or RetryPolicy()
-    for attempt in range(policy.max_retries + 1):
-        if attempt:
-            time.sleep(policy.delay_s(attempt))
+    last: BaseException | None = None
+    for _ in policy.attempts():
         try:
             return opener()
         except Exception as exc:
-            if not is_transient(exc) or attempt == policy.max_retries:
+            if not is_transient(exc):
                 if isinstance(exc, MinervaDaskError):
                     raise
                 raise RemoteError(
                     f"opening {redact(ref)} failed: {describe_network_error(exc)}"
                 ) from None
+            last = exc
             logger.debug("opening %s: %s; retrying", redact(ref), describe_network_error(exc))
-    raise AssertionError("unreachable")
+    detail = describe_network_error(last) if last is not None else "no attempt made"
+    raise RemoteError(f"opening {redact(ref)} failed: {detail}")
 
 
 def describe_network_error(exc: BaseException, url: str | None = None) -> str:

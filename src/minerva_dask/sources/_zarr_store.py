@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from zarr.abc.store import RangeByteRequest
@@ -35,13 +36,16 @@ class RetryingStore(WrapperStore[Any]):
         self._policy = policy or RetryPolicy()
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        give_up = time.monotonic() + self._policy.total_s
         for attempt in range(self._policy.max_retries + 1):
             if attempt:
-                await asyncio.sleep(self._policy.delay_s(attempt))
+                delay = self._policy.delay_s(attempt)
+                await asyncio.sleep(delay)
             try:
                 value = await self._store.get(key, prototype, byte_range)
             except Exception as exc:
-                if not is_transient(exc) or attempt == self._policy.max_retries:
+                out_of_time = time.monotonic() + self._policy.delay_s(attempt + 1) >= give_up
+                if not is_transient(exc) or attempt == self._policy.max_retries or out_of_time:
                     raise
                 logger.debug(
                     "chunk %s of %s: %s; retrying",

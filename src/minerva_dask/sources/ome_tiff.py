@@ -33,6 +33,7 @@ from ..ome_xml import OmeImage, parse_ome_images
 from ._axes import check_axes, read_block
 from ._fs import (
     exists_or_raise,
+    file_identity,
     fs_storage_options,
     is_url,
     local_path,
@@ -219,7 +220,9 @@ class OmeTiffSource(CachedHandleSource):
         return f"OmeTiffSource({redact_url(self.ref)!r}, series={self.series})"
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
-        return self._handle_key()
+        """Its arguments and what the file is now (:func:`._fs.file_identity`): the same
+        path rewritten is another image to a resumed export."""
+        return (*self._handle_key(), file_identity(self.ref))
 
     def _handle_key(self) -> tuple[Any, ...]:
         options = repr(sorted(self.storage_options.items()))

@@ -20,7 +20,7 @@ from ..colors import parse_color
 from ..errors import AuthError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import Rect
 from ._axes import block_selection, check_axes, read_block
-from ._fs import is_url, local_path, redact_url, remote_concurrency
+from ._fs import file_identity, is_url, local_path, redact_url, remote_concurrency
 from ._ngff import check_array, check_multiscale, dataset_scale
 from ._ranges import NoRangeSupportError
 from ._zarr_checks import checked, chunk_keys
@@ -157,7 +157,9 @@ class OmeZarrSource(CachedHandleSource):
         return f"OmeZarrSource({redact_url(self.ref)!r})"
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
-        return self._handle_key()
+        """Its arguments and what the file is now (:func:`._fs.file_identity`): the same
+        path rewritten is another image to a resumed export."""
+        return (*self._handle_key(), file_identity(self.ref))
 
     def _handle_key(self) -> tuple[Any, ...]:
         return ("zarr", self.ref, self.series, repr(sorted(self.storage_options.items())))
