@@ -167,3 +167,22 @@ def test_a_strip_running_past_the_end_of_the_file_fails_naming_it(tmp_path) -> N
     _with_last_count_past_the_end(path, data, rowsperstrip=8, compression="zlib")
     with pytest.raises(SourceError, match=r"cut-strip\.tif: level 0, plane 2, strip 7: .* past"):
         md.open_image(path)
+
+
+def test_a_truncated_tiff_opens_with_one_warning_saying_it_looks_damaged(
+    tmp_path, shared_data
+) -> None:
+    """A TIFF cut short loses its OME-XML and SubIFD levels; tifffile logs that as raw
+    lines. It is said once, as a warning naming the file."""
+    import warnings
+
+    import minerva_dask as md
+
+    data = (shared_data / "ome-tiff/colon-2ch-jpeg-subifd.ome.tiff").read_bytes()
+    cut = tmp_path / "cut.ome.tiff"
+    cut.write_bytes(data[: len(data) * 9 // 10])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        md.open_image(cut).close()
+    damaged = [str(w.message) for w in caught if "looks damaged" in str(w.message)]
+    assert len(damaged) == 1 and str(cut) in damaged[0]

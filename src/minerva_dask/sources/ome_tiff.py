@@ -70,6 +70,18 @@ _STRIP_BLOCK_PIXELS = 1 << 20
 _MAX_PLAUSIBLE_SAMPLES = 4
 
 
+class _Complaints(logging.Handler):
+    """Collects the errors tifffile logs while a file opens (a truncated file, a broken
+    IFD chain), to say them once, as a warning about the file."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split())[:200])
+
+
 class _Opened:
     """An open TIFF: the file, the chosen series, its zarr levels and parsed metadata."""
 
@@ -96,8 +108,11 @@ class _Opened:
         else:
             target = local_path(ref)
         tiff_logger = logging.getLogger("tifffile")
-        previous = tiff_logger.level
+        previous, propagate = tiff_logger.level, tiff_logger.propagate
         tiff_logger.setLevel(logging.ERROR)  # we summarise inconsistencies ourselves
+        complaints = _Complaints()  # what tifffile finds wrong while opening: one warning
+        tiff_logger.addHandler(complaints)
+        tiff_logger.propagate = False
         try:
             self.tif = tifffile.TiffFile(target)
             if not 0 <= series < len(self.tif.series):
@@ -159,7 +174,17 @@ class _Opened:
             self.close()
             raise
         finally:
+            tiff_logger.removeHandler(complaints)
             tiff_logger.setLevel(previous)
+            tiff_logger.propagate = propagate
+        if complaints.messages:
+            more = len(complaints.messages) - 1
+            warnings.warn(
+                f"{redact_url(ref)} looks damaged (tifffile: {complaints.messages[0]}"
+                f"{f'; {more} more' if more else ''}): what it holds is read as found, "
+                "metadata or levels may be missing",
+                stacklevel=4,
+            )
 
     def close(self) -> None:
         if self._positional is not None:
