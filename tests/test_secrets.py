@@ -200,3 +200,22 @@ def test_minerva_tokens_and_keys_never_leave(
     leaks = record.leaks([*PLANTED.values(), minerva.settings["password"]])
     jwts = [text for text in record.texts if "eyJ" in text]  # Cognito tokens are JWTs
     assert leaks == [] and jwts == []
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden", "kept"),
+    [
+        ("http://h/x.zarr?X-Goog-Signature=G00g&X-Goog-Credential=Cr3d", ["G00g", "Cr3d"], []),
+        ("https://cdn/x.tif?Key-Pair-Id=KP1d&Policy=P0l&Signature=S1g", ["KP1d", "P0l", "S1g"], []),
+        ("http://h/x?auth=Au7h&sig=S1gg&region=0,0,5,5", ["Au7h", "S1gg"], ["region=0,0,5,5"]),
+        ('{"AccessKeyId": "AKID", "SessionToken": "T0k"}', ["AKID", "T0k"], []),
+        ("Authorization: AWS4-HMAC-SHA256 Credential=abc", ["AWS4-HMAC-SHA256"], []),
+        ("SignificantBits=17 keyframe=3 max_size=2000", [], ["SignificantBits=17", "max_size"]),
+    ],
+)
+def test_credential_shaped_parts_are_masked_and_ordinary_fields_kept(text, hidden, kept) -> None:
+    from minerva_dask._redact import redact
+
+    out = redact(text)
+    assert not [h for h in hidden if h in out], out
+    assert all(k in out for k in kept), out

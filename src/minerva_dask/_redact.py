@@ -40,8 +40,8 @@ _secrets: tuple[str, ...] = ()  # longest first, so a secret inside another goes
 # any name holding one of these words (X-Amz-Signature, X-Goog-Credential, Key-Pair-Id,
 # bsession, access_token, "SecretAccessKey", auth, sig...).
 _SECRET_WORDS = (
-    r"sig|token|key|auth|cred|secret|pass|pwd|session|policy|cookie|csrf|"
-    r"SRP_[AB]|SALT|SECRET_BLOCK"
+    r"signature|(?<![a-z])sig(?![a-z])|token|key(?!frame)|auth|cred|secret|"
+    r"pass(?!through)|pwd|session|policy|cookie|csrf|SRP_[AB]|SALT|SECRET_BLOCK"
 )
 _SECRET_NAMES = rf"[\w.-]*(?:{_SECRET_WORDS})[\w.-]*"
 _PATTERNS = (
