@@ -192,6 +192,11 @@ CASES = [
         ("dtype",),
     ),
     Case(
+        "OME-Zarr whose attributes are a list, not an object",
+        lambda c: ["crop", SMALL, "--image", c["zarr_list_attrs"], "-o", c["png"]],
+        ("cannot open", "as zarr"),
+    ),
+    Case(
         "imgdata with SignificantBits=100000",
         lambda c: ["imgdata", c["bits_xml"], "--image-id", "0"],
         ("SignificantBits",),
@@ -253,6 +258,10 @@ def _bad_zarrs(folder: Path, good: Path) -> dict[str, str]:
         ms["datasets"][0]["path"] = "../../escape"
 
     edited("zarr_scale_0", scale_0)
+    listed = edited("zarr_list_attrs", lambda ms: None)
+    meta = json.loads((listed / "zarr.json").read_text())
+    meta["attributes"] = []
+    (listed / "zarr.json").write_text(json.dumps(meta))
     edited("zarr_dotdot", dot_dot)
     strings = edited("zarr_strings", lambda ms: None)
     shutil.rmtree(strings / "0")

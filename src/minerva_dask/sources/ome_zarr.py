@@ -52,7 +52,7 @@ def _open_group(ref: str, storage_options: dict[str, Any]) -> zarr.Group:
         raise
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise SourceNotFoundError(f"no zarr group at {redact_url(ref)}: {exc}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, KeyError) as exc:  # its metadata is malformed
         raise SourceError(f"cannot open {redact_url(ref)} as zarr: {exc}") from None
 
 
