@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .colors import color_from_ome_int
 
 __all__ = [
+    "PIXEL_TYPES",
     "OmeChannel",
     "OmeImage",
     "check_pixels",
@@ -19,6 +20,17 @@ __all__ = [
     "parse_ome_images",
 ]
 
+PIXEL_TYPES = {  # OME's pixel type names (OME-XML Type, OMERO pixelsType) -> numpy dtype
+    "int8": "int8",
+    "uint8": "uint8",
+    "int16": "int16",
+    "uint16": "uint16",
+    "int32": "int32",
+    "uint32": "uint32",
+    "float": "float32",
+    "double": "float64",
+    "bit": "uint8",
+}
 _UNIT_TO_UM = {
     "µm": 1.0,
     "um": 1.0,

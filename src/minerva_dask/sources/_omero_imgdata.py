@@ -8,23 +8,13 @@ import numpy as np
 
 from ..colors import parse_color
 from ..errors import RemoteError
+from ..ome_xml import PIXEL_TYPES
 from ._imgdata_checks import check_imgdata
 from .base import ChannelInfo, ImageInfo, LevelInfo, default_window
 
 __all__ = ["MAX_TILE_SIDE", "info_from_imgdata"]
 
 MAX_TILE_SIDE = 1024  # omero.pixeldata.max_tile_length: larger tile= sizes are clamped
-_PIXEL_TYPES = {
-    "int8": "int8",
-    "uint8": "uint8",
-    "int16": "int16",
-    "uint16": "uint16",
-    "int32": "int32",
-    "uint32": "uint32",
-    "float": "float32",
-    "double": "float64",
-    "bit": "uint8",
-}
 
 
 def info_from_imgdata(data: dict[str, Any], tile_side: int = MAX_TILE_SIDE) -> ImageInfo:
@@ -43,12 +33,12 @@ def info_from_imgdata(data: dict[str, Any], tile_side: int = MAX_TILE_SIDE) -> I
     >>> [(lv.width, lv.height, lv.tile_width) for lv in info.levels]
     [(5000, 3000, 1024), (2500, 1500, 1024)]
     """
-    check_imgdata(data, _PIXEL_TYPES)  # one line naming a field that is unusable
+    check_imgdata(data, PIXEL_TYPES)  # one line naming a field that is unusable
     try:
         size = data["size"]
         width, height = int(size["width"]), int(size["height"])
         meta = data.get("meta", {})
-        dtype = np.dtype(_PIXEL_TYPES[meta.get("pixelsType", "uint16")])
+        dtype = np.dtype(PIXEL_TYPES[meta.get("pixelsType", "uint16")])
     except (KeyError, TypeError, ValueError) as exc:
         raise RemoteError(f"imgData is missing or has a bad {exc}") from None
     levels = []

@@ -35,7 +35,7 @@ from .._redact import register_secret
 from ..colors import color_hex
 from ..errors import RemoteError, SourceError, SourceNotFoundError, TileReadError
 from ..geometry import MINERVA_TILE_SIZE, Rect, minerva_level_sizes, tile_pieces
-from ..ome_xml import check_pixels, parse_ome_images
+from ..ome_xml import PIXEL_TYPES, check_pixels, parse_ome_images
 from ._http import RetryPolicy, call_with_retries
 from ._minerva_session import MinervaConnection, resolve_settings
 from ._tiles import decode_tile
@@ -52,16 +52,6 @@ __all__ = ["MinervaSource"]
 
 logger = logging.getLogger(__name__)
 _MAX_LEVELS = 64  # halving 64 times reaches one pixel from any size
-_PIXEL_TYPES = {
-    "int8": "int8",
-    "uint8": "uint8",
-    "int16": "int16",
-    "uint16": "uint16",
-    "int32": "int32",
-    "uint32": "uint32",
-    "float": "float32",
-    "double": "float64",
-}
 MODES = ("raw", "render-tile")
 
 
@@ -326,7 +316,7 @@ def _info_from_ome(xml: bytes, image_uuid: str, api: dict[str, Any]) -> ImageInf
             f"Minerva image {image_uuid}: metadata.xml has no Image:{image_uuid} (it has {ids})"
         )
     try:
-        dtype = np.dtype(_PIXEL_TYPES[image.pixel_type])
+        dtype = np.dtype(PIXEL_TYPES[image.pixel_type])
     except KeyError:
         raise SourceError(
             f"Minerva image {image_uuid}: pixel type {image.pixel_type!r} is not supported"
