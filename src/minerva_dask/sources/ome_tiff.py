@@ -71,8 +71,7 @@ _MAX_PLAUSIBLE_SAMPLES = 4
 
 
 class _Complaints(logging.Handler):
-    """Collects the errors tifffile logs while a file opens (a truncated file, a broken
-    IFD chain), to say them once, as a warning about the file."""
+    """The errors tifffile logs while a file opens (cut short, a broken IFD chain)."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -178,13 +177,9 @@ class _Opened:
             tiff_logger.setLevel(previous)
             tiff_logger.propagate = propagate
         if complaints.messages:
-            more = len(complaints.messages) - 1
-            warnings.warn(
-                f"{redact_url(ref)} looks damaged (tifffile: {complaints.messages[0]}"
-                f"{f'; {more} more' if more else ''}): what it holds is read as found, "
-                "metadata or levels may be missing",
-                stacklevel=4,
-            )
+            said = "; ".join(complaints.messages[:2])
+            said = f"{redact_url(ref)} looks damaged (tifffile: {said})"
+            warnings.warn(f"{said}: read as found, metadata or levels may be missing", stacklevel=4)
 
     def close(self) -> None:
         if self._positional is not None:
