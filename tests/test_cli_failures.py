@@ -11,12 +11,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from tests.servers import LoopbackServer
+from tests.servers.static import PlainServer
 
 SMALL = "/0/0/0/?c=1|0:30000$FF0000&region=0,0,64,64&max_size=64"
 
@@ -217,13 +216,11 @@ def context(tmp_path_factory, shared_data, moto_server):
     sample = shared_data / "ome-tiff/4ch-uint16-64x64.ome.tif"
     shutil.copy(sample, served / "sample.ome.tif")  # small: fetched whole, it still renders
     shutil.copy(shared_data / "ome-tiff/colon-2ch-jpeg-subifd.ome.tiff", served / "tiled.ome.tif")
-    handler_class = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-    handler = lambda *a, **k: handler_class(*a, directory=str(served), **k)  # noqa: E731
     zarrs = _bad_zarrs(folder, shared_data / "ome-zarr/blobs_image_v05.ome.zarr")
     xml = (shared_data / "ome-xml/from-colon-2ch.ome.xml").read_text()
     bits = folder / "bits.ome.xml"
     bits.write_text(xml.replace('SignificantBits="8"', 'SignificantBits="100000"'))
-    with LoopbackServer(handler) as server:  # type: ignore[arg-type]
+    with PlainServer(str(served)) as server:
         yield {
             "sample": str(sample),
             "no_range": server.url,

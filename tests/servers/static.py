@@ -102,3 +102,39 @@ class StaticServer(LoopbackServer):
     def __enter__(self) -> str:  # type: ignore[override]
         super().__enter__()
         return self.url
+
+
+class _PlainHandler(SimpleHTTPRequestHandler):
+    """The standard library's file handler, as ``python -m http.server`` runs it: no Range
+    support; every (method, Range header) asked is logged in ``server.requests_seen``."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError):  # a client that read no body
+            self.close_connection = True
+
+    def send_head(self) -> Any:
+        server: Any = self.server
+        server.requests_seen.append((self.command, self.headers.get("Range")))
+        return super().send_head()
+
+
+class PlainServer(LoopbackServer):
+    """``with PlainServer(folder) as server:`` serves ``folder`` without Range support, as
+    many static hosts do; ``server.requests`` lists every (method, Range) asked. Its listen
+    backlog is raised from http.server's 5, so a burst of connections is not dropped."""
+
+    def __init__(self, directory: str, backlog: int = 256) -> None:
+        handler = lambda *a, **k: _PlainHandler(*a, directory=directory, **k)  # noqa: E731
+        super().__init__(handler)  # type: ignore[arg-type]
+        httpd: Any = self.httpd
+        httpd.requests_seen = []
+        httpd.socket.listen(backlog)
+
+    @property
+    def requests(self) -> list[tuple[str, str | None]]:
+        return self.httpd.requests_seen  # type: ignore[attr-defined]

@@ -6,7 +6,6 @@ Range and over S3."""
 
 from __future__ import annotations
 
-from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ import minerva_dask as md
 from minerva_dask.geometry import Rect
 from minerva_dask.request import ChannelSetting, RenderRequest
 from tests.reference import block_mean_level, independent_pyramid, render_reference
-from tests.servers import LoopbackServer
-from tests.servers.static import StaticServer
+from tests.servers.static import PlainServer, StaticServer
 
 pytestmark = pytest.mark.filterwarnings(  # ngff-zarr's default downsampler, not ours
     "ignore:Setting the shape on a NumPy array:DeprecationWarning:itkwasm"
@@ -224,25 +222,8 @@ def test_http_with_range_reads_like_the_local_file(remote_inputs, kind) -> None:
 def test_http_without_range_reads_like_the_local_file(remote_inputs, kind) -> None:
     folder, names, _ = remote_inputs
     local = md.open_image(folder / names[kind])
-    log: list[tuple[str, str | None]] = []
-
-    class Plain(SimpleHTTPRequestHandler):  # the standard library's: no Range support
-        def log_message(self, *args) -> None:
-            pass
-
-        def handle_one_request(self) -> None:
-            try:
-                super().handle_one_request()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        def send_head(self):
-            log.append((self.command, self.headers.get("Range")))
-            return super().send_head()
-
-    handler = lambda *a, **k: Plain(*a, directory=str(folder), **k)  # noqa: E731
-    server = LoopbackServer(handler)  # type: ignore[arg-type]
-    server.httpd.socket.listen(BACKLOG)
+    server = PlainServer(str(folder), BACKLOG)
+    log = server.requests
     with server:
         _assert_reads_like_local(md.open_image(f"{server.url}/{names[kind]}"), local)
     if kind == "zarr":  # whole chunk objects: no range asked at all

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from http.server import SimpleHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import pytest
 import minerva_dask as md
 from minerva_dask.geometry import Rect
 from minerva_dask.sources._ranges import NoRangeSupportError
-from tests.servers import LoopbackServer
+from tests.servers.static import PlainServer
 
 FILES = {
     "tiled.ome.tif": "ome-tiff/colon-2ch-jpeg-subifd.ome.tiff",  # tiles, read by TiledPlanes
@@ -24,25 +23,8 @@ def no_range(tmp_path_factory, shared_data):
     served = tmp_path_factory.mktemp("no-range")
     for name, sample in FILES.items():
         shutil.copy(shared_data / sample, served / name)
-    log: list[tuple[str, str | None]] = []
-
-    class Plain(SimpleHTTPRequestHandler):  # the standard library's: no Range support
-        def log_message(self, *args) -> None:
-            pass
-
-        def handle_one_request(self) -> None:
-            try:
-                super().handle_one_request()
-            except (BrokenPipeError, ConnectionResetError):  # a client that read no body
-                self.close_connection = True
-
-        def send_head(self):
-            log.append((self.command, self.headers.get("Range")))
-            return super().send_head()
-
-    handler = lambda *a, **k: Plain(*a, directory=str(served), **k)  # noqa: E731
-    with LoopbackServer(handler) as server:  # type: ignore[arg-type]
-        yield server.url, log, shared_data
+    with PlainServer(str(served)) as server:
+        yield server.url, server.requests, shared_data
 
 
 @pytest.mark.parametrize("name", sorted(FILES))
