@@ -221,8 +221,22 @@ def test_rendering_carries_its_provenance(tiny_ome_tiff) -> None:
     assert np.asarray(rendering).shape == (175, 275, 3)
 
 
+class _CountingReads:
+    """Wraps a source and counts its reads."""
+
+    def __init__(self, source) -> None:
+        self.inner, self.info, self.reads = source, source.info, 0
+
+    def read_region(self, *args, **kwargs):
+        self.reads += 1
+        return self.inner.read_region(*args, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def test_bad_render_options_are_rejected_before_any_read(tiny_ome_tiff) -> None:
-    source = md.open_image(tiny_ome_tiff)
+    source = _CountingReads(md.open_image(tiny_ome_tiff))
     request = md.parse_request("/0/0/0/?c=1&region=0,0,10,10")
     with pytest.raises(md.RequestError, match="unknown preset"):
         md.render(source, request, preset="vips")
@@ -240,6 +254,9 @@ def test_bad_render_options_are_rejected_before_any_read(tiny_ome_tiff) -> None:
     )
     with pytest.raises(md.RequestError, match="only rendered by an OMERO server"):
         md.render(source, family)
+    assert source.reads == 0
+    md.render(source, request).compute(scheduler="sync")  # the counter counts
+    assert source.reads > 0
 
 
 class _BrokenChannel:

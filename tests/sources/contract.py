@@ -16,6 +16,13 @@ from minerva_dask.geometry import Rect
 from minerva_dask.sources import Source
 
 
+def _cached(source: Source) -> bool:
+    """Whether this process holds an open handle for ``source``."""
+    from minerva_dask.sources.base import _OPEN_HANDLES
+
+    return source._handle_key() in _OPEN_HANDLES._entries  # type: ignore[attr-defined]
+
+
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
 
@@ -80,18 +87,25 @@ class SourceContract:
         np.testing.assert_array_equal(block, expected[order])
 
     def test_pickles_and_reads_after_unpickling(self) -> None:
+        """The clone reads as a worker would: this process's handle closed first, so it
+        opens its own from the pickled configuration."""
         source = self.make_source()
         clone = pickle.loads(pickle.dumps(source))
+        source.close()  # the per-process handle cache holds nothing for it now
+        assert not _cached(clone)
         spec = clone.info.levels[-1]
         rect = Rect(0, 0, spec.width, spec.height)
         last = len(clone.info.levels) - 1
-        np.testing.assert_array_equal(
-            clone.read_region(last, rect, [0]), source.read_region(last, rect, [0])
-        )
+        expected = self.expected_levels()[last][:1]
+        np.testing.assert_array_equal(clone.read_region(last, rect, [0]), expected)
+        assert _cached(clone)  # it opened one of its own
+        clone.close()
 
     def test_close_releases_file_handles(self) -> None:
         before = _open_fds()
         source = self.make_source()
         source.read_region(0, Rect(0, 0, 1, 1), [0])
+        assert _cached(source)
         source.close()
+        assert not _cached(source)  # close() really let go of the handle
         assert _open_fds() <= before
