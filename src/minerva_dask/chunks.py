@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChannelPlanes",
+    "ChunkTask",
     "CompositeSpec",
     "TileReader",
     "level_array",
@@ -287,3 +288,32 @@ def composite_block(block: Any, spec: CompositeSpec, block_id: tuple[int, ...]) 
         out[:iy0], out[iy1:] = color, color
         out[iy0:iy1, :ix0], out[iy0:iy1, ix1:] = color, color
     return out
+
+
+class ChunkTask:
+    """The work for any output chunk of one rendering, as a small read-only record: read
+    with ``reader``, composite with ``spec``, ``group`` channels at a time (``None``: the
+    server composited the chunk; it is taken as it is). Called with the chunk's
+    ``(row, col, 0)``, and optionally an executor and a depth to read channel groups
+    ahead. A plain object, not a tuple or dataclass, so dask passes it through untouched.
+    """
+
+    __slots__ = ("group", "reader", "spec")
+
+    def __init__(self, reader: TileReader, spec: CompositeSpec, group: int | None) -> None:
+        object.__setattr__(self, "reader", reader)
+        object.__setattr__(self, "spec", spec)
+        object.__setattr__(self, "group", group)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"ChunkTask is read-only ({name})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ChunkTask, (self.reader, self.spec, self.group))
+
+    def __call__(
+        self, block_id: tuple[int, ...], reads: Executor | None = None, ahead: int = 0
+    ) -> np.ndarray:
+        if self.group is None:
+            return server_chunk(self.reader, self.spec, block_id)
+        return render_chunk(self.reader, self.spec, self.group, block_id, reads, ahead)

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .chunks import (
+    ChunkTask,
     CompositeSpec,
     TileReader,
     level_array,
-    render_chunk,
-    server_chunk,
     windowed_styles,
 )
 from .colors import parse_background
@@ -104,15 +103,16 @@ class Rendering:
     chunks line up with the source tiles at ``plan.level``. Nothing is read until it is
     computed (``rendering.compute()``, ``np.asarray(rendering)``, or a writer).
 
-    Every output chunk is one independent task, ``chunk_task`` called with the chunk's
-    ``(row, col, 0)``: ``compute_chunk(row, col)`` runs it. ``graph`` is the dask task
+    Every output chunk is one independent task, ``chunk_task`` (a
+    :class:`~minerva_dask.chunks.ChunkTask`) called with the chunk's ``(row, col, 0)``:
+    ``compute_chunk(row, col)`` runs it. ``graph`` is the dask task
     graph of those tasks, keyed ``(name, row, col, 0)``, and ``data`` the dask array over
     it; both are made when first asked, so dask is imported then, not before (a PNG
     written where dask was never loaded runs the chunk tasks on a thread pool of its own).
     ``chunks`` are the output's ``(row heights, column widths, (3,))`` in pixels.
     """
 
-    chunk_task: tuple[Any, ...] = field(repr=False)
+    chunk_task: ChunkTask = field(repr=False)
     chunks: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
     plan: RenderPlan
     request: RenderRequest
@@ -128,8 +128,9 @@ class Rendering:
         export recognises its chunks by it)."""
         from dask.base import tokenize
 
-        _, reader, spec, *_ = self.chunk_task
-        plan, last = self.plan, self.chunk_task[-1]  # last: the channel group, or the spec
+        task, plan = self.chunk_task, self.plan
+        reader, spec = task.reader, task.spec
+        last = spec if task.group is None else task.group  # as named before the record
         reduced = (plan.reduction,) if plan.reduction > 1 else ()  # as before where not reduced
         token = tokenize(
             self.source,
@@ -149,7 +150,7 @@ class Rendering:
         """The dask task graph: one task per output chunk, keyed ``(name, row, col, 0)``."""
         rows, cols = len(self.chunks[0]), len(self.chunks[1])
         return {
-            (self.name, row, col, 0): (*self.chunk_task, (row, col, 0))
+            (self.name, row, col, 0): (self.chunk_task, (row, col, 0))
             for row in range(rows)
             for col in range(cols)
         }
@@ -163,8 +164,7 @@ class Rendering:
         ``ahead`` groups while the current one is composited: for a chunk that has
         threads to spare (fewer chunks than cores). Same pixels either way.
         """
-        function, *args = self.chunk_task
-        return function(*args, (row, col, 0), reads, ahead)
+        return self.chunk_task((row, col, 0), reads, ahead)
 
     @cached_property
     def data(self) -> da.Array:
@@ -365,10 +365,10 @@ def render(
     )
     if mode == "composite":
         reader = TileReader(source, plan, "composite", request.model, background_rgb)
-        task: tuple[Any, ...] = (server_chunk, reader, spec)
+        task = ChunkTask(reader, spec, None)
     else:
         group = (channels_per_read(source, plan.level) if mode == "raw" else None) or len(styles)
-        task = (render_chunk, TileReader(source, plan, mode), spec, group)
+        task = ChunkTask(TileReader(source, plan, mode), spec, group)
     rows, cols = plan.grid.chunks
     default_gamma = _SERVER_GAMMA.get(preset) or PRESETS[preset]["gamma"]
     used_gamma = default_gamma if gamma is None else float(gamma)
