@@ -15,6 +15,7 @@ Standard library only, and nothing of ours: every layer may import it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -44,36 +45,42 @@ _SECRET_WORDS = (
     r"pass(?!through)|pwd|session|policy|cookie|csrf|SRP_[AB]|SALT|SECRET_BLOCK"
 )
 _SECRET_NAMES = rf"[\w.-]*(?:{_SECRET_WORDS})[\w.-]*"
-_PATTERNS = (
-    # scheme://user:password@host or scheme://token@host
-    (re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"<>]+@"), r"\g<head>***@"),
-    # name=value in queries, forms and config lines
-    (
-        re.compile(rf"(?P<head>(?<![\w.-])(?:{_SECRET_NAMES})=)[^&\s'\",;)>\]]+", re.I),
-        rf"\g<head>{MASK}",
-    ),
-    # "name": "value" and 'name': 'value' (JSON, Python reprs of dicts)
-    (
-        re.compile(
-            rf"(?P<head>['\"](?:{_SECRET_NAMES})['\"]\s*:\s*)(?:b?'[^']*'|\"[^\"]*\")", re.I
+
+
+@functools.cache
+def _patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """The credential-shaped patterns, compiled on first use (not at import: every
+    crop imports this module, few need it)."""
+    return (
+        # scheme://user:password@host or scheme://token@host
+        (re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"<>]+@"), r"\g<head>***@"),
+        # name=value in queries, forms and config lines
+        (
+            re.compile(rf"(?P<head>(?<![\w.-])(?:{_SECRET_NAMES})=)[^&\s'\",;)>\]]+", re.I),
+            rf"\g<head>{MASK}",
         ),
-        rf'\g<head>"{MASK}"',
-    ),
-    # HTTP headers, as urllib3, botocore and http.client print them
-    (
-        re.compile(
-            r"(?P<head>\b(?:Authorization|Proxy-Authorization|Cookie|Set-Cookie|X-CSRFToken|"
-            r"X-Amz-Security-Token|X-Amz-Content-Sha256)['\"]?\s*[:=]\s*['\"]?)"
-            r"[^'\"\r\n,}]+",
-            re.I,
+        # "name": "value" and 'name': 'value' (JSON, Python reprs of dicts)
+        (
+            re.compile(
+                rf"(?P<head>['\"](?:{_SECRET_NAMES})['\"]\s*:\s*)(?:b?'[^']*'|\"[^\"]*\")", re.I
+            ),
+            rf'\g<head>"{MASK}"',
         ),
-        rf"\g<head>{MASK}",
-    ),
-    # JSON Web Tokens (Cognito Id/Access tokens) wherever they appear
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), MASK),
-    # AWS access key ids
-    (re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[0-9A-Z]{16}\b"), MASK),
-)
+        # HTTP headers, as urllib3, botocore and http.client print them
+        (
+            re.compile(
+                r"(?P<head>\b(?:Authorization|Proxy-Authorization|Cookie|Set-Cookie|X-CSRFToken|"
+                r"X-Amz-Security-Token|X-Amz-Content-Sha256)['\"]?\s*[:=]\s*['\"]?)"
+                r"[^'\"\r\n,}]+",
+                re.I,
+            ),
+            rf"\g<head>{MASK}",
+        ),
+        # JSON Web Tokens (Cognito Id/Access tokens) wherever they appear
+        (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), MASK),
+        # AWS access key ids
+        (re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[0-9A-Z]{16}\b"), MASK),
+    )
 
 
 def register_secret(value: object) -> None:
@@ -120,7 +127,7 @@ def redact(text: object) -> str:
     for secret in _secrets:
         if secret in out:
             out = out.replace(secret, MASK)
-    for pattern, replacement in _PATTERNS:
+    for pattern, replacement in _patterns():
         out = pattern.sub(replacement, out)
     return out
 

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from .. import _redact
+from .._paths import is_url, local_path
 from ..errors import SourceError, SourceNotFoundError
 
 __all__ = [
@@ -34,18 +35,6 @@ OWN_OPTIONS = frozenset({"whole_file_max_bytes"})
 def remote_concurrency(ref: str) -> int | None:
     """Reads to keep in flight for ``ref``: many when remote, ``None`` (the cores) when local."""
     return REMOTE_CONCURRENCY if is_url(ref) else None
-
-
-def is_url(ref: str) -> bool:
-    """Whether ``ref`` names a remote location (``s3://``, ``http://``, ...), not a path."""
-    head, sep, _ = str(ref).partition("://")
-    return bool(sep) and head.isalnum() and head.lower() != "file" and len(head) > 1
-
-
-def local_path(ref: str | os.PathLike[str]) -> str:
-    """A local filesystem path for ``ref`` (strips ``file://``)."""
-    text = os.fspath(ref)
-    return text[len("file://") :] if text.startswith("file://") else text
 
 
 def file_identity(ref: str) -> tuple[int, ...] | None:

@@ -51,17 +51,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_SECRET_PARAMS = frozenset(
-    {
-        "bsession",
-        "password",
-        "username",
-        "token",
-        "X-Amz-Signature",
-        "X-Amz-Credential",
-        "X-Amz-Security-Token",
-    }
-)
 _READ_SIZE = 1 << 16
 
 
@@ -139,7 +128,9 @@ def redact(url: str, params: Mapping[str, Any] | None = None) -> str:
     """
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True) + list((params or {}).items())
-    clean = [(k, "***" if k in _SECRET_PARAMS else str(v)) for k, v in pairs]
+    # credential-named values (bsession, password, token, X-Amz-*...) are masked by
+    # redact_text below, the one redaction; the user name is kept out of logs too
+    clean = [(k, "***" if k == "username" else str(v)) for k, v in pairs]
     query = urlencode(clean, safe=",|:$*")
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, "")))

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from .._paths import is_url, local_path
 from ..errors import OutputError
 
 __all__ = [
@@ -35,16 +36,13 @@ def _location(ref: str | os.PathLike[str]) -> tuple[str, str]:
     host lower-case, no ``user:pass@``, query, fragment or trailing slash; paths (and
     ``file://``) with symlinks resolved."""
     text = os.fspath(ref)
-    head, sep, _ = text.partition("://")
-    if sep and head.isalnum() and len(head) > 1 and head.lower() != "file":
+    if is_url(text):
         from urllib.parse import urlsplit
 
         parts = urlsplit(text)
         host = parts.netloc.rsplit("@", 1)[-1].lower()
         return "url", f"{parts.scheme.lower()}://{host}{parts.path.rstrip('/')}"
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    return "path", os.path.normcase(os.path.realpath(text))
+    return "path", os.path.normcase(os.path.realpath(local_path(text)))
 
 
 def _inside(inner: str, outer: str, sep: str) -> bool:
@@ -101,8 +99,7 @@ def check_output_path(
 ) -> Path:
     """Fail early, naming the problem, if ``path`` cannot be written or is an input."""
     check_not_input(path, inputs)
-    text = os.fspath(path)
-    target = Path(text[len("file://") :] if text.startswith("file://") else text)
+    target = Path(local_path(path))
     if target.is_symlink():  # write the file it names, and keep the link
         target = Path(os.path.realpath(target))
     if target.is_dir():

@@ -29,6 +29,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
+from .._paths import is_url
 from ..errors import OutputError
 
 __all__ = [
@@ -37,18 +38,12 @@ __all__ = [
     "discard",
     "finish",
     "in_progress",
-    "is_url",
     "open_destination",
     "plan_store",
     "store_fs",
 ]
 
 KEY = "minerva-dask"
-
-
-def is_url(url: str) -> bool:
-    """Whether ``url`` names a remote store (``s3://``...), not a local path."""
-    return "://" in url and not url.startswith("file://")
 
 
 @dataclass(frozen=True, slots=True)

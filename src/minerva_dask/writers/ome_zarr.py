@@ -34,6 +34,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from .._paths import is_url
 from ..errors import OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
 from ._bands import Progress, compute_in_order
@@ -45,7 +46,6 @@ from ._store import (
     discard,
     finish,
     in_progress,
-    is_url,
     open_destination,
     plan_store,
     store_fs,
