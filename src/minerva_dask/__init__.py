@@ -56,7 +56,9 @@ __all__ = [
     "open_minerva",
     "open_omero",
     "parse_request",
+    "read_figure",
     "render",
+    "render_figure",
     "request_with_auto_windows",
     "to_ome_tiff",
     "to_ome_zarr",
@@ -75,6 +77,8 @@ _LAZY = {
     "to_ome_tiff": "minerva_dask.writers.ome_tiff",
     "to_ome_zarr": "minerva_dask.writers.ome_zarr",
     "crop": "minerva_dask.api",
+    "render_figure": "minerva_dask.figure",
+    "read_figure": "minerva_dask.figure",
     "demo_image_path": "minerva_dask._demo",
     "auto_windows": "minerva_dask.explore",
     "request_with_auto_windows": "minerva_dask.explore",
@@ -85,6 +89,7 @@ if TYPE_CHECKING:
     from ._demo import demo_image_path
     from .api import crop
     from .explore import auto_windows, request_with_auto_windows
+    from .figure import read_figure, render_figure
     from .graph import Rendering, channel_arrays, render
     from .imgdata import imgdata_from_ome_xml
     from .request_url import default_request
