@@ -272,4 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (imgdata,):
         sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
         sub.add_argument("-v", "--verbose", action="count", default=0)
+    from ._cli_figure import add_figure_parser
+
+    add_figure_parser(commands)
     return parser

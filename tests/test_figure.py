@@ -1,0 +1,300 @@
+"""``figure``: a whole OMERO.figure file rendered panel by panel, over files and OMERO.
+
+Every expected panel is rendered here from a render_scaled_region URL whose region was
+worked out by hand from OMERO.figure's export (``Figure_To_Pdf.py``, ``get_crop_region``:
+viewport ``orig / (zoom / 100)``, narrowed to the panel's aspect, centred on the image's
+centre less ``dx, dy``), not by the code under test.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import minerva_dask as md
+from minerva_dask._demo import synthetic_tissue
+from minerva_dask.cli import main
+from tests.servers.omero import OmeroServer, ServedImage
+
+CREDS = {"username": "alice", "password": "wonderland"}
+CH1 = [  # image 1 (tiny, 1100 x 700, levels 1, 1/2, 1/4...): DNA, Membrane, Keratin
+    {"label": "DNA", "color": "0000FF", "window": {"start": 100, "end": 25000}, "active": True},
+    {"label": "Mem", "color": "00FF00", "window": {"start": 0, "end": 9000}, "active": False},
+    {"label": "Ker", "color": "FF0000", "window": {"start": 0, "end": 20000}, "active": True},
+]
+CH2 = [  # image 2 (z-stack, 320 x 240 x 3 z, one level)
+    {"label": "A", "color": "FF0000", "window": {"start": 0, "end": 30000}, "active": True},
+    {"label": "B", "color": "00FF00", "window": {"start": 0, "end": 40000}, "active": True},
+]
+INVERTED = copy.deepcopy(CH1)
+INVERTED[2]["reverseIntensity"] = True
+TINY = {"orig_width": 1100, "orig_height": 700, "name": "tiny.ome.tif", "imageId": 1}
+ZSTACK = {"orig_width": 320, "orig_height": 240, "name": "zstack.ome.tif", "imageId": 2}
+
+
+def v6_figure() -> dict:
+    """Four panels at 72 dpi: A zoomed 200% and offset, hidden channel, scalebar, label;
+    B the same viewport turned 90 degrees; C theZ=2 of a flat image; D the whole image at
+    a size no level has (resampled), one channel inverted."""
+    panel_a = {
+        **TINY, "x": 20, "y": 40, "width": 275, "height": 175, "zoom": 200, "dx": 100,
+        "dy": -50, "theZ": 0, "theT": 0, "channels": CH1, "min_export_dpi": 72,
+        "pixel_size_x": 0.65, "pixel_size_x_unit": "MICROMETER",
+        "scalebar": {"show": True, "length": 65, "units": "MICROMETER",
+                     "position": "bottomright", "color": "FFFFFF"},
+        "labels": [{"text": "[channels]", "size": 12, "position": "top", "color": "000000"}],
+    }  # fmt: skip
+    panel_b = {
+        **TINY,
+        "x": 320,
+        "y": 40,
+        "width": 275,
+        "height": 175,
+        "zoom": 200,
+        "dx": 0,
+        "dy": 0,
+        "rotation": 90,
+        "channels": CH1,
+        "min_export_dpi": 72,
+    }
+    panel_c = {**ZSTACK, "x": 20, "y": 260, "width": 160, "height": 120, "theZ": 2,
+               "zoom": 100, "dx": 0, "dy": 0, "channels": CH2, "min_export_dpi": 72,
+               "labels": [{"text": "[time.index]", "size": 10, "position": "bottom",
+                           "color": "000000"}]}  # fmt: skip
+    panel_d = {
+        **TINY,
+        "x": 320,
+        "y": 260,
+        "width": 300,
+        "height": 191,
+        "zoom": 100,
+        "dx": 0,
+        "dy": 0,
+        "channels": INVERTED,
+        "min_export_dpi": 72,
+    }
+    return {"version": 6, "paper_width": 700, "paper_height": 500, "page_color": "FFFFFF",
+            "panels": [panel_a, panel_b, panel_c, panel_d]}  # fmt: skip
+
+
+def v1_figure() -> dict:
+    """The same figure as version 1 saved it: export_dpi, no scalebar units, no pixel
+    unit, a time label as {'time': ...}."""
+    figure = v6_figure()
+    figure["version"] = 1
+    for panel in figure["panels"]:
+        panel["export_dpi"] = panel.pop("min_export_dpi")
+        panel.pop("pixel_size_x_unit", None)
+        if "scalebar" in panel:
+            del panel["scalebar"]["units"]
+    figure["panels"][2]["labels"] = [
+        {"time": "index", "size": 10, "position": "bottom", "color": "000000"}
+    ]
+    return figure
+
+
+# (image id, URL, turns clockwise, resample to) worked out by hand, panel by panel
+EXPECTED = [
+    # A: 1100/2 x 700/2 viewport at ((1100-550)/2 - 100, (700-350)/2 + 50); 275 pt at 72 dpi
+    # is 275 px, exactly level 1 (1/2)
+    ("1", "/1/0/0/?c=1|100:25000$0000FF,-2|0:9000$00FF00,3|0:20000$FF0000"
+          "&region=175,225,550,350&max_size=275", 0, None),
+    # B: the 550 x 350 viewport centred at (550, 350), turned: 350 x 550 about that centre
+    ("1", "/1/0/0/?c=1|100:25000$0000FF,-2|0:9000$00FF00,3|0:20000$FF0000"
+          "&region=375,75,350,550&max_size=275", 1, None),
+    # C: the whole z-stack plane z=2 at 160 x 120: level 0 reduced 1/2
+    ("2", "/2/2/0/?c=1|0:30000$FF0000,2|0:40000$00FF00&region=0,0,320,240&max_size=160",
+     0, None),
+    # D: 300 x 191 px of the whole image (aspects within 0.01: no narrowing); no level has
+    # that size: the 550 x 350 of level 1, resampled bicubic; channel 3 inverted
+    ("1", "/1/0/0/?c=1|100:25000$0000FF,-2|0:9000$00FF00,3|0:20000$FF0000"
+          '&maps=[{"inverted":{"enabled":false}},{"inverted":{"enabled":false}},'
+          '{"inverted":{"enabled":true}}]&region=0,0,1100,700&max_size=550', 0, (300, 191)),
+]  # fmt: skip
+PLACES = [(20, 40, 275, 175), (320, 40, 275, 175), (20, 260, 160, 120), (320, 260, 300, 191)]
+
+
+@pytest.fixture(scope="module")
+def zstack(tmp_path_factory) -> tuple[str, np.ndarray]:
+    import tifffile
+
+    data = np.stack([synthetic_tissue(320, 240, channels=2, seed=z) for z in range(3)])
+    path = tmp_path_factory.mktemp("zstack") / "zstack.ome.tif"
+    tifffile.imwrite(
+        path, data, ome=True, tile=(128, 128),
+        metadata={"axes": "ZCYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65},
+    )  # fmt: skip
+    return str(path), data
+
+
+@pytest.fixture(scope="module")
+def omero(tiny_ome_tiff, zstack):
+    z_levels = [np.transpose(zstack[1], (1, 0, 2, 3))[np.newaxis]]  # (t, c, z, y, x)
+    images = {
+        1: ServedImage.from_tiff(str(tiny_ome_tiff)),
+        2: ServedImage.from_levels("zstack.ome.tif", z_levels),
+    }
+    with OmeroServer(images, png=True) as server:
+        yield server
+
+
+def expected_panels(sources: dict[str, object]) -> list[np.ndarray]:
+    """Each panel rendered here from its URL, turned and resampled as the export does."""
+    out = []
+    for image_id, url, turns, resample in EXPECTED:
+        rgb = md.render(sources[image_id], md.parse_request(url)).compute()
+        if resample is not None:
+            rgb = np.asarray(Image.fromarray(rgb).resize(resample, Image.Resampling.BICUBIC))
+        out.append(np.rot90(rgb, k=-turns))
+    return out
+
+
+def read_png(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def check_figure(result: md.figure.FigureResult, expected: list[np.ndarray]) -> None:
+    assert [p.name for p in result.panels] == [
+        "01-tiny.png", "02-tiny.png", "03-zstack.png", "04-tiny.png"
+    ]  # fmt: skip
+    for number, (path, want) in enumerate(zip(result.panels, expected, strict=True), 1):
+        got = read_png(path)
+        assert got.shape == want.shape, f"panel {number}"
+        assert np.array_equal(got, want), f"panel {number} differs from its request's render"
+    page = result.page()
+    assert page.shape == (500, 700, 3)  # 72 dpi: one pixel a point
+    for number, ((x, y, w, h), want) in enumerate(zip(PLACES, expected, strict=True), 1):
+        placed = page[y : y + h, x : x + w].copy()
+        if number == 1:  # the scalebar: 65 um / 0.65 um = 100 px = 50 pt, 13.75 pt in
+            bar = placed[199 - y : 202 - y, 231 - x : 281 - x]
+            assert (bar == 255).all(), "scalebar not white where OMERO.figure draws it"
+            placed[199 - y : 202 - y, 231 - x : 281 - x] = want[
+                199 - y : 202 - y, 231 - x : 281 - x
+            ]
+        assert np.array_equal(placed, want), f"panel {number} is not at its place on the page"
+    label = page[23:40, 20:295]  # 'DNA Ker' (shown channels), 12 pt high, 5 pt above A
+    assert (label.max(axis=2) < 128).sum() > 20, "no label above panel 1"
+    below = page[385:400, 20:180]  # '1' (the time index), 5 pt below C
+    assert (below.max(axis=2) < 128).sum() > 3, "no label below panel 3"
+
+
+def test_figure_over_local_files_renders_each_panel_as_its_request(
+    tmp_path, tiny_ome_tiff, zstack
+) -> None:
+    images = {1: tiny_ome_tiff, "2": zstack[0]}
+    result = md.render_figure(v6_figure(), tmp_path / "out", images=images)
+    sources = {"1": md.open_image(tiny_ome_tiff), "2": md.open_image(zstack[0])}
+    check_figure(result, expected_panels(sources))
+    manifest = json.loads(result.manifest.read_text())
+    assert [p["request"].split("&region=")[1].split("&")[0] for p in manifest["panels"]] == [
+        "175,225,550,350", "375,75,350,550", "0,0,320,240", "0,0,1100,700"
+    ]  # fmt: skip
+    assert [p["resampled"] for p in manifest["panels"]] == [None, None, None, "bicubic"]
+    assert manifest["panels"][0]["source"] == str(tiny_ome_tiff)
+    assert manifest["pages"] == [{"file": "page.png", "size": [700, 500]}]
+
+
+@pytest.mark.slow
+def test_figure_over_omero_renders_each_panel_as_its_request(tmp_path, omero) -> None:
+    result = md.render_figure(v6_figure(), tmp_path / "out", omero=omero.url, omero_options=CREDS)
+    sources = {i: md.open_omero(omero.url, i, **CREDS) for i in ("1", "2")}
+    check_figure(result, expected_panels(sources))
+    text = result.manifest.read_text()
+    assert "wonderland" not in text
+    assert json.loads(text)["panels"][2]["source"] == f"omero {omero.url} image 2"
+
+
+def test_version_1_reads_as_version_6(tmp_path) -> None:
+    old, new = md.read_figure(v1_figure()), md.read_figure(v6_figure())
+    assert (old.version, new.version) == (1, 6)
+    assert old.panels == new.panels
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(v1_figure()))
+    assert md.read_figure(path).panels[2].labels[0].text == "[time.index]"
+
+
+@pytest.mark.slow
+def test_cli_renders_a_version_1_file_like_version_6(tmp_path, tiny_ome_tiff, zstack) -> None:
+    paths = {}
+    for name, figure in (("v1", v1_figure()), ("v6", v6_figure())):
+        (tmp_path / f"{name}.json").write_text(json.dumps(figure))
+        argv = ["figure", str(tmp_path / f"{name}.json"), "-o", str(tmp_path / name), "-q",
+                "--image", f"1={tiny_ome_tiff}", "--image", f"2={zstack[0]}"]  # fmt: skip
+        assert main(argv) == 0
+        paths[name] = tmp_path / name
+    for name in ("01-tiny.png", "02-tiny.png", "03-zstack.png", "04-tiny.png", "page.png"):
+        assert np.array_equal(read_png(paths["v1"] / name), read_png(paths["v6"] / name)), name
+
+
+def test_dpi_sets_each_panels_pixel_size(tmp_path, tiny_ome_tiff, zstack) -> None:
+    images = {1: tiny_ome_tiff, 2: zstack[0]}
+    result = md.render_figure(v6_figure(), tmp_path / "o", images=images, dpi=144)
+    assert result.sizes == ((550, 350), (550, 350), (320, 240), (600, 382))
+    assert result.page_size == (1400, 1000)
+    assert [read_png(p).shape[1::-1] for p in result.panels] == list(result.sizes)
+
+
+def test_a_channel_the_image_lacks_fails_naming_the_panel_and_writes_nothing(
+    tmp_path, tiny_ome_tiff, zstack
+) -> None:
+    figure = v6_figure()
+    figure["panels"][2]["channels"] = [*CH2, CH2[0]]  # image 2 has 2 channels
+    with pytest.raises(md.RequestError, match=r"^panel 3 \(image 2, 'zstack.ome.tif'\): channel 3"):
+        md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff, 2: zstack[0]})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_image_file_is_one_cli_line_naming_the_panel(
+    tmp_path, tiny_ome_tiff, capsys
+) -> None:
+    path = tmp_path / "fig.json"
+    path.write_text(json.dumps(v6_figure()))
+    argv = ["figure", str(path), "-o", str(tmp_path / "out"), "--image", f"1={tiny_ome_tiff}",
+            "--image", f"2={tmp_path / 'gone.ome.tif'}"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("minerva-dask: error: panel 3 (image 2, 'zstack.ome.tif'): ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_id_without_a_source_is_refused_naming_the_panel(tmp_path, tiny_ome_tiff):
+    with pytest.raises(md.RequestError, match=r"panel 3 .*--image 2=PATH_OR_URL"):
+        md.render_figure(v6_figure(), tmp_path / "out", images={1: tiny_ome_tiff})
+
+
+def test_rotation_other_than_quarter_turns_is_refused(tmp_path, tiny_ome_tiff, zstack) -> None:
+    figure = v6_figure()
+    figure["panels"][1]["rotation"] = 45
+    with pytest.raises(md.RequestError, match=r"^panel 2 .*rotation 45 degrees"):
+        md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff, 2: zstack[0]})
+
+
+def test_an_existing_folder_is_replaced_whole_only_when_asked(
+    tmp_path, tiny_ome_tiff, zstack
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("keep")
+    images = {1: tiny_ome_tiff, 2: zstack[0]}
+    with pytest.raises(md.OutputError, match="exists; pass overwrite=True"):
+        md.render_figure(v6_figure(), out, images=images)
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    md.render_figure(v6_figure(), out, images=images, overwrite=True, page_format="tiff")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "01-tiny.png", "02-tiny.png", "03-zstack.png", "04-tiny.png", "manifest.json", "page.tif"
+    ]  # fmt: skip
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # nothing left beside it
+
+
+def test_a_figure_shows_its_page_in_a_notebook(tmp_path, tiny_ome_tiff, zstack) -> None:
+    result = md.render_figure(v6_figure(), tmp_path / "o", images={1: tiny_ome_tiff, 2: zstack[0]})
+    with Image.open(io.BytesIO(result._repr_png_())) as shown:
+        assert shown.size == (700, 500)
+        assert np.array_equal(np.asarray(shown.convert("RGB")), result.page())
