@@ -298,3 +298,12 @@ def test_a_figure_shows_its_page_in_a_notebook(tmp_path, tiny_ome_tiff, zstack) 
     with Image.open(io.BytesIO(result._repr_png_())) as shown:
         assert shown.size == (700, 500)
         assert np.array_equal(np.asarray(shown.convert("RGB")), result.page())
+
+
+def test_without_pillow_the_figure_says_which_extra_installs_it(tmp_path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now raises ImportError
+    with pytest.raises(md.MissingDependencyError, match=r"pip install 'minerva-dask\[figure\]'"):
+        md.render_figure(v6_figure(), tmp_path / "out", images={})
+    assert list(tmp_path.iterdir()) == []
