@@ -184,6 +184,7 @@ def check_figure(result: md.figure.FigureResult, expected: list[np.ndarray]) -> 
     assert (below.max(axis=2) < 128).sum() > 3, "no label below panel 3"
 
 
+@pytest.mark.slow
 def test_figure_over_local_files_renders_each_panel_as_its_request(
     tmp_path, tiny_ome_tiff, zstack
 ) -> None:
@@ -219,7 +220,6 @@ def test_version_1_reads_as_version_6(tmp_path) -> None:
     assert md.read_figure(path).panels[2].labels[0].text == "[time.index]"
 
 
-@pytest.mark.slow
 def test_cli_renders_a_version_1_file_like_version_6(tmp_path, tiny_ome_tiff, zstack) -> None:
     paths = {}
     for name, figure in (("v1", v1_figure()), ("v6", v6_figure())):
