@@ -307,3 +307,31 @@ def test_without_pillow_the_figure_says_which_extra_installs_it(tmp_path, monkey
     with pytest.raises(md.MissingDependencyError, match=r"pip install 'minerva-dask\[figure\]'"):
         md.render_figure(v6_figure(), tmp_path / "out", images={})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_cli_over_omero_keeps_the_password_out_of_outputs_and_messages(
+    tmp_path, omero, capsys
+) -> None:
+    path = tmp_path / "fig.json"
+    path.write_text(json.dumps(v6_figure()))
+    server = omero.url.replace("://", "://alice:wonderland@")
+    argv = ["figure", str(path), "--omero", server, "-o", str(tmp_path / "out"), "-v"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "Wrote" in err
+    assert "wonderland" not in (tmp_path / "out" / "manifest.json").read_text()
+    assert "wonderland" not in err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["panels"][0]["source"] == f"omero {omero.url} image 1"
+
+
+def test_label_properties_are_filled_in_and_names_keep_their_underscores() -> None:
+    from minerva_dask.figure._file import FigureLabel
+    from minerva_dask.figure._layout import crop_region
+    from minerva_dask.figure._page import label_text
+
+    panel = md.read_figure(v6_figure()).panels[0]
+    text = "**[image.name]** [channels] x=[x] w=[w.pixel] [zoom] z[z] t[t] [time.secs] CD_8"
+    got = label_text(FigureLabel(text, 12, "top", "000000"), panel, crop_region(panel))
+    assert got == "tiny.ome.tif DNA Ker x=175 w=550 200 % z1 t1 [time.secs] CD_8"

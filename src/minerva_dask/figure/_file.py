@@ -199,6 +199,8 @@ def _panel(raw: Any, number: int, version: int) -> FigurePanel:
     if not isinstance(raw, dict):
         raise RequestError(f"figure panel {number} is not a JSON object")
     image_id = raw.get("imageId")
+    if isinstance(image_id, float) and image_id.is_integer():
+        image_id = int(image_id)  # 123.0 is image 123
     name = str(raw.get("name") or f"image {image_id}")
     where = f"panel {number} (image {image_id}, {name!r})"
     for key in ("imageId", "x", "y", "width", "height", "orig_width", "orig_height", "channels"):
@@ -293,13 +295,13 @@ def _label(raw: Any, version: int, where: str) -> FigureLabel:
 def _scalebar(raw: Any, pixel_unit: str, where: str) -> Scalebar | None:
     if not isinstance(raw, dict) or not raw.get("show"):
         return None
-    font_size = raw.get("font_size")
+    font_size = raw.get("font_size") or 10
     return Scalebar(
         length=_number(raw.get("length"), "scalebar length", where, positive=True),
         units=str(raw.get("units") or pixel_unit),  # before 5: the pixel size's unit
         position=str(raw.get("position") or "bottomright"),
         color=_hex(raw.get("color") or "FFFFFF", "scalebar color", where),
         show_label=bool(raw.get("show_label")),
-        font_size=float(font_size) if font_size not in (None, "") else 10.0,
+        font_size=_number(font_size, "scalebar font_size", where, positive=True),
         height=_number(raw.get("height") or 3, "scalebar height", where, positive=True),
     )

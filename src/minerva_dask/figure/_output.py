@@ -23,6 +23,7 @@ import numpy as np
 
 from .._paths import is_url
 from ..errors import OutputError
+from ._page import LABEL_POSITIONS
 
 if TYPE_CHECKING:
     from ..sources import Source
@@ -157,6 +158,9 @@ def _not_drawn(job: PanelJob, pixel: tuple[float, str] | None) -> list[str]:
     panel, missing = job.panel, []
     if panel.scalebar is not None and pixel is None:
         missing.append("scalebar (no pixel size in the figure or the image)")
+    unknown = sorted({lab.position for lab in panel.labels} - LABEL_POSITIONS)
+    if unknown:
+        missing.append(f"labels at unknown position(s) {', '.join(unknown)}")
     if panel.shapes:
         missing.append(f"{panel.shapes} shape(s) (shapes are not drawn)")
     if panel.border:

@@ -21,8 +21,12 @@ from ..geometry import Rect
 from ._file import Figure, FigureLabel, FigurePanel
 from ._layout import panel_pixels
 
-__all__ = ["UNIT_MICRONS", "draw_page", "pillow"]
+__all__ = ["LABEL_POSITIONS", "UNIT_MICRONS", "draw_page", "pillow"]
 
+LABEL_POSITIONS = frozenset(
+    {"top", "bottom", "left", "right", "leftvert", "rightvert"}
+    | {"topleft", "topright", "bottomleft", "bottomright"}
+)
 SPACER = 5.0  # points between a label and its panel, as OMERO.figure's export
 # OMERO's length units in micrometres (omero.model.enums.UnitsLength) and their symbols
 UNIT_MICRONS = {
@@ -63,7 +67,8 @@ def _font(size_px: float) -> Any:
 def label_text(label: FigureLabel, panel: FigurePanel, crop: Rect) -> str:
     """The label's text with OMERO.figure's ``[property.format]`` values filled in
     (channels, image name and id, z and t index, x/y/width/height in pixels, zoom,
-    rotation); other properties are left as written. Markdown emphasis is dropped."""
+    rotation); other properties are left as written. Markdown ``**``/``*`` emphasis is
+    dropped (the text is drawn plain)."""
 
     def value(match: re.Match[str]) -> str:
         prop, _, fmt = match.group(1).split(";")[0].strip().partition(".")
@@ -86,7 +91,7 @@ def label_text(label: FigureLabel, panel: FigurePanel, crop: Rect) -> str:
         return match.group(0)
 
     text = re.sub(r"\[(.+?)\]", value, label.text)
-    text = re.sub(r"(\*\*|__|\*|_)(\S.*?)\1", r"\2", text)
+    text = re.sub(r"(\*\*|\*)(\S.*?)\1", r"\2", text)  # bold, italics; names keep their _
     return text.replace("\\_", "_")
 
 
