@@ -335,3 +335,11 @@ def test_label_properties_are_filled_in_and_names_keep_their_underscores() -> No
     text = "**[image.name]** [channels] x=[x] w=[w.pixel] [zoom] z[z] t[t] [time.secs] CD_8"
     got = label_text(FigureLabel(text, 12, "top", "000000"), panel, crop_region(panel))
     assert got == "tiny.ome.tif DNA Ker x=175 w=550 200 % z1 t1 [time.secs] CD_8"
+
+
+def test_a_font_without_micro_writes_um_rather_than_a_box() -> None:
+    from PIL import ImageFont
+
+    from minerva_dask.figure._page import _drawable
+
+    assert _drawable("500 µm", ImageFont.load_default(size=20)) == "500 um"  # Pillow's Aileron

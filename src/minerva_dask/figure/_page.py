@@ -57,11 +57,34 @@ def _rgb(hex_colour: str) -> tuple[int, int, int]:
 
 
 def _font(size_px: float) -> Any:
+    """A TrueType sans font at ``size_px``: FreeSans (OMERO.figure's export) or DejaVu Sans
+    where the system has one, else Pillow's own."""
     font = pillow().ImageFont
+    for name in ("FreeSans.ttf", "DejaVuSans.ttf"):
+        try:
+            return font.truetype(name, max(1, round(size_px)))
+        except OSError:
+            continue
     try:
         return font.load_default(size=max(1.0, size_px))
     except (TypeError, ImportError, OSError):  # Pillow without FreeType: its bitmap font
         return font.load_default()
+
+
+_PLAIN = {"µ": "u", "Å": "A", "°": " deg"}  # for fonts without these glyphs
+
+
+def _drawable(text: str, font: Any) -> str:
+    """``text`` with the characters ``font`` has no glyph for spelled plainly (``µm`` as
+    ``um``) rather than drawn as empty boxes."""
+    try:
+        missing = bytes(font.getmask("\U0010fffd"))
+    except (AttributeError, TypeError, ValueError):
+        return text
+    for char, plain in _PLAIN.items():
+        if char in text and bytes(font.getmask(char)) == missing:
+            text = text.replace(char, plain)
+    return text
 
 
 def label_text(label: FigureLabel, panel: FigurePanel, crop: Rect) -> str:
@@ -111,6 +134,7 @@ class _Canvas:
         if not text:
             return
         font = _font(size * self.scale)
+        text = _drawable(text, font)
         left, top, right, bottom = self.draw.textbbox((0, 0), text, font=font)
         if align.endswith("vertical"):
             stamp = pillow().Image.new("RGBA", (right - left + 1, bottom - top + 1), (0, 0, 0, 0))
