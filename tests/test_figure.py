@@ -343,3 +343,28 @@ def test_a_font_without_micro_writes_um_rather_than_a_box() -> None:
     from minerva_dask.figure._page import _drawable
 
     assert _drawable("500 µm", ImageFont.load_default(size=20)) == "500 um"  # Pillow's Aileron
+
+
+def test_an_image_of_another_size_than_the_figure_says_is_refused(tmp_path, tiny_ome_tiff):
+    figure = v6_figure()  # image 2 is 320 x 240; tiny is 1100 x 700
+    with pytest.raises(md.RequestError, match=r"^panel 3 .*320 x 240 px, the image given is 1100"):
+        md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff, 2: tiny_ome_tiff})
+
+
+def test_a_dpi_beyond_the_pixel_budget_is_refused_before_any_read(
+    tmp_path, tiny_ome_tiff, zstack
+) -> None:
+    images = {1: tiny_ome_tiff, 2: zstack[0]}
+    with pytest.raises(md.RequestError, match=r"^panel 1 .*over the budget of 1,000,000 pixels"):
+        md.render_figure(v6_figure(), tmp_path / "out", images=images, max_pixels=10**6, dpi=600)
+    with pytest.raises(md.RequestError, match=r"^the page is 1,400 x 1,000 px"):
+        md.render_figure(v6_figure(), tmp_path / "out", images=images, max_pixels=10**6, dpi=144)
+
+
+def test_an_output_folder_holding_the_figure_file_is_refused(tmp_path, tiny_ome_tiff, zstack):
+    path = tmp_path / "fig.json"
+    path.write_text(json.dumps(v6_figure()))
+    images = {1: tiny_ome_tiff, 2: zstack[0]}
+    with pytest.raises(md.OutputError, match="contains the input"):
+        md.render_figure(path, tmp_path, images=images, overwrite=True)
+    assert path.exists()

@@ -72,6 +72,12 @@ def add_figure_parser(commands: Any) -> None:
         "min_export_dpi, else 300; the page takes the largest)",
     )
     figure.add_argument("--page-format", choices=("png", "tiff"), default="png")
+    figure.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="largest page or panel in pixels, refused before any read (default 2147483647)",
+    )
     figure.add_argument("--preset", default="linear", choices=("linear", "omero", "minerva-2018"))
     figure.add_argument(
         "--background", default="black", metavar="COLOUR", help="black, omero or hex"
@@ -117,6 +123,7 @@ def run_figure(args: argparse.Namespace) -> int:
         background=args.background,
         overwrite=args.overwrite,
         scheduler=args.scheduler,
+        max_pixels=args.max_pixels,
     )
     if not args.quiet:
         width, height = result.page_size

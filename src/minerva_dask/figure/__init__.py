@@ -91,6 +91,7 @@ def render_figure(
     background: str = "black",
     overwrite: bool = False,
     scheduler: Any = None,
+    max_pixels: int | None = None,
 ) -> FigureResult:
     """Render every panel of an OMERO.figure file and its page into the folder ``output``.
 
@@ -114,6 +115,10 @@ def render_figure(
         As for :func:`minerva_dask.render`.
     scheduler
         A ``distributed.Client`` or scheduler address; the threaded scheduler by default.
+    max_pixels
+        Largest page, panel, or render before resampling, in pixels (default 2^31 - 1,
+        what PNG decoders accept): they are held in memory, so a dpi that would exceed
+        it is refused before anything is read.
 
     Errors name the panel (``panel 2 (image 123, 'name'): ...``): an image not found, a
     channel, z or t the image does not have, a rotation that is not a quarter turn.
@@ -144,7 +149,21 @@ def render_figure(
         storage_options=storage_options,
         omero_options=omero_options,
     )
-    jobs = plan_panels(figure, sources, dpi=dpi, preset=preset, background=background)
+    from ..plan import PNG_MAX_PIXELS
+    from ._layout import panel_pixels
+
+    budget = PNG_MAX_PIXELS if max_pixels is None else max_pixels
+    jobs = plan_panels(
+        figure, sources, dpi=dpi, preset=preset, background=background, max_pixels=budget
+    )
+    page_w, page_h = panel_pixels(
+        figure.paper_width, figure.paper_height, dpi or max(job.dpi for job in jobs)
+    )
+    if page_w * page_h > budget:
+        raise RequestError(
+            f"the page is {page_w:,} x {page_h:,} px at this dpi, over the budget of "
+            f"{budget:,} pixels; ask a lower dpi, or raise max_pixels= (CLI: --max-pixels)"
+        )
     inputs = [ref for job in jobs for ref in job.rendering.inputs]
     if source_file is not None:
         inputs.append(source_file)

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import MinervaDaskError, RequestError
 from ..geometry import Rect
 from ..graph import Rendering, render
+from ..plan import PNG_MAX_PIXELS
 from ..request import ChannelSetting, RenderRequest
 from ..sources import Source, open_image, open_omero
 from ._file import Figure, FigurePanel
@@ -135,8 +136,12 @@ def plan_panels(
     dpi: float | None = None,
     preset: str = "linear",
     background: str = "black",
+    max_pixels: int = PNG_MAX_PIXELS,
 ) -> list[PanelJob]:
-    """Every panel's request and lazy rendering, checked against its image (nothing read)."""
+    """Every panel's request and lazy rendering, checked against its image (nothing read).
+
+    A panel of more than ``max_pixels`` pixels, or whose render before resampling would
+    be, is refused: panels are held in memory whole."""
     jobs = []
     for panel in figure.panels:
         with naming(panel):
@@ -152,11 +157,29 @@ def plan_panels(
             region = view_region(crop, turns)
             before = size if turns % 2 == 0 else (size[1], size[0])
             source = sources[panel.image_id]
-            max_size = render_max_size(source.info, region, *before)
+            info = source.info
+            if (info.width, info.height) != (panel.orig_width, panel.orig_height):
+                raise RequestError(
+                    f"the figure says the image is {panel.orig_width:g} x "
+                    f"{panel.orig_height:g} px, the image given is {info.width} x "
+                    f"{info.height} px: not the figure's image (or not at full resolution)"
+                )
+            _check_pixels(size, max_pixels)
+            max_size = render_max_size(info, region, *before)
             request = panel_request(panel, region, max_size)
-            rendering = render(source, request, preset=preset, background=background)
+            rendering = render(
+                source, request, preset=preset, background=background, max_pixels=max_pixels
+            )
             jobs.append(PanelJob(panel, request, crop, size, panel_dpi, turns, rendering))
     return jobs
+
+
+def _check_pixels(size: tuple[int, int], budget: int) -> None:
+    if size[0] * size[1] > budget:
+        raise RequestError(
+            f"the panel is {size[0]:,} x {size[1]:,} px at this dpi, over the budget of "
+            f"{budget:,} pixels; ask a lower dpi, or raise max_pixels= (CLI: --max-pixels)"
+        )
 
 
 def compute_panels(jobs: list[PanelJob], client: Any = None) -> list[np.ndarray]:
