@@ -269,11 +269,44 @@ def test_an_image_id_without_a_source_is_refused_naming_the_panel(tmp_path, tiny
         md.render_figure(v6_figure(), tmp_path / "out", images={1: tiny_ome_tiff})
 
 
-def test_rotation_other_than_quarter_turns_is_refused(tmp_path, tiny_ome_tiff, zstack) -> None:
+def test_other_angles_turn_the_bounding_region_bicubic_about_the_centre(
+    tmp_path, tiny_ome_tiff, zstack
+) -> None:
     figure = v6_figure()
-    figure["panels"][1]["rotation"] = 45
-    with pytest.raises(md.RequestError, match=r"^panel 2 .*rotation 45 degrees"):
-        md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff, 2: zstack[0]})
+    figure["panels"][1]["rotation"] = 30  # B: the 550 x 350 crop centred at (550, 350)
+    images = {1: tiny_ome_tiff, 2: zstack[0]}
+    result = md.render_figure(figure, tmp_path / "out", images=images)
+    # the turned crop's bounding box at 1/2 (275 px for 550): 325.7 x 289.1 px, plus 2 px
+    # a side: margins 28 and 60 px around 275 x 175, so 331 x 295 px = 662 x 590 image px
+    url = (
+        "/1/0/0/?c=1|100:25000$0000FF,-2|0:9000$00FF00,3|0:20000$FF0000"
+        "&region=219,55,662,590&max_size=331"
+    )
+    rgb = md.render(md.open_image(tiny_ome_tiff), md.parse_request(url)).compute()
+    assert rgb.shape == (295, 331, 3)
+    turned = Image.fromarray(rgb).rotate(-30, resample=Image.Resampling.BICUBIC)
+    want = np.asarray(turned)[60 : 60 + 175, 28 : 28 + 275]
+    assert np.array_equal(read_png(result.panels[1]), want)
+    manifest = json.loads(result.manifest.read_text())["panels"][1]
+    assert (manifest["rotation"], manifest["turned"]) == (30, "bicubic")
+
+
+@pytest.mark.parametrize("degrees", [1, 45, 89, 179, 271.5, -30])
+def test_any_angle_gives_the_panel_its_size_and_turns_the_same_way_as_quarter_turns(
+    tmp_path, tiny_ome_tiff, degrees
+) -> None:
+    figure = v6_figure()
+    figure["panels"] = [figure["panels"][1]]  # 275 x 175 pt, a wide crop
+    figure["panels"][0]["zoom"] = 100
+    images = {1: tiny_ome_tiff}
+    got = {}
+    for angle in (degrees, round(degrees / 90) * 90, round(degrees / 90) * 90 + 180):
+        figure["panels"][0]["rotation"] = angle
+        result = md.render_figure(figure, tmp_path / f"{angle}", images=images)
+        got[angle] = read_png(result.panels[0]).astype(int)
+        assert got[angle].shape == (175, 275, 3)
+    near, far = (np.abs(got[degrees] - got[a]).mean() for a in list(got)[1:])
+    assert near < far  # the nearest quarter turn looks alike, the opposite one does not
 
 
 def test_an_existing_folder_is_replaced_whole_only_when_asked(

@@ -8,20 +8,28 @@ The crop is the one OMERO.figure's export computes (``Figure_To_Pdf.py``,
 (zoom / 100)`` image pixels, narrowed to the panel's aspect ratio where the two differ
 by more than 0.01, centred on the image's centre moved by ``-dx, -dy``. A panel's pixel
 size is its printed size times ``dpi / 72``, rounded. A panel rotated by a quarter turn
-shows the region of the swapped size about the same centre, turned clockwise.
+shows the region of the swapped size about the same centre, turned clockwise; by another
+angle, the bounding box of the turned crop, turned with bicubic resampling and cut to
+size (OMERO.figure's export does the same with a region 1.5 times the crop's side).
 """
 
 from __future__ import annotations
 
 import math
 
-from ..errors import RequestError
 from ..geometry import Rect, choose_level, choose_reduction, region_at_level
 from ..request import MAX_SIDE
 from ..sources.base import ImageInfo
 from ._file import FigurePanel
 
-__all__ = ["crop_region", "panel_pixels", "quarter_turns", "render_max_size", "view_region"]
+__all__ = [
+    "crop_region",
+    "panel_pixels",
+    "render_max_size",
+    "rotated_frame",
+    "rotation_of",
+    "view_region",
+]
 
 
 def crop_region(panel: FigurePanel) -> Rect:
@@ -55,15 +63,49 @@ def panel_pixels(width_pt: float, height_pt: float, dpi: float) -> tuple[int, in
     return max(1, round(width_pt * dpi / 72)), max(1, round(height_pt * dpi / 72))
 
 
-def quarter_turns(panel: FigurePanel) -> int:
-    """The panel's clockwise rotation in quarter turns (0-3); other angles are refused."""
+def rotation_of(panel: FigurePanel) -> tuple[int, float]:
+    """``(quarter turns 0-3, 0.0)`` for a multiple of 90 degrees (turned exactly), else
+    ``(0, degrees)`` within (0, 360) clockwise (resampled, :func:`rotated_frame`).
+
+    >>> from minerva_dask.figure._file import FigurePanel
+    >>> [rotation_of(FigurePanel(1, "1", "a", 0, 0, 1, 1, 1, 1, (), rotation=r))
+    ...  for r in (-90, 450, 30)]
+    [(3, 0.0), (1, 0.0), (0, 30.0)]
+    """
     turns = panel.rotation / 90
-    if turns != int(turns):
-        raise RequestError(
-            f"{panel.title}: rotation {panel.rotation:g} degrees is not a multiple of 90; "
-            "only quarter turns are rendered (exactly, with no resampling)"
-        )
-    return int(turns) % 4
+    if turns == int(turns):
+        return int(turns) % 4, 0.0
+    return 0, float(panel.rotation) % 360
+
+
+def rotated_frame(
+    crop: Rect, size: tuple[int, int], degrees: float
+) -> tuple[Rect, tuple[int, int], tuple[int, int]]:
+    """For a panel turned ``degrees`` (not a quarter turn) about its crop's centre:
+    the region to render, its pixel size before turning, and the margin ``(mx, my)`` cut
+    from each side after turning to leave ``size``.
+
+    The region is the bounding box of the turned crop, at least the panel's size, plus 2
+    output pixels a side (so that the bicubic turn has neighbours at the edges), at the
+    panel's scale
+    ``size[0] / crop.width`` output pixels per image pixel, centred on the crop.
+
+    >>> rotated_frame(Rect(275, 175, 550, 350), (275, 175), 30)
+    (Rect(x=219.0, y=55.0, width=662.0, height=590.0), (331, 295), (28, 60))
+    >>> rotated_frame(Rect(0, 0, 1100, 700), (275, 175), 89)[1:]
+    ((279, 283), (2, 54))
+    """
+    width, height = size
+    scale = width / crop.width
+    cos, sin = abs(math.cos(math.radians(degrees))), abs(math.sin(math.radians(degrees)))
+    box_w = (crop.width * cos + crop.height * sin) * scale
+    box_h = (crop.width * sin + crop.height * cos) * scale
+    mx = max(0, math.ceil((box_w - width) / 2 - 1e-9)) + 2  # the canvas holds the panel
+    my = max(0, math.ceil((box_h - height) / 2 - 1e-9)) + 2  # and the turned crop's box
+    before = (width + 2 * mx, height + 2 * my)
+    cx, cy = crop.x + crop.width / 2, crop.y + crop.height / 2
+    region_w, region_h = before[0] / scale, before[1] / scale
+    return Rect(cx - region_w / 2, cy - region_h / 2, region_w, region_h), before, (mx, my)
 
 
 def view_region(crop: Rect, turns: int) -> Rect:

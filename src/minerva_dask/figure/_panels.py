@@ -6,7 +6,8 @@ hidden, inverted), ``theZ``/``theT`` and the region of :mod:`._layout`, with the
 unless the panel is zoomed past the image's own pixels). All panels are computed in one
 dask computation. A render whose size is not exactly the panel's pixel size is resampled
 to it with Pillow's bicubic filter (what OMERO.figure's TIFF export does); quarter turns
-and flips are then exact (``numpy.rot90``, reversed axes).
+and flips are then exact (``numpy.rot90``, reversed axes); other angles are turned with
+Pillow's bicubic rotation about the centre (:func:`._layout.rotated_frame`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from ..plan import PNG_MAX_PIXELS
 from ..request import ChannelSetting, RenderRequest
 from ..sources import Source, open_image, open_omero
 from ._file import Figure, FigurePanel
-from ._layout import crop_region, panel_pixels, quarter_turns, render_max_size, view_region
+from ._layout import (
+    crop_region,
+    panel_pixels,
+    render_max_size,
+    rotated_frame,
+    rotation_of,
+    view_region,
+)
 
 __all__ = ["PanelJob", "compute_panels", "open_images", "plan_panels"]
 
@@ -37,7 +45,8 @@ DEFAULT_DPI = 300.0
 @dataclass(frozen=True)
 class PanelJob:
     """One panel planned: its request, the crop (image pixels), its final pixel size
-    ``(width, height)``, dpi and quarter turns, and the lazy rendering."""
+    ``(width, height)``, dpi, quarter turns and the lazy rendering; for another angle,
+    ``degrees``, the ``before`` size it is turned at and the ``margin`` cut after."""
 
     panel: FigurePanel
     request: RenderRequest
@@ -46,6 +55,9 @@ class PanelJob:
     dpi: float
     turns: int
     rendering: Rendering
+    degrees: float = 0.0
+    before: tuple[int, int] = (0, 0)
+    margin: tuple[int, int] = (0, 0)
 
 
 @contextlib.contextmanager
@@ -152,10 +164,12 @@ def plan_panels(
                 )
             panel_dpi = dpi or panel.min_export_dpi or DEFAULT_DPI
             size = panel_pixels(panel.width, panel.height, panel_dpi)
-            turns = quarter_turns(panel)
+            turns, degrees = rotation_of(panel)
             crop = crop_region(panel)
             region = view_region(crop, turns)
-            before = size if turns % 2 == 0 else (size[1], size[0])
+            before, margin = (size if turns % 2 == 0 else (size[1], size[0])), (0, 0)
+            if degrees:
+                region, before, margin = rotated_frame(crop, size, degrees)
             source = sources[panel.image_id]
             info = source.info
             if (info.width, info.height) != (panel.orig_width, panel.orig_height):
@@ -170,7 +184,11 @@ def plan_panels(
             rendering = render(
                 source, request, preset=preset, background=background, max_pixels=max_pixels
             )
-            jobs.append(PanelJob(panel, request, crop, size, panel_dpi, turns, rendering))
+            jobs.append(
+                PanelJob(
+                    panel, request, crop, size, panel_dpi, turns, rendering, degrees, before, margin
+                )
+            )
     return jobs
 
 
@@ -203,10 +221,14 @@ def compute_panels(jobs: list[PanelJob], client: Any = None) -> list[np.ndarray]
 
 def finish(job: PanelJob, rgb: np.ndarray) -> np.ndarray:
     """``rgb`` (the rendering) resampled to the panel's size if need be, turned, flipped."""
-    width, height = job.size if job.turns % 2 == 0 else (job.size[1], job.size[0])
+    width, height = job.before
     if rgb.shape[:2] != (height, width):
         rgb = resample(rgb, width, height)
     rgb = np.rot90(rgb, k=-job.turns)  # clockwise, as OMERO.figure turns panels
+    if job.degrees:
+        rgb = turn(rgb, job.degrees)
+        (mx, my), (w, h) = job.margin, job.size
+        rgb = rgb[my : my + h, mx : mx + w]
     if job.panel.horizontal_flip:
         rgb = rgb[:, ::-1]
     if job.panel.vertical_flip:
@@ -222,11 +244,18 @@ def resample(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(image.resize((width, height), pillow().Image.Resampling.BICUBIC))
 
 
+def turn(rgb: np.ndarray, degrees: float) -> np.ndarray:
+    """``rgb`` turned ``degrees`` clockwise about its centre, bicubic (Pillow), same size."""
+    from ._page import pillow
+
+    image = pillow().Image.fromarray(rgb)
+    return np.asarray(image.rotate(-degrees, resample=pillow().Image.Resampling.BICUBIC))
+
+
 def job_record(job: PanelJob) -> dict[str, Any]:
     """What the manifest says of one panel's render (no credentials: sources redact)."""
     rendering = job.rendering
     height, width = rendering.shape[:2]
-    turned = job.size if job.turns % 2 == 0 else (job.size[1], job.size[0])
     return {
         "number": job.panel.number,
         "image_id": job.panel.image_id,
@@ -236,7 +265,7 @@ def job_record(job: PanelJob) -> dict[str, Any]:
         "crop": [job.crop.x, job.crop.y, job.crop.width, job.crop.height],
         "z": job.panel.the_z,
         "t": job.panel.the_t,
-        "rotation": job.turns * 90,
+        "rotation": job.degrees or job.turns * 90,
         "horizontal_flip": job.panel.horizontal_flip,
         "vertical_flip": job.panel.vertical_flip,
         "dpi": job.dpi,
@@ -244,7 +273,8 @@ def job_record(job: PanelJob) -> dict[str, Any]:
         "level": rendering.level,
         "downsample": list(rendering.downsample),
         "rendered_size": [width, height],
-        "resampled": None if (width, height) == turned else "bicubic",
+        "resampled": None if (width, height) == job.before else "bicubic",
+        "turned": "bicubic" if job.degrees else None,
     }
 
 
