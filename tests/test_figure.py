@@ -401,3 +401,18 @@ def test_an_output_folder_holding_the_figure_file_is_refused(tmp_path, tiny_ome_
     with pytest.raises(md.OutputError, match="contains the input"):
         md.render_figure(path, tmp_path, images=images, overwrite=True)
     assert path.exists()
+
+
+def test_a_figure_of_two_pages_writes_each_with_its_panels(tmp_path, tiny_ome_tiff) -> None:
+    figure = v6_figure()
+    figure.update(page_count=2, page_col_count=2, paper_spacing=50)
+    second = copy.deepcopy(figure["panels"][0])
+    second.update(x=700 + 50 + 100, y=60, labels=[], scalebar={"show": False})
+    figure["panels"] = [figure["panels"][1], second]
+    result = md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff})
+    assert [p.name for p in result.pages] == ["page-1.png", "page-2.png"]
+    first_page, second_page = result.page(0), result.page(1)
+    panel_b, panel_a = (read_png(p) for p in result.panels)
+    assert np.array_equal(first_page[40:215, 320:595], panel_b)
+    assert np.array_equal(second_page[60:235, 100:375], panel_a)
+    assert (second_page[:, 400:] == 255).all()  # panel B is on page 1 only

@@ -22,9 +22,10 @@ whole or not at all (:mod:`._output`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,22 +60,34 @@ class FigureResult:
         """Page ``index`` as a numpy ``(height, width, 3)`` uint8 array."""
         import numpy as np
 
-        from ._page import pillow
-
-        with pillow().Image.open(self.pages[index]) as image:
+        with _open(self.pages[index]) as image:
             return np.asarray(image.convert("RGB"))
 
     def _repr_png_(self) -> bytes:
         import io
 
-        from ._page import pillow
-
-        with pillow().Image.open(self.pages[0]) as image:
+        with _open(self.pages[0]) as image:
             shown = image.convert("RGB")
             shown.thumbnail((1200, 1200 * shown.height // max(1, shown.width) + 1))
             out = io.BytesIO()
             shown.save(out, format="PNG")
         return out.getvalue()
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Any]:
+    """A page we wrote, opened with Pillow whatever its size (its decompression-bomb
+    guard is for files of unknown origin; the page's size was budgeted when made)."""
+    from ._page import pillow
+
+    image_module = pillow().Image
+    limit, image_module.MAX_IMAGE_PIXELS = image_module.MAX_IMAGE_PIXELS, None
+    try:
+        image = image_module.open(path)
+    finally:
+        image_module.MAX_IMAGE_PIXELS = limit
+    with image:
+        yield image
 
 
 def render_figure(
