@@ -416,3 +416,35 @@ def test_a_figure_of_two_pages_writes_each_with_its_panels(tmp_path, tiny_ome_ti
     assert np.array_equal(first_page[40:215, 320:595], panel_b)
     assert np.array_equal(second_page[60:235, 100:375], panel_a)
     assert (second_page[:, 400:] == 255).all()  # panel B is on page 1 only
+
+
+def test_shapes_are_drawn_on_the_page_where_the_export_maps_them(tmp_path, tiny_ome_tiff):
+    figure = v6_figure()
+    panel_a, panel_b = (copy.deepcopy(p) for p in figure["panels"][:2])
+    panel_a.update(labels=[], scalebar={"show": False})
+    panel_a["border"] = {"showBorder": True, "strokeWidth": 3, "color": "00FFFF"}
+    # A: crop (175, 225, 550, 350) at 0.5 pt per pixel: (275, 325) is 50 pt, 50 pt in
+    panel_a["shapes"] = [{"type": "Rectangle", "x": 275, "y": 325, "width": 200, "height": 100,
+                          "strokeWidth": 2, "strokeColor": "#FFFF00"}]  # fmt: skip
+    # B: turned 90 about (550, 350): a horizontal line through it becomes vertical
+    panel_b["shapes"] = [{"type": "Line", "x1": 450, "y1": 350, "x2": 650, "y2": 350,
+                          "strokeWidth": 2, "strokeColor": "#FFFF00"},
+                         {"type": "Text", "x": 1, "y": 1, "text": "hi"}]  # fmt: skip
+    figure["panels"] = [panel_a, panel_b]
+    result = md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff})
+    page = result.page().astype(int)
+    yellow = (page[..., 0] > 200) & (page[..., 1] > 200) & (page[..., 2] < 80)
+    assert yellow[89:92, 75:165].any(axis=0).all()  # top edge at y = 40 + 50
+    assert yellow[95:135, 69:72].any(axis=1).all()  # left edge at x = 20 + 50
+    assert not yellow[95:135, 80:160].any()  # inside: the panel
+    assert yellow[82:173, 456:459].any(axis=1).all()  # B's centre x 320 + 137.5
+    assert not yellow[40:215, 330:440].any()
+    alone = read_png(result.panels[0]).astype(int)  # the panel's PNG is the render alone
+    assert not ((alone[..., 0] > 200) & (alone[..., 1] > 200) & (alone[..., 2] < 80))[49:52].all()
+    manifest = json.loads(result.manifest.read_text())["panels"]
+    assert manifest[1]["not_drawn"] == ["1 shape(s) (text and unknown shapes are not drawn)"]
+    assert not yellow[:, :20].any() and not yellow[:40].any()  # clipped to the panels
+    cyan = (page[..., 0] < 80) & (page[..., 1] > 200) & (page[..., 2] > 200)
+    assert cyan[37:40, 17:298].all() and cyan[215:218, 17:298].all()  # 3 pt border, outside
+    assert cyan[40:215, 17:20].all() and cyan[40:215, 295:298].all()
+    assert not cyan[:, 300:].any()

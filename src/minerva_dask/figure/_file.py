@@ -5,7 +5,8 @@ brought up to version 6 as its version history says (and as the export script
 ``Figure_To_Pdf.py`` does): ``pixel_size`` becomes ``pixel_size_x``/``pixel_size_y``
 (before 1), ``export_dpi`` becomes ``min_export_dpi`` (before 3), a scalebar without
 ``units`` measures in the panel's pixel unit, micrometres unless said (before 5), and a
-``time`` label becomes the text ``[time.FORMAT]`` (before 6). Missing or null ``dx``/``dy``
+``time`` label becomes the text ``[time.FORMAT]`` (before 6); shapes as
+:mod:`._shapes` says. Missing or null ``dx``/``dy``
 are 0, as the export script takes them (omero-figure #257, #292).
 
 Units: a panel's ``x``, ``y``, ``width``, ``height`` and the paper size are page points
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RequestError, SourceNotFoundError
+from ._shapes import Shape, parse_shapes
 
 __all__ = ["Figure", "FigureChannel", "FigureLabel", "FigurePanel", "Scalebar", "read_figure"]
 
@@ -102,8 +104,9 @@ class FigurePanel:
     horizontal_flip: bool = False
     vertical_flip: bool = False
     z_projection: bool = False
-    shapes: int = 0
-    border: bool = False
+    shapes: tuple[Shape, ...] = ()
+    shapes_skipped: int = 0
+    border: tuple[float, str] | None = None  # (strokeWidth in points, RRGGBB)
 
     @property
     def title(self) -> str:
@@ -218,6 +221,7 @@ def _panel(raw: Any, number: int, version: int) -> FigurePanel:
         dpi = raw.get("export_dpi")
     pixel_unit = str(raw.get("pixel_size_x_unit") or "MICROMETER")
     channels = tuple(_channel(c, i, where) for i, c in enumerate(raw["channels"]))
+    shapes, skipped = parse_shapes(raw.get("shapes") or (), version, where)
     if not channels:
         raise RequestError(f"{where}: the panel lists no channels")
     return FigurePanel(
@@ -242,8 +246,9 @@ def _panel(raw: Any, number: int, version: int) -> FigurePanel:
         horizontal_flip=bool(raw.get("horizontal_flip")),
         vertical_flip=bool(raw.get("vertical_flip")),
         z_projection=bool(raw.get("z_projection")),
-        shapes=len(raw.get("shapes") or ()),
-        border=bool((raw.get("border") or {}).get("showBorder")),
+        shapes=shapes,
+        shapes_skipped=skipped,
+        border=_border(raw.get("border"), where),
         **num,
     )
 
@@ -290,6 +295,13 @@ def _label(raw: Any, version: int, where: str) -> FigureLabel:
         position=str(raw.get("position") or "top"),
         color=_hex(raw.get("color") or "000000", "label color", where),
     )
+
+
+def _border(raw: Any, where: str) -> tuple[float, str] | None:
+    if not isinstance(raw, dict) or not raw.get("showBorder"):
+        return None
+    width = _number(raw.get("strokeWidth") or 2, "border strokeWidth", where, positive=True)
+    return width, _hex(raw.get("color") or "000000", "border color", where)
 
 
 def _scalebar(raw: Any, pixel_unit: str, where: str) -> Scalebar | None:

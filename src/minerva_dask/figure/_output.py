@@ -161,10 +161,8 @@ def _not_drawn(job: PanelJob, pixel: tuple[float, str] | None) -> list[str]:
     unknown = sorted({lab.position for lab in panel.labels} - LABEL_POSITIONS)
     if unknown:
         missing.append(f"labels at unknown position(s) {', '.join(unknown)}")
-    if panel.shapes:
-        missing.append(f"{panel.shapes} shape(s) (shapes are not drawn)")
-    if panel.border:
-        missing.append("border (borders are not drawn)")
+    if panel.shapes_skipped:
+        missing.append(f"{panel.shapes_skipped} shape(s) (text and unknown shapes are not drawn)")
     return missing
 
 

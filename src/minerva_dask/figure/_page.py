@@ -4,22 +4,22 @@ Page points become pixels at ``dpi / 72``; a panel's box is its rounded position
 pixel size. Labels follow OMERO.figure's export (``Figure_To_Pdf.py``, ``draw_labels``):
 5 points from the panel, stacked by position; scalebars its ``draw_scalebar``: 5% of the
 panel's longer side from the corner, ``length`` converted from the scalebar's unit to the
-pixel size's, label centred above (bottom) or below (top). Text is Pillow's own font.
+pixel size's, label centred above (bottom) or below (top). Shapes: :mod:`._shapes`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from .._optional import import_optional
 from ..geometry import Rect
 from ._file import Figure, FigureLabel, FigurePanel
 from ._layout import panel_pixels
+from ._pil import pillow
+from ._shapes import draw_shapes
 
 __all__ = ["LABEL_POSITIONS", "UNIT_MICRONS", "draw_page", "pillow"]
 
@@ -39,17 +39,6 @@ UNIT_MICRONS = {
     "METER": (1e6, "m"),
     "INCH": (25400.0, "in"),
 }
-
-
-def pillow() -> ModuleType:
-    """Pillow's ``PIL`` package with ``Image``, ``ImageDraw`` and ``ImageFont`` loaded,
-    or one line saying which extra installs it."""
-    pil = import_optional("PIL", "figure", "Rendering OMERO.figure files")
-    import PIL.Image
-    import PIL.ImageDraw
-    import PIL.ImageFont  # noqa: F401  (loaded for pil.ImageFont)
-
-    return pil
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
@@ -289,7 +278,16 @@ def draw_page(
         picture = pil.Image.fromarray(rgb)
         if picture.size != box:  # the panel's own dpi differs from the page's
             picture = picture.resize(box, pil.Image.Resampling.BICUBIC)
-        image.paste(picture, (round(x * scale), round(y * scale)))
+        origin = (round(x * scale), round(y * scale))
+        if panel.border is not None:  # a frame around the panel, outside it
+            thick = max(1, round(panel.border[0] * scale))
+            left, top = origin[0] - thick, origin[1] - thick
+            right, bottom = origin[0] + box[0] + thick - 1, origin[1] + box[1] + thick - 1
+            canvas.draw.rectangle((left, top, right, bottom), fill=_rgb(panel.border[1]))
+        image.paste(picture, origin)
+        if panel.shapes:  # over the panel only, clipped to it
+            layer = draw_shapes(panel.shapes, crop, box, scale, panel)
+            image.paste(layer, origin, layer)
         placed.append((panel, crop, x, y))
     for panel, crop, x, y in placed:  # drawn over every panel, as OMERO.figure does
         _labels(canvas, panel, crop, x, y, figure.page_color)
