@@ -233,9 +233,11 @@ def test_cli_renders_a_version_1_file_like_version_6(tmp_path, tiny_ome_tiff, zs
 
 
 def test_dpi_sets_each_panels_pixel_size(tmp_path, tiny_ome_tiff, zstack) -> None:
-    images = {1: tiny_ome_tiff, 2: zstack[0]}
+    src = md.open_image(tiny_ome_tiff)  # given open: still open after
+    images = {1: src, 2: zstack[0]}
     result = md.render_figure(v6_figure(), tmp_path / "o", images=images, dpi=144)
     assert result.sizes == ((550, 350), (550, 350), (320, 240), (600, 382))
+    assert md.render(src, md.parse_request(EXPECTED[0][1])).compute().shape == (175, 275, 3)
     assert result.page_size == (1400, 1000)
     assert [read_png(p).shape[1::-1] for p in result.panels] == list(result.sizes)
 

@@ -133,13 +133,12 @@ def render_figure(
         what PNG decoders accept): they are held in memory, so a dpi that would exceed
         it is refused before anything is read.
 
-    Errors name the panel (``panel 2 (image 123, 'name'): ...``): an image not found, a
-    channel, z or t the image does not have, a rotation that is not a quarter turn.
+    Errors name the panel (``panel 2 (image 123, 'name'): ...``): an image not found or
+    not of the figure's size, a channel, z or t the image does not have, a Z projection.
+    Images opened here are closed on return.
     """
-    from ..compute import compute_context
     from ..errors import RequestError
-    from ._output import write_outputs
-    from ._panels import compute_panels, open_images, plan_panels
+    from ._panels import close_opened, open_images
 
     started = time.perf_counter()
     if page_format not in PAGE_FORMATS:
@@ -152,18 +151,53 @@ def render_figure(
     source_file = None if isinstance(figure, Mapping | Figure) else os.fspath(figure)
     if not isinstance(figure, Figure):
         figure = read_figure(figure if source_file is None else source_file)  # type: ignore[arg-type]
+    given = {
+        str(k): (os.fspath(v) if isinstance(v, os.PathLike) else v)
+        for k, v in (images or {}).items()
+    }
     sources = open_images(
-        figure,
-        {
-            str(k): (os.fspath(v) if isinstance(v, os.PathLike) else v)
-            for k, v in (images or {}).items()
-        },
-        omero,
-        storage_options=storage_options,
-        omero_options=omero_options,
+        figure, given, omero, storage_options=storage_options, omero_options=omero_options
     )
+    try:
+        return _render(
+            figure,
+            sources,
+            output,
+            source_file=source_file,
+            started=started,
+            dpi=dpi,
+            page_format=page_format,
+            preset=preset,
+            background=background,
+            overwrite=overwrite,
+            scheduler=scheduler,
+            max_pixels=max_pixels,
+        )
+    finally:
+        close_opened(sources, given)
+
+
+def _render(
+    figure: Figure,
+    sources: Mapping[str, Source],
+    output: str | os.PathLike[str],
+    *,
+    source_file: str | None,
+    started: float,
+    dpi: float | None,
+    page_format: str,
+    preset: str,
+    background: str,
+    overwrite: bool,
+    scheduler: Any,
+    max_pixels: int | None,
+) -> FigureResult:
+    """:func:`render_figure` once its images are open."""
+    from ..compute import compute_context
+    from ..errors import RequestError
     from ..plan import PNG_MAX_PIXELS
     from ._layout import panel_pixels
+    from ._panels import compute_panels, plan_panels
 
     budget = PNG_MAX_PIXELS if max_pixels is None else max_pixels
     jobs = plan_panels(
@@ -180,7 +214,7 @@ def render_figure(
     inputs = [ref for job in jobs for ref in job.rendering.inputs]
     if source_file is not None:
         inputs.append(source_file)
-    from ._output import check_output_dir
+    from ._output import check_output_dir, write_outputs
 
     target = check_output_dir(output, overwrite=overwrite, inputs=inputs)
     with compute_context(scheduler) as client:

@@ -84,14 +84,21 @@ def open_images(
     omero_options: dict[str, Any] | None = None,
 ) -> dict[str, Source]:
     """Open every image the figure names once: ``images[id]`` (a path, URL or open
-    source) first, else image ``id`` on the ``omero`` server."""
+    source) first, else image ``id`` on the ``omero`` server. On an error, what was
+    opened here is closed again."""
     images = {str(k): v for k, v in (images or {}).items()}
+    unused = sorted(set(images) - {p.image_id for p in figure.panels})
+    if unused:
+        raise RequestError(
+            f"image id {', '.join(unused)} given but no panel shows it (the figure's image "
+            f"ids: {', '.join(sorted({p.image_id for p in figure.panels}))})"
+        )
     opened: dict[str, Source] = {}
     for panel in figure.panels:
         image_id = panel.image_id
         if image_id in opened:
             continue
-        with naming(panel):
+        with _closing_on_error(opened, images), naming(panel):
             given = images.get(image_id)
             if given is not None and hasattr(given, "info"):
                 opened[image_id] = given  # type: ignore[assignment]
@@ -107,13 +114,24 @@ def open_images(
                     f"{image_id}=PATH_OR_URL (images={{'{image_id}': ...}}), or read it from "
                     "OMERO with --omero SERVER (omero=...)"
                 )
-    unused = sorted(set(images) - {p.image_id for p in figure.panels})
-    if unused:
-        raise RequestError(
-            f"image id {', '.join(unused)} given but no panel shows it (the figure's image "
-            f"ids: {', '.join(sorted({p.image_id for p in figure.panels}))})"
-        )
     return opened
+
+
+@contextlib.contextmanager
+def _closing_on_error(opened: dict[str, Source], given: Mapping[str, Any]) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        close_opened(opened, given)
+        raise
+
+
+def close_opened(sources: Mapping[str, Source], given: Mapping[str, Any]) -> None:
+    """Close the sources opened here (not those the caller gave open)."""
+    for image_id, source in sources.items():
+        if not hasattr(given.get(image_id), "info"):
+            with contextlib.suppress(Exception):
+                source.close()
 
 
 def panel_request(panel: FigurePanel, region: Rect, max_size: int) -> RenderRequest:
