@@ -71,7 +71,12 @@ def add_figure_parser(commands: Any) -> None:
         help="dots per inch of every panel and the page (default: each panel's "
         "min_export_dpi, else 300; the page takes the largest)",
     )
-    figure.add_argument("--page-format", choices=("png", "tiff"), default="png")
+    figure.add_argument(
+        "--page-format",
+        choices=("png", "tiff"),
+        default="png",
+        help="the page as page.png (default) or page.tif (deflate); panels are PNG",
+    )
     figure.add_argument(
         "--max-pixels",
         type=int,
