@@ -450,3 +450,22 @@ def test_shapes_are_drawn_on_the_page_where_the_export_maps_them(tmp_path, tiny_
     assert cyan[37:40, 17:298].all() and cyan[215:218, 17:298].all()  # 3 pt border, outside
     assert cyan[40:215, 17:20].all() and cyan[40:215, 295:298].all()
     assert not cyan[:, 300:].any()
+
+
+def test_older_versions_name_things_as_they_did() -> None:
+    def panel(**extra) -> dict:
+        return {**TINY, "x": 0, "y": 0, "width": 275, "height": 175, "channels": CH1, **extra}
+
+    old = {"version": 1, "panels": [panel(export_dpi=150, shapes=[
+        {"type": "Ellipse", "cx": 10, "cy": 20, "rx": 5, "ry": 3, "lineWidth": 4,
+         "strokeColor": "#FF0000"}])]}  # fmt: skip
+    new = {"version": 6, "panels": [panel(min_export_dpi=150, shapes=[
+        {"type": "Ellipse", "x": 10, "y": 20, "radiusX": 5, "radiusY": 3, "strokeWidth": 4,
+         "strokeColor": "#FF0000"}])]}  # fmt: skip
+    before, after = md.read_figure(old).panels[0], md.read_figure(new).panels[0]
+    assert before.min_export_dpi == after.min_export_dpi == 150
+    assert before.shapes[0].points == after.shapes[0].points
+    assert before.shapes[0].stroke_width == after.shapes[0].stroke_width == 4
+    assert (before.shapes[0].image_units, after.shapes[0].image_units) == (True, False)
+    unversioned = md.read_figure({"panels": [panel(pixel_size=0.5)]})  # before version 1
+    assert (unversioned.version, unversioned.panels[0].pixel_size_x) == (0, 0.5)
