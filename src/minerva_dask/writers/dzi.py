@@ -153,7 +153,7 @@ def to_dzi(
     data, _ = rgb_grid(image, options.side)
     token = f"{data.name}:{options.token()}"
     exists = os.path.lexists(target) or os.path.lexists(files)
-    work, resumed = open_partial(target, token, meta, exists, overwrite=overwrite, resume=resume)
+    work = open_partial(target, token, meta, exists, overwrite=overwrite, resume=resume)
     name = os.path.basename(stem)
     try:
         written, skipped = write_pyramid(
@@ -204,7 +204,7 @@ def open_partial(
     *,
     overwrite: bool,
     resume: bool,
-) -> tuple[str, bool]:
+) -> str:
     """The hidden partial folder beside ``target`` to write into, made (with its state
     file) or resumed; refuses, before writing anything, what it must not destroy."""
     folder, base = os.path.split(os.path.abspath(target))
@@ -227,7 +227,7 @@ def open_partial(
             )
         if exists and not (overwrite or state.get("overwrite")):
             raise OutputError(f"output {target} exists; pass overwrite=True to replace it")
-        return work, True
+        return work
     if resume and exists:
         raise OutputError(
             f"cannot resume into {target}: it is a complete export (overwrite=True, CLI: "
@@ -253,7 +253,7 @@ def open_partial(
         if disk_full(exc):
             raise disk_full_error(target) from None
         raise
-    return work, False
+    return work
 
 
 def _state(work: str) -> dict[str, Any] | None:
@@ -309,9 +309,7 @@ def write_pyramid(
                     options.overlap,
                     options.tile_format,
                     options.quality,
-                    None
-                    if single
-                    else os.path.join(meta_dir, f"carry-{level}", f"{row}.{col}.npy"),
+                    None if single else os.path.join(meta_dir, f"carry-{level}", f"{row}.{col}"),
                     os.path.join(meta_dir, str(level), f"{row}.{col}"),
                     f"{token}:{name}:{level}",
                 )
@@ -415,7 +413,7 @@ def _next_level(
         for col in range(cols):
             bh = min(small, h - row * small)
             bw = min(small, w - col * small)
-            path = os.path.join(meta_dir, f"carry-{above}", f"{row}.{col}.npy")
+            path = os.path.join(meta_dir, f"carry-{above}", f"{row}.{col}")
             line.append(da.from_delayed(load(path, (bh, bw)), (bh, bw, 3), np.uint8))
         blocks.append(da.concatenate(line, axis=1))
     return da.concatenate(blocks, axis=0)
