@@ -49,6 +49,7 @@ __all__ = [
     "auto_windows",
     "channel_arrays",
     "crop",
+    "crop_groups",
     "default_request",
     "demo_image_path",
     "imgdata_from_ome_xml",
@@ -58,6 +59,8 @@ __all__ = [
     "parse_request",
     "render",
     "request_with_auto_windows",
+    "to_dzi",
+    "to_dzi_groups",
     "to_ome_tiff",
     "to_ome_zarr",
     "to_png",
@@ -75,6 +78,9 @@ _LAZY = {
     "to_ome_tiff": "minerva_dask.writers.ome_tiff",
     "to_ome_zarr": "minerva_dask.writers.ome_zarr",
     "crop": "minerva_dask.api",
+    "crop_groups": "minerva_dask.groups",
+    "to_dzi": "minerva_dask.writers.dzi",
+    "to_dzi_groups": "minerva_dask.writers.dzi_viewer",
     "demo_image_path": "minerva_dask._demo",
     "auto_windows": "minerva_dask.explore",
     "request_with_auto_windows": "minerva_dask.explore",
@@ -86,9 +92,12 @@ if TYPE_CHECKING:
     from .api import crop
     from .explore import auto_windows, request_with_auto_windows
     from .graph import Rendering, channel_arrays, render
+    from .groups import crop_groups
     from .imgdata import imgdata_from_ome_xml
     from .request_url import default_request
     from .sources import open_image, open_minerva, open_omero
+    from .writers.dzi import to_dzi
+    from .writers.dzi_viewer import to_dzi_groups
     from .writers.ome_tiff import to_ome_tiff
     from .writers.ome_zarr import to_ome_zarr
     from .writers.png import to_png

@@ -133,7 +133,7 @@ def to_dzi(
     >>> req = md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,2048,1024&max_size=600")
     >>> result = md.to_dzi(md.render(src, req), tempfile.mkdtemp() + "/crop.dzi")
     >>> result.shape, result.levels
-    ((300, 600), 11)
+    ((256, 512), 10)
     """
     started = time.perf_counter()
     options = DziOptions(tile_size, overlap, tile_format, quality)
