@@ -87,7 +87,9 @@ def viewer_page(title: str, groups: list[dict[str, Any]]) -> str:
         }
         for g in groups
     ]
-    data = json.dumps(sources).replace("</", "<\\/")  # never ends the script element
+    data = (  # as JSON in a script element: no markup can end it
+        json.dumps(sources).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    )
     buttons = "\n".join(
         f'    <button type="button" class="group" role="tab" data-index="{i}" '
         f'aria-selected="{"true" if i == 0 else "false"}">{html.escape(g["name"])}</button>'
