@@ -305,3 +305,16 @@ def test_cli_groups_and_their_one_line_errors(demo_path, tmp_path, capsys) -> No
     out = tmp_path / "f"
     assert main([*args, f"/0/0/0/?c=1{region}", "--format", "dzi", "-o", str(out)]) == 2
     assert ".dzi" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dzi_export_on_a_local_cluster_writes_the_same_tiles(demo_path, tmp_path, cluster_client):
+    source = md.open_image(demo_path)
+    rendering = md.render(source, md.parse_request(DEMO), align="output", chunk_size=1016)
+    to_dzi(rendering, tmp_path / "threads.dzi", tile_format="png")
+    result = to_dzi(rendering, tmp_path / "cluster.dzi", tile_format="png", client=cluster_client)
+    assert result.chunks_written == 2 + 1  # two blocks across, then the rest in one
+    here, there = tmp_path / "threads_files", tmp_path / "cluster_files"
+    assert tiles(here) == tiles(there)
+    for name in tiles(here):
+        assert (here / name).read_bytes() == (there / name).read_bytes()

@@ -29,7 +29,6 @@ matches. Local (or shared) filesystems only.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
@@ -43,13 +42,12 @@ from .._paths import is_url
 from ..errors import OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
 from ._bands import Progress
+from ._dzi_place import STATE, open_partial, place
 from ._dzi_tiles import SUFFIX, BlockJob, dz_shapes, load_carry, tile_block
 from ._meta import ExportResult, OutputMetadata, rgb_grid
-from ._store import StorePlan, finish, in_progress
 
-__all__ = ["DziOptions", "dzi_xml", "open_partial", "to_dzi", "write_pyramid"]
+__all__ = ["STATE", "DziOptions", "dzi_xml", "open_partial", "to_dzi", "write_pyramid"]
 
-STATE = ".minerva-dask.json"
 MARKERS = ".minerva-dask"
 BLOCK = 1024  # about the side of one task's block, in pixels
 
@@ -159,7 +157,7 @@ def to_dzi(
         written, skipped = write_pyramid(
             data, work, name, token, options, client, progress, compute_kwargs
         )
-        _place(work, target, files, name)
+        place(work, target, files, name)
     except BaseException as exc:
         if disk_full(exc):  # the partial folder holds the space: remove it; old output kept
             shutil.rmtree(work, ignore_errors=True)
@@ -177,92 +175,6 @@ def to_dzi(
         size + os.path.getsize(target),
         time.perf_counter() - started,
     )
-
-
-def _place(work: str, target: str, files: str, name: str) -> None:
-    """Move the complete pyramid in ``work`` into place (see the module's docstring)."""
-    aside = os.path.join(work, "replaced.dzi")
-    had_dzi = os.path.lexists(target)
-    if had_dzi:
-        os.rename(target, aside)  # from here the old pyramid has no entry point
-    try:
-        plan = StorePlan(files, files, os.path.join(work, f"{name}_files"), None, "", False, True)
-        finish(plan)  # swapped in, the old folder deleted
-    except BaseException:
-        if had_dzi:
-            os.rename(aside, target)
-        raise
-    os.rename(os.path.join(work, f"{name}.dzi"), target)
-    shutil.rmtree(work)
-
-
-def open_partial(
-    target: str,
-    token: str,
-    meta: OutputMetadata,
-    exists: bool,
-    *,
-    overwrite: bool,
-    resume: bool,
-) -> str:
-    """The hidden partial folder beside ``target`` to write into, made (with its state
-    file) or resumed; refuses, before writing anything, what it must not destroy."""
-    folder, base = os.path.split(os.path.abspath(target))
-    if not os.path.isdir(folder):
-        raise OutputError(f"cannot write {target}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"cannot write {target}: folder {folder} is not writable")
-    base = base.encode()[:200].decode(errors="ignore")
-    work = os.path.join(folder, f".{base}.partial")
-    if exists and not (overwrite or resume):
-        raise OutputError(
-            f"output {target} exists; pass overwrite=True (CLI: --overwrite) to replace it"
-        )
-    state = _state(work)
-    if resume and state is not None:
-        if state.get("token") != token:
-            raise OutputError(
-                f"cannot resume into {target}: {work} is an unfinished export of another "
-                "request, image or tile option; it was left untouched"
-            )
-        if exists and not (overwrite or state.get("overwrite")):
-            raise OutputError(f"output {target} exists; pass overwrite=True to replace it")
-        return work
-    if resume and exists:
-        raise OutputError(
-            f"cannot resume into {target}: it is a complete export (overwrite=True, CLI: "
-            "--overwrite, replaces it); it was left untouched"
-        )
-    if os.path.lexists(work):
-        if state is None:
-            raise OutputError(f"cannot write {target}: {work} is in the way (not ours)")
-        if not overwrite:
-            raise OutputError(
-                f"an interrupted export of {target} is in {work}; pass resume=True (CLI: "
-                "--resume) to continue it or overwrite=True (CLI: --overwrite) to start again"
-            )
-        shutil.rmtree(work)
-    fresh = f"{work}.new-{os.urandom(4).hex()}"
-    try:
-        os.mkdir(fresh)
-        with open(os.path.join(fresh, STATE), "w") as fh:
-            json.dump(in_progress(token, meta.provenance, overwrite), fh)
-        os.rename(fresh, work)  # the partial folder never exists without its state
-    except BaseException as exc:
-        shutil.rmtree(fresh, ignore_errors=True)
-        if disk_full(exc):
-            raise disk_full_error(target) from None
-        raise
-    return work
-
-
-def _state(work: str) -> dict[str, Any] | None:
-    with contextlib.suppress(OSError, ValueError):
-        with open(os.path.join(work, STATE)) as fh:
-            state = json.load(fh)
-        if isinstance(state, dict) and state.get("state") == "in-progress":
-            return state
-    return None
 
 
 def write_pyramid(
