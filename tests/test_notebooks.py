@@ -16,6 +16,7 @@ def test_there_are_notebooks() -> None:
         "02-omero",
         "03-whole-slide-on-a-cluster",
         "04-minerva",
+        "05-deep-zoom",
     ]
 
 
