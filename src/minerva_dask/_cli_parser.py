@@ -38,10 +38,12 @@ examples:
 """
 
 
-def _group(text: str) -> tuple[str, str]:
+def _group(text: str) -> tuple[str | None, str]:
     name, sep, request = text.partition("=")
+    if sep and ("/" in name or "?" in name or "&" in name):  # a request alone: c=... is no name
+        return None, text
     if not sep or not name.strip() or not request:
-        raise argparse.ArgumentTypeError(f"expected NAME=REQUEST, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected [NAME=]REQUEST, got {text!r}")
     return name.strip(), request
 
 
@@ -245,9 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_group,
         default=[],
-        metavar="NAME=REQUEST",
-        help="a channel group: its name on the viewer page and its request (repeatable; "
-        "instead of REQUEST)",
+        metavar="[NAME=]REQUEST",
+        help="a channel group: its name on the viewer page (default: its channels' names) "
+        "and its request (repeatable; instead of REQUEST)",
     )
     dzi.add_argument("--title", help="the viewer page's title (default: the image's name)")
     dzi.add_argument(

@@ -147,10 +147,14 @@ def _run_groups(args: argparse.Namespace, started: float) -> int:
         raise RequestError("give either REQUEST or --group NAME=REQUEST options, not both")
     if args.output == "out.png":  # the default: a file name, where groups need a folder
         raise RequestError("--group writes a folder: name it with -o FOLDER")
-    groups = {name: parse_request(text) for name, text in args.group}
-    if len(groups) != len(args.group):
+    requests = [parse_request(text) for _, text in args.group]
+    names = [name for name, _ in args.group]
+    groups: Any = dict(zip(names, requests, strict=True)) if all(names) else requests
+    if any(names) and not all(names):
+        raise RequestError("name every --group NAME=REQUEST, or none (named after channels)")
+    if all(names) and len(groups) != len(args.group):
         raise RequestError("two --group options have the same name")
-    source = _open_source(args, next(iter(groups.values())))
+    source = _open_source(args, requests[0])
     background = args.background or ("omero" if args.omero_compatible else "black")
     result = crop_groups(
         groups,

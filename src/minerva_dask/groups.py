@@ -36,7 +36,7 @@ _FILE_SUFFIXES = (".png", ".tif", ".tiff", ".zarr", ".dzi", ".html")
 
 
 def crop_groups(
-    groups: Mapping[str, RenderRequest | str | None],
+    groups: Mapping[str, RenderRequest | str | None] | Sequence[RenderRequest | str],
     output: str | os.PathLike[str],
     *,
     image: str | os.PathLike[str] | Source | None = None,
@@ -60,8 +60,9 @@ def crop_groups(
     tile_format: str = "jpeg",
     tile_quality: int = 75,
 ) -> CropResult:
-    """Render each of ``groups`` (``{name: request}``; a request as :func:`crop` takes it)
-    from ``image`` and write them into the folder ``output``: one Deep Zoom pyramid per
+    """Render each of ``groups`` (``{name: request}``, or a list of requests named after
+    their channels, ``"DNA + CD8"``; a request as :func:`crop` takes it) from ``image``
+    and write them into the folder ``output``: one Deep Zoom pyramid per
     group and ``index.html``, a page that switches between them and works offline (see
     :func:`minerva_dask.to_dzi_groups`). ``title``: the page's title, default the image's
     name. Other arguments as :func:`minerva_dask.crop`; the result's shape and level are
@@ -71,9 +72,11 @@ def crop_groups(
     from .writers.dzi_viewer import to_dzi_groups
 
     started = time.perf_counter()
-    if not isinstance(groups, Mapping) or not groups:
-        raise RequestError("channel groups are a non-empty mapping {name: request}")
-    for request in groups.values():
+    named = isinstance(groups, Mapping)
+    if isinstance(groups, str) or not groups:
+        raise RequestError("channel groups are a non-empty {name: request} or list of requests")
+    items = list(groups.items()) if named else [(None, request) for request in groups]  # type: ignore[union-attr]
+    for _, request in items:
         _check_arguments(request, output, image)
     name = os.fspath(output).rstrip("/")
     if name.lower().endswith(_FILE_SUFFIXES):
@@ -85,14 +88,14 @@ def crop_groups(
     options = DziOptions(tile_size, overlap, tile_format, tile_quality)  # checked before reading
     source = image if hasattr(image, "info") else open_image(image, storage_options=storage_options)  # type: ignore[arg-type]
     renderings = {}
-    for group, request in groups.items():
+    for group, request in items:
         if isinstance(request, str):
             request = parse_request(request)
         elif request is None:
             request = default_request(source.info)
         if max_size is not None:
             request = replace(request, max_size=max_size)
-        renderings[str(group)] = rendering = render(
+        rendering = render(
             source,
             request,
             preset=preset,
@@ -104,6 +107,8 @@ def crop_groups(
             max_pixels=max_pixels,
             max_read_pixels=max_read_pixels,
         )
+        group = str(group) if named else _channel_names(rendering, renderings)
+        renderings[group] = rendering
         logger.info("%s: %s", group, describe_plan(rendering))
     with compute_context(
         scheduler, local_cluster=local_cluster, memory_limit=memory_limit
@@ -133,3 +138,15 @@ def crop_groups(
         result.levels,
         result.chunks_skipped,
     )
+
+
+def _channel_names(rendering: Any, taken: Mapping[str, Any]) -> str:
+    """A group's name from its shown channels' names (``"DNA + CD8"``), unique."""
+    names = {c.index: c.name for c in rendering.image.channels}
+    base = " + ".join(names.get(c.index, str(c.index + 1)) for c in rendering.plan.channels)
+    base, count = base or "group", 1
+    name = base
+    while name in taken:
+        count += 1
+        name = f"{base} ({count})"
+    return name

@@ -305,6 +305,15 @@ def test_cli_groups_and_their_one_line_errors(demo_path, tmp_path, capsys) -> No
         assert main([*args, *groups, *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("minerva-dask: error:") and match in err and err.count("\n") == 1
+    unnamed = ["--group", f"/0/0/0/?c=3|500:20000$FF0000,4|500:20000$FFFF00{region}"]
+    assert (
+        main([*args, *unnamed, "--group", f"/0/0/0/?c=1{region}", "-o", str(tmp_path / "n")]) == 0
+    )
+    page = (tmp_path / "n" / "index.html").read_text()
+    assert ">Keratin + CD8</button>" in page and ">DNA</button>" in page  # named after channels
+    assert (tmp_path / "n" / "Keratin-CD8.dzi").exists()
+    assert main([*args, *unnamed, *groups, "-o", str(tmp_path / "m")]) == 2
+    assert "name every --group" in capsys.readouterr().err
     assert main([*args, f"/0/0/0/?c=1{region}", "-o", str(tmp_path / "s.dzi")]) == 0
     assert read_dzi(tmp_path / "s.dzi")["Format"] == "jpeg"
     out = tmp_path / "f"
