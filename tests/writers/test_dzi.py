@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
+import signal
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -332,3 +336,69 @@ def test_dzi_export_on_a_local_cluster_writes_the_same_tiles(demo_path, tmp_path
     assert tiles(here) == tiles(there)
     for name in tiles(here):
         assert (here / name).read_bytes() == (there / name).read_bytes()
+
+
+# -- killed, stopped, full-disk exports keep the old pyramid (the CLI, in a subprocess) --
+
+
+def pyramid_hash(target: Path) -> dict[str, str]:
+    from tests.test_data_safety import tree_hash
+
+    return {"dzi": tree_hash(target)["."]} | tree_hash(target.with_name(f"{target.stem}_files"))
+
+
+@pytest.mark.slow
+def test_kill_9_and_sigterm_during_a_dzi_overwrite_keep_the_old_pyramid(tmp_path, demo_path):
+    from tests.test_data_safety import BIG, SMALL, _cli, _env, _start_and_kill, leftovers
+
+    target = tmp_path / "o.dzi"
+    md.crop(SMALL, target, image=demo_path)
+    old = pyramid_hash(target)
+    args = ["crop", BIG, "--image", str(demo_path), "-o", str(target), "--overwrite", "-q"]
+    result = _start_and_kill(args, tmp_path, signal.SIGKILL)
+    assert result.returncode == -signal.SIGKILL and pyramid_hash(target) == old
+    assert leftovers(tmp_path) == [".o.dzi.partial"]  # killed: nothing could clean up
+    shutil.rmtree(tmp_path / ".o.dzi.partial")
+    result = _start_and_kill(args, tmp_path, signal.SIGTERM)
+    assert result.returncode == 143, result.stderr
+    assert pyramid_hash(target) == old and leftovers(tmp_path) == [".o.dzi.partial"]
+    resumed = subprocess.run(
+        _cli("crop", BIG, "--image", str(demo_path), "-o", str(target), "--resume", "-q"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert leftovers(tmp_path) == [] and read_dzi(target)["Width"] == 4096
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_keeps_the_old_pyramid(tmp_path, demo_path) -> None:
+    from tests.test_data_safety import BIG, SMALL, _cli, _env, leftovers, small_disk
+
+    with small_disk(tmp_path / "disk") as disk:
+        target = disk / "o.dzi"
+        md.crop(SMALL, target, image=demo_path)
+        old = pyramid_hash(target)
+        args = ["crop", BIG, "--image", str(demo_path), "-o", str(target), "--overwrite", "-q"]
+        result = subprocess.run(_cli(*args), env=_env(), capture_output=True, text=True)
+        assert result.returncode == 2
+        assert (
+            result.stderr
+            == f"minerva-dask: error: cannot write {target}: no space left on device\n"
+        )
+        assert pyramid_hash(target) == old and leftovers(disk) == []
+
+
+def test_a_pipe_or_a_link_in_the_pyramid_s_place_is_refused(tmp_path, capsys) -> None:
+    rgb = np.zeros((10, 10, 3), np.uint8)
+    fifo = tmp_path / "p.dzi"
+    os.mkfifo(fifo)
+    with pytest.raises(md.OutputError, match="not a regular file"):
+        to_dzi(rgb, fifo, overwrite=True)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "l_files").symlink_to(tmp_path / "real")
+    with pytest.raises(md.OutputError, match="not a folder"):
+        to_dzi(rgb, tmp_path / "l.dzi", overwrite=True)
+    assert fifo.is_fifo() and (tmp_path / "l_files").is_symlink()

@@ -20,6 +20,7 @@ A level that fits in one block is written down to 1 x 1 by one task.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -122,8 +123,10 @@ def tile_block(padded: np.ndarray, job: BlockJob) -> int:
         y0, x0, y1, x1 = y0 // 2, x0 // 2, -(-y1 // 2), -(-x1 // 2)
         os.makedirs(os.path.dirname(job.carry), exist_ok=True)
         tmp = f"{job.carry}.{os.urandom(4).hex()}.tmp"
+        buffer = io.BytesIO()  # numpy's own file writes lose errno (ENOSPC: a full disk)
+        np.save(buffer, np.ascontiguousarray(arr[y0 - oy : y1 - oy, x0 - ox : x1 - ox]))
         with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(arr[y0 - oy : y1 - oy, x0 - ox : x1 - ox]))
+            fh.write(buffer.getbuffer())
         os.replace(tmp, job.carry)
     os.makedirs(os.path.dirname(job.marker), exist_ok=True)
     with open(job.marker, "w") as fh:

@@ -143,11 +143,15 @@ def to_dzi(
     meta = OutputMetadata.of(image)
     for out in (target, files):
         check_not_input(out, meta.inputs)
-    for out, kind in ((target, "file"), (files, "folder")):
-        if os.path.islink(out) or (
-            os.path.lexists(out) and os.path.isdir(out) != (kind == "folder")
-        ):
-            raise OutputError(f"output {out} exists and is not a {kind}; remove it first")
+    for out, wanted, kind in (
+        (target, os.path.isfile, "regular file"),
+        (files, os.path.isdir, "folder"),
+    ):
+        if os.path.lexists(out) and (os.path.islink(out) or not wanted(out)):
+            raise OutputError(  # a link, a device, a pipe: never swapped out for ours
+                f"output {out} exists and is not a {kind}; minerva-dask does not replace it: "
+                "remove it or choose another name"
+            )
     data, _ = rgb_grid(image, options.side)
     token = f"{data.name}:{options.token()}"
     exists = os.path.lexists(target) or os.path.lexists(files)
