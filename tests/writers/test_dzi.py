@@ -402,3 +402,16 @@ def test_a_pipe_or_a_link_in_the_pyramid_s_place_is_refused(tmp_path, capsys) ->
     with pytest.raises(md.OutputError, match="not a folder"):
         to_dzi(rgb, tmp_path / "l.dzi", overwrite=True)
     assert fifo.is_fifo() and (tmp_path / "l_files").is_symlink()
+
+
+def test_a_pyramid_or_viewer_inside_its_input_is_refused(tiny_ome_zarr, tmp_path) -> None:
+    store = Path(shutil.copytree(tiny_ome_zarr, tmp_path / "in.ome.zarr"))
+    before = sorted(p.name for p in store.rglob("*"))
+    request = "/0/0/0/?c=1&region=0,0,1100,700&max_size=64"
+    with pytest.raises(md.OutputError, match="lies inside the input"):
+        md.crop(request, store / "x.dzi", image=store)
+    with pytest.raises(md.OutputError, match="lies inside the input"):
+        md.crop_groups({"a": request}, store / "viewer", image=store)
+    with pytest.raises(md.OutputError, match=r"name a folder|is the input"):
+        md.crop_groups([request], store, image=store, overwrite=True)
+    assert sorted(p.name for p in store.rglob("*")) == before
