@@ -415,3 +415,30 @@ def test_a_pyramid_or_viewer_inside_its_input_is_refused(tiny_ome_zarr, tmp_path
     with pytest.raises(md.OutputError, match=r"name a folder|is the input"):
         md.crop_groups([request], store, image=store, overwrite=True)
     assert sorted(p.name for p in store.rglob("*")) == before
+
+
+def test_an_interrupted_group_export_resumes_and_keeps_the_old_folder(tmp_path, monkeypatch):
+    from minerva_dask.writers import dzi_viewer
+
+    rng = np.random.default_rng(5)
+    groups = {name: rng.integers(0, 256, (300, 1100, 3), dtype=np.uint8) for name in "AB"}
+    target = tmp_path / "v"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real = dzi_viewer.write_pyramid
+
+    def second_fails(data, work, name, *args):
+        if name == "B":
+            raise KeyboardInterrupt
+        return real(data, work, name, *args)
+
+    monkeypatch.setattr(dzi_viewer, "write_pyramid", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        dzi_viewer.to_dzi_groups(groups, target, overwrite=True)
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]  # the old folder, as it was
+    assert (tmp_path / ".v.partial" / "A.dzi").exists()
+    monkeypatch.setattr(dzi_viewer, "write_pyramid", real)
+    result = dzi_viewer.to_dzi_groups(groups, target, resume=True)
+    assert result.chunks_skipped == 2 + 1 and result.chunks_written == 2 + 1  # A done before
+    assert not (target / "old.txt").exists() and (target / "B.dzi").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v"]

@@ -198,6 +198,8 @@ def write_pyramid(
     side, steps = options.side, options.steps
     files = os.path.join(work, f"{name}_files")
     meta_dir = os.path.join(work, MARKERS, name)
+    if os.path.exists(os.path.join(work, f"{name}.dzi")):  # resumed: this one is complete
+        return 0, _block_count(shapes, side, steps)
     for level in range(len(shapes)):
         os.makedirs(os.path.join(files, str(level)), exist_ok=True)
     report = Progress(_count_tiles(shapes, options.tile_size), "Deep Zoom", enabled=progress)
@@ -246,6 +248,17 @@ def write_pyramid(
         fh.write(dzi_xml(height, width, options))
     shutil.rmtree(meta_dir, ignore_errors=True)
     return written, skipped
+
+
+def _block_count(shapes: tuple[tuple[int, int], ...], side: int, steps: int) -> int:
+    """The tasks of a whole pyramid (see :func:`write_pyramid`)."""
+    level, total = len(shapes) - 1, 0
+    while True:
+        blocks = -(-shapes[level][0] // side) * -(-shapes[level][1] // side)
+        total += blocks
+        if blocks == 1:
+            return total
+        level -= steps
 
 
 def _done(job: BlockJob) -> bool:
