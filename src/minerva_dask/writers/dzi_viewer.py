@@ -7,7 +7,8 @@ group, each with its channels' names and colours) and ``openseadragon/`` (OpenSe
 6.1.1, vendored from its npm package with its licence, see ``_viewer/README.md``). The
 page names no file outside the folder and no server: it works offline, from ``file://``
 (the pyramids' descriptions are in the page itself: a browser refuses to fetch a
-``.dzi`` from ``file://``), or from any static web server.
+``.dzi`` from ``file://``), or from any static web server. OpenSeadragon draws on a 2D
+canvas (``drawer: "canvas"``): its WebGL drawer cannot use images loaded from ``file://``.
 
 Atomic as one folder: written into ``.FOLDER.partial`` beside it and swapped in when
 every pyramid and the page are complete (see :mod:`._store`); ``resume`` continues an
