@@ -17,6 +17,7 @@ def test_there_are_notebooks() -> None:
         "03-whole-slide-on-a-cluster",
         "04-minerva",
         "05-figure",
+        "06-deep-zoom",
     ]
 
 

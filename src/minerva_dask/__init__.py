@@ -49,6 +49,7 @@ __all__ = [
     "auto_windows",
     "channel_arrays",
     "crop",
+    "crop_groups",
     "default_request",
     "demo_image_path",
     "imgdata_from_ome_xml",
@@ -60,6 +61,8 @@ __all__ = [
     "render",
     "render_figure",
     "request_with_auto_windows",
+    "to_dzi",
+    "to_dzi_groups",
     "to_ome_tiff",
     "to_ome_zarr",
     "to_png",
@@ -79,6 +82,9 @@ _LAZY = {
     "crop": "minerva_dask.api",
     "render_figure": "minerva_dask.figure",
     "read_figure": "minerva_dask.figure",
+    "crop_groups": "minerva_dask.groups",
+    "to_dzi": "minerva_dask.writers.dzi",
+    "to_dzi_groups": "minerva_dask.writers.dzi_viewer",
     "demo_image_path": "minerva_dask._demo",
     "auto_windows": "minerva_dask.explore",
     "request_with_auto_windows": "minerva_dask.explore",
@@ -91,9 +97,12 @@ if TYPE_CHECKING:
     from .explore import auto_windows, request_with_auto_windows
     from .figure import read_figure, render_figure
     from .graph import Rendering, channel_arrays, render
+    from .groups import crop_groups
     from .imgdata import imgdata_from_ome_xml
     from .request_url import default_request
     from .sources import open_image, open_minerva, open_omero
+    from .writers.dzi import to_dzi
+    from .writers.dzi_viewer import to_dzi_groups
     from .writers.ome_tiff import to_ome_tiff
     from .writers.ome_zarr import to_ome_zarr
     from .writers.png import to_png

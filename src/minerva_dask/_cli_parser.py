@@ -38,6 +38,15 @@ examples:
 """
 
 
+def _group(text: str) -> tuple[str | None, str]:
+    name, sep, request = text.partition("=")
+    if sep and ("/" in name or "?" in name or "&" in name):  # a request alone: c=... is no name
+        return None, text
+    if not sep or not name.strip() or not request:
+        raise argparse.ArgumentTypeError(f"expected [NAME=]REQUEST, got {text!r}")
+    return name.strip(), request
+
+
 def _storage_option(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -100,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crop.add_argument(
         "--format",
-        choices=("png", "ome-tiff", "ome-zarr"),
+        choices=("png", "ome-tiff", "ome-zarr", "dzi"),
         help="output format, when the file name does not say",
     )
     crop.add_argument(
@@ -198,12 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export = crop.add_argument_group("big exports (OME-TIFF, OME-Zarr)")
     export.add_argument(
-        "--overwrite", action="store_true", help="replace an existing OME-TIFF / OME-Zarr output"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OME-TIFF / OME-Zarr / Deep Zoom output",
     )
     export.add_argument(
         "--resume",
         action="store_true",
-        help="OME-Zarr: continue an interrupted export, skipping written chunks",
+        help="OME-Zarr, Deep Zoom: continue an interrupted export, skipping written chunks",
     )
     export.add_argument(
         "--local-cluster",
@@ -225,6 +236,37 @@ def build_parser() -> argparse.ArgumentParser:
         default="0.5",
         choices=("0.5", "0.4"),
         help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2)",
+    )
+    dzi = crop.add_argument_group(
+        "Deep Zoom (.dzi, for OpenSeadragon and Minerva Story)",
+        "-o slide.dzi writes slide.dzi and slide_files/ as pyvips dzsave does; with --group, "
+        "-o FOLDER gets one pyramid per group and index.html, a viewer that works offline",
+    )
+    dzi.add_argument(
+        "--group",
+        action="append",
+        type=_group,
+        default=[],
+        metavar="[NAME=]REQUEST",
+        help="a channel group: its name on the viewer page (default: its channels' names) "
+        "and its request (repeatable; instead of REQUEST)",
+    )
+    dzi.add_argument("--title", help="the viewer page's title (default: the image's name)")
+    dzi.add_argument(
+        "--tile-size", type=int, default=254, metavar="PIXELS", help="tile side (default 254)"
+    )
+    dzi.add_argument(
+        "--overlap", type=int, default=1, metavar="PIXELS", help="tile overlap (default 1)"
+    )
+    dzi.add_argument(
+        "--tile-format", choices=("jpeg", "png"), default="jpeg", help="tile format (jpeg)"
+    )
+    dzi.add_argument(
+        "--tile-quality",
+        type=int,
+        default=75,
+        metavar="1-100",
+        help="JPEG tile quality (default 75, as pyvips); --jpeg-quality is the OMERO server's",
     )
     crop.add_argument(
         "--png-level",

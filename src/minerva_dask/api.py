@@ -66,6 +66,10 @@ def crop(
     zarr_version: str = "0.5",
     chunk: int = EXPORT_CHUNK,
     png_level: int | None = None,
+    tile_size: int = 254,
+    overlap: int = 1,
+    tile_format: str = "jpeg",
+    tile_quality: int = 75,
 ) -> CropResult:
     """Render ``request`` from ``image`` and write it to ``output``.
 
@@ -76,7 +80,7 @@ def crop(
         channel defaults over the whole image.
     output
         Output file or store; the format follows the name (``.png``, ``.ome.tif``,
-        ``.ome.tiff``, ``.ome.zarr``, ``.zarr``) or ``format``.
+        ``.ome.tiff``, ``.ome.zarr``, ``.zarr``, ``.dzi``) or ``format``.
     image
         A path or URL to open, or an open source.
     max_size
@@ -102,6 +106,9 @@ def crop(
         OME-TIFF compression; OME-Zarr NGFF version (``"0.5"`` or ``"0.4"``); chunk side.
     png_level
         PNG zlib level 0-9 (default :data:`minerva_dask.writers.png.PNG_LEVEL`, 3).
+    tile_size, overlap, tile_format, tile_quality
+        Deep Zoom (``.dzi``): tile side and overlap (254 and 1, as pyvips), ``"jpeg"`` or
+        ``"png"`` tiles, JPEG quality 1-100 (75); see :func:`minerva_dask.to_dzi`.
 
     Other arguments are those of :func:`minerva_dask.render`.
 
@@ -131,6 +138,10 @@ def crop(
     if max_size is not None:
         request = replace(request, max_size=max_size)
     export = fmt != "png"
+    if fmt == "dzi":  # the rendering's blocks are the Deep Zoom tasks' blocks
+        from .writers.dzi import DziOptions
+
+        chunk = DziOptions(tile_size, overlap, tile_format, tile_quality).side
     if max_pixels is None:
         max_pixels = MAX_PIXELS if export else PNG_MAX_PIXELS
     rendering = render(
@@ -185,6 +196,22 @@ def crop(
                 client=client,
                 progress=progress,
                 overwrite=overwrite,
+                compute_kwargs=options,
+            )
+        elif fmt == "dzi":
+            from .writers.dzi import to_dzi
+
+            result = to_dzi(
+                rendering,
+                output,
+                tile_size=tile_size,
+                overlap=overlap,
+                tile_format=tile_format,
+                quality=tile_quality,
+                overwrite=overwrite,
+                resume=resume,
+                client=client,
+                progress=progress,
                 compute_kwargs=options,
             )
         else:

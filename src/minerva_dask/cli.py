@@ -85,7 +85,10 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         if not args.quiet:
             print("No request or image given: rendering the built-in demo image.", file=sys.stderr)
         path = demo_image_path(announce=None if args.quiet else announce)
-        args.request, args.image = DEMO_REQUEST, str(path)
+        args.request = None if args.group else DEMO_REQUEST
+        args.image = str(path)
+    if args.group:
+        return _run_groups(args, started)
     request = parse_request(args.request) if args.request is not None else None
     source = _open_source(args, request)
     if request is None:
@@ -120,12 +123,65 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         output_storage_options={k: v for k, v in args.storage_option if k not in OWN_OPTIONS}
         or None,  # the reading options of ours stay with the input
         png_level=args.png_level,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        tile_format=args.tile_format,
+        tile_quality=args.tile_quality,
     )
     if not args.quiet:
         height, width = result.shape
         print(
             f"Wrote {result.path} ({width} x {height} px, {_human(result.size_bytes)}) in "
             f"{time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _run_groups(args: argparse.Namespace, started: float) -> int:
+    """``crop --group NAME=REQUEST ...``: one Deep Zoom pyramid per group and a viewer."""
+    from .groups import crop_groups
+    from .request_url import parse_request
+
+    if args.request is not None:
+        raise RequestError("give either REQUEST or --group NAME=REQUEST options, not both")
+    if args.output == "out.png":  # the default: a file name, where groups need a folder
+        raise RequestError("--group writes a folder: name it with -o FOLDER")
+    requests = [parse_request(text) for _, text in args.group]
+    names = [name for name, _ in args.group]
+    groups: Any = dict(zip(names, requests, strict=True)) if all(names) else requests
+    if any(names) and not all(names):
+        raise RequestError("name every --group NAME=REQUEST, or none (named after channels)")
+    if all(names) and len(groups) != len(args.group):
+        raise RequestError("two --group options have the same name")
+    source = _open_source(args, requests[0])
+    background = args.background or ("omero" if args.omero_compatible else "black")
+    result = crop_groups(
+        groups,
+        args.output,
+        image=source,
+        title=args.title,
+        preset=args.preset,
+        gamma=args.gamma,
+        background=background,
+        max_size=args.max_size,
+        level_rule="omero-figure" if args.omero_compatible else "general",
+        **({"max_pixels": args.max_pixels} if args.max_pixels is not None else {}),
+        scheduler=args.scheduler,
+        local_cluster=args.local_cluster,
+        memory_limit=args.memory_limit,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        tile_format=args.tile_format,
+        tile_quality=args.tile_quality,
+    )
+    if not args.quiet:
+        print(
+            f"Wrote {result.path}/index.html ({len(groups)} groups, {_human(result.size_bytes)}) "
+            f"in {time.perf_counter() - started:.1f} s",
             file=sys.stderr,
         )
     return 0

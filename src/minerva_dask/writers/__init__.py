@@ -1,8 +1,9 @@
 """Writers: rendered arrays to files. They never see a source, only arrays and metadata.
 
 ``.png`` (in memory, atomic), ``.ome.tif``/``.ome.tiff`` (streamed pyramidal OME-TIFF),
-``.ome.zarr``/``.zarr`` (multiscale OME-Zarr, resumable). :func:`output_format` tells
-which from a file name.
+``.ome.zarr``/``.zarr`` (multiscale OME-Zarr, resumable), ``.dzi`` (Deep Zoom, resumable;
+channel groups with a viewer: :func:`to_dzi_groups`). :func:`output_format` tells which
+from a file name.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ __all__ = [
     "OutputMetadata",
     "encode_png",
     "output_format",
+    "to_dzi",
+    "to_dzi_groups",
     "to_ome_tiff",
     "to_ome_zarr",
     "to_png",
@@ -29,11 +32,12 @@ FORMATS = {
     ".ome.tiff": "ome-tiff",
     ".ome.zarr": "ome-zarr",
     ".zarr": "ome-zarr",
+    ".dzi": "dzi",
 }
 
 
 def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
-    """``png``, ``ome-tiff`` or ``ome-zarr``: an explicit ``format``, else from the name.
+    """``png``, ``ome-tiff``, ``ome-zarr`` or ``dzi``: an explicit ``format``, else from the name.
 
     >>> output_format("slide.ome.tif"), output_format("out.zarr/"), output_format("x", "png")
     ('ome-tiff', 'ome-zarr', 'png')
@@ -49,7 +53,7 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
             return FORMATS[suffix]
     raise OutputError(
         f"cannot tell the output format of {os.fspath(path)!r} from its extension; "
-        "use .png, .ome.tif, .ome.tiff, .ome.zarr or .zarr, or pass format='ome-tiff' "
+        "use .png, .ome.tif, .ome.tiff, .ome.zarr, .zarr or .dzi, or pass format='ome-tiff' "
         "(CLI: --format ome-tiff)"
     )
 
@@ -67,4 +71,8 @@ def __getattr__(name: str):  # the big writers import their libraries on first u
         from .ome_zarr import to_ome_zarr
 
         return to_ome_zarr
+    if name in ("to_dzi", "to_dzi_groups"):
+        from . import dzi, dzi_viewer
+
+        return getattr(dzi if name == "to_dzi" else dzi_viewer, name)
     raise AttributeError(name)

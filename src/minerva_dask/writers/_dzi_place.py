@@ -1,0 +1,111 @@
+"""Where a Deep Zoom export is written, and how it is put in place.
+
+Everything is written into one hidden folder beside the target, ``.NAME.partial`` (for
+``slide.dzi``: ``.slide.dzi.partial/``), which holds from its creation a state file,
+``.minerva-dask.json``, naming the render (image, request, tile options) and whether it
+may replace an existing output. ``resume`` continues only an unfinished export of the
+same render; anything else in the way is refused, untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from typing import Any
+
+from ..errors import OutputError
+from ._atomic import disk_full, disk_full_error
+from ._meta import OutputMetadata
+from ._store import StorePlan, finish, in_progress
+
+__all__ = ["STATE", "open_partial", "place"]
+
+STATE = ".minerva-dask.json"
+
+
+def place(work: str, target: str, files: str, name: str) -> None:
+    """Move the complete pyramid in ``work`` into place (see the module's docstring)."""
+    aside = os.path.join(work, "replaced.dzi")
+    had_dzi = os.path.lexists(target)
+    if had_dzi:
+        os.rename(target, aside)  # from here the old pyramid has no entry point
+    try:
+        plan = StorePlan(files, files, os.path.join(work, f"{name}_files"), None, "", False, True)
+        finish(plan)  # swapped in, the old folder deleted
+    except BaseException:
+        if had_dzi:
+            os.rename(aside, target)
+        raise
+    os.rename(os.path.join(work, f"{name}.dzi"), target)
+    shutil.rmtree(work)
+
+
+def open_partial(
+    target: str,
+    token: str,
+    meta: OutputMetadata,
+    exists: bool,
+    *,
+    overwrite: bool,
+    resume: bool,
+) -> str:
+    """The hidden partial folder beside ``target`` to write into, made (with its state
+    file) or resumed; refuses, before writing anything, what it must not destroy."""
+    folder, base = os.path.split(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise OutputError(f"cannot write {target}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"cannot write {target}: folder {folder} is not writable")
+    base = base.encode()[:200].decode(errors="ignore")
+    work = os.path.join(folder, f".{base}.partial")
+    if exists and not (overwrite or resume):
+        raise OutputError(
+            f"output {target} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
+    state = _state(work)
+    if resume and state is not None:
+        if state.get("token") != token:
+            raise OutputError(
+                f"cannot resume into {target}: {work} is an unfinished export of another "
+                "request, image or tile option; it was left untouched"
+            )
+        if exists and not (overwrite or state.get("overwrite")):
+            raise OutputError(f"output {target} exists; pass overwrite=True to replace it")
+        return work
+    if resume and exists:
+        raise OutputError(
+            f"cannot resume into {target}: it is a complete export (overwrite=True, CLI: "
+            "--overwrite, replaces it); it was left untouched"
+        )
+    if os.path.lexists(work):
+        if state is None:
+            raise OutputError(f"cannot write {target}: {work} is in the way (not ours)")
+        if not overwrite:
+            raise OutputError(
+                f"an interrupted export of {target} is in {work}; pass resume=True (CLI: "
+                "--resume) to continue it or overwrite=True (CLI: --overwrite) to start again"
+            )
+        shutil.rmtree(work)
+    fresh = f"{work}.new-{os.urandom(4).hex()}"
+    try:
+        os.mkdir(fresh)
+        with open(os.path.join(fresh, STATE), "w") as fh:
+            json.dump(in_progress(token, meta.provenance, overwrite), fh)
+        os.rename(fresh, work)  # the partial folder never exists without its state
+    except BaseException as exc:
+        shutil.rmtree(fresh, ignore_errors=True)
+        if disk_full(exc):
+            raise disk_full_error(target) from None
+        raise
+    return work
+
+
+def _state(work: str) -> dict[str, Any] | None:
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(work, STATE)) as fh:
+            state = json.load(fh)
+        if isinstance(state, dict) and state.get("state") == "in-progress":
+            return state
+    return None
