@@ -269,7 +269,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="2018 (default): the original converter's values; omero: what "
         "a real OMERO.web answers (see the README)",
     )
+    _add_info(commands)
     for sub in (imgdata,):
         sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
         sub.add_argument("-v", "--verbose", action="count", default=0)
     return parser
+
+
+def _add_info(commands: Any) -> None:
+    """``info IMAGE``: levels, channels, pixel size and a request URL, metadata only."""
+    info = commands.add_parser(
+        "info",
+        help="show an image's levels, channels, pixel size and a request URL",
+        description="Show what an image holds (format, levels, tiles, pixel type, z/t/c, "
+        "channels with colours and windows, pixel size) and a request URL for the whole "
+        "image, reading metadata only.",
+    )
+    info.add_argument(
+        "image",
+        nargs="?",
+        metavar="IMAGE",
+        help="OME-TIFF or OME-Zarr path or URL; with --omero, the OMERO image id",
+    )
+    info.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    info.add_argument("--omero", metavar="SERVER", help="OMERO.web base URL")
+    info.add_argument(
+        "--omero-mode",
+        choices=("composite", "windowed"),
+        default="composite",
+        help=argparse.SUPPRESS,
+    )
+    info.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    info.add_argument("--minerva", metavar="UUID", help="the Minerva image uuid")
+    info.add_argument(
+        "--minerva-mode", choices=("raw", "render-tile"), default="raw", help=argparse.SUPPRESS
+    )
+    info.add_argument(
+        "--storage-option",
+        action="append",
+        type=_storage_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for remote images (repeatable)",
+    )
+    info.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    info.add_argument("-v", "--verbose", action="count", default=0)

@@ -185,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warnings.filterwarnings("ignore", message="Unverified HTTPS request")
             if args.command == "imgdata":
                 return _run_imgdata(args)
+            if args.command == "info":
+                from ._info import run_info
+
+                return run_info(args)
             return _run_crop(args, started)
     except MinervaDaskError as exc:
         print_error(str(exc))
