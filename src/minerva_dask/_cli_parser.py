@@ -117,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
         "2147483647 for PNG, 2^40 for OME-TIFF/OME-Zarr)",
     )
     crop.add_argument(
+        "--auto-windows",
+        nargs="?",
+        const="0.1,99.9",
+        default=None,
+        metavar="LOW,HIGH",
+        help="set each shown channel's window to these percentiles (default 0.1,99.9) of a "
+        "coarse overview, and print the resulting request URL on standard output",
+    )
+    crop.add_argument(
         "--background",
         default=None,
         metavar="COLOUR",

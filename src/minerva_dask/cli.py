@@ -86,6 +86,8 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
             print("No request or image given: rendering the built-in demo image.", file=sys.stderr)
         path = demo_image_path(announce=None if args.quiet else announce)
         args.request, args.image = DEMO_REQUEST, str(path)
+    if args.request is None and args.auto_windows and "?" in args.auto_windows:
+        args.request, args.auto_windows = args.auto_windows, "0.1,99.9"  # --auto-windows URL
     request = parse_request(args.request) if args.request is not None else None
     source = _open_source(args, request)
     if request is None:
@@ -94,6 +96,11 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         from dataclasses import replace
 
         request = replace(request, max_size=args.max_size)
+    if args.auto_windows is not None:
+        from .auto_windows import parse_percentiles, with_auto_windows
+
+        request = with_auto_windows(source, request, parse_percentiles(args.auto_windows))
+        print(request.to_url(), flush=True)  # to reuse, or paste into OMERO.figure
     background = args.background or ("omero" if args.omero_compatible else "black")
     output = args.output
     if os.path.isdir(output) and not output.rstrip("/").lower().endswith(".zarr"):
