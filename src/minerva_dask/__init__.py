@@ -56,6 +56,7 @@ __all__ = [
     "open_minerva",
     "open_omero",
     "parse_request",
+    "raw_region",
     "render",
     "request_with_auto_windows",
     "to_ome_tiff",
@@ -69,6 +70,7 @@ _LAZY = {
     "open_minerva": "minerva_dask.sources",
     "imgdata_from_ome_xml": "minerva_dask.imgdata",
     "render": "minerva_dask.graph",
+    "raw_region": "minerva_dask.raw",
     "Rendering": "minerva_dask.graph",
     "channel_arrays": "minerva_dask.graph",
     "to_png": "minerva_dask.writers.png",
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
     from .explore import auto_windows, request_with_auto_windows
     from .graph import Rendering, channel_arrays, render
     from .imgdata import imgdata_from_ome_xml
+    from .raw import raw_region
     from .request_url import default_request
     from .sources import open_image, open_minerva, open_omero
     from .writers.ome_tiff import to_ome_tiff

@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         "2147483647 for PNG, 2^40 for OME-TIFF/OME-Zarr)",
     )
     crop.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the shown channels unrendered (.ome.tif / .ome.zarr): the image's pixel "
+        "type, one plane per channel, names, colours and windows in the metadata",
+    )
+    crop.add_argument(
         "--auto-windows",
         nargs="?",
         const="0.1,99.9",

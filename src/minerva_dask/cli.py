@@ -127,6 +127,7 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         output_storage_options={k: v for k, v in args.storage_option if k not in OWN_OPTIONS}
         or None,  # the reading options of ours stay with the input
         png_level=args.png_level,
+        raw=args.raw,
     )
     if not args.quiet:
         height, width = result.shape
