@@ -14,7 +14,7 @@ from PIL import Image
 
 import minerva_dask as md
 from minerva_dask._info import whole_image_request
-from minerva_dask.auto_windows import parse_percentiles, with_auto_windows
+from minerva_dask.auto_contrast import parse_percentiles, with_auto_windows
 from minerva_dask.cli import main
 from minerva_dask.errors import RequestError
 from tests.test_info import SAMPLES

@@ -97,7 +97,7 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
 
         request = replace(request, max_size=args.max_size)
     if args.auto_windows is not None:
-        from .auto_windows import parse_percentiles, with_auto_windows
+        from .auto_contrast import parse_percentiles, with_auto_windows
 
         request = with_auto_windows(source, request, parse_percentiles(args.auto_windows))
         print(request.to_url(), flush=True)  # to reuse, or paste into OMERO.figure
