@@ -121,3 +121,12 @@ def test_bad_percentiles_are_one_clear_error(capsys, demo_path, text) -> None:
         parse_percentiles(text)
     assert main(["crop", "--image", str(demo_path), f"--auto-windows={text}", "-q"]) == 2
     assert capsys.readouterr().err.startswith("minerva-dask: error: auto windows")
+
+
+def test_auto_windows_from_minervas_raw_tiles_match_the_files(minerva, tiny_ome_tiff) -> None:
+    from tests.conftest import TINY
+
+    request = md.parse_request("/0/0/0/?c=1,3&region=0,0,1100,700")
+    source = md.open_minerva(TINY, **minerva.settings)
+    local = with_auto_windows(md.open_image(tiny_ome_tiff), request)
+    assert with_auto_windows(source, request) == local
