@@ -248,3 +248,30 @@ def test_raw_from_omero_is_refused_clearly(tiny_ome_tiff, tmp_path) -> None:
                 "/1/0/0/?c=1&region=0,0,100,100", tmp_path / "o.ome.zarr", image=source, raw=True
             )
     assert not (tmp_path / "o.ome.zarr").exists()
+
+
+def test_a_raw_export_never_replaces_its_input(shared_data, tmp_path) -> None:
+    import shutil
+
+    image = tmp_path / "exemplar.ome.zarr"
+    shutil.copytree(shared_data / "ome-zarr/exemplar-001.crop.image.ome.zarr", image)
+    before = sorted(p.name for p in image.rglob("*"))
+    with pytest.raises(OutputError):
+        md.crop("/0/0/0/?c=1,2&region=0,0,250,250", image, image=image, raw=True, overwrite=True)
+    assert sorted(p.name for p in image.rglob("*")) == before
+
+
+def test_an_interrupted_raw_export_resumes_skipping_written_chunks(cycif, tmp_path) -> None:
+    from tests.writers.test_export import _FailingSource
+
+    source = md.open_image(cycif)
+    out = tmp_path / "resume.ome.zarr"
+    url = f"/0/0/0/?c={C}&region=0,0,100,100"
+    failing = _FailingSource(source, 64)  # the last row of 32 px chunks fails
+    with pytest.raises(OSError, match="the network went away"):
+        md.crop(url, out, image=failing, raw=True, chunk=32)
+    assert not out.exists()
+    result = md.crop(url, out, image=source, raw=True, chunk=32, resume=True)
+    assert result.chunks_skipped >= 8  # the two rows of four chunks written before
+    stored = zarr.open_group(str(out), mode="r")["0"][...]
+    np.testing.assert_array_equal(stored, tifffile_region(cycif, 0, (0, 0, 100, 100)))
