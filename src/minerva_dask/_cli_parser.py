@@ -25,6 +25,8 @@ whole plane, or render_image_region with region= or tile=), or just its path and
   max_size=  the largest side of the output in pixels (default 2000); the pyramid level
              is chosen so the output is no bigger, never upsampled.
   q=         JPEG quality asked of an OMERO server (--jpeg-quality overrides it).
+  p=         z projection: intmax|START:END, intmean|START:END or intsum|START:END
+             (0-based planes, END included; no range: all), or normal (plane z).
 Quote the request: it contains characters the shell treats specially ($ and |).
 
 With no REQUEST, the image's own channel settings are used for the whole image.
