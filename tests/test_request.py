@@ -369,7 +369,9 @@ def test_a_tile_renders_at_its_level_and_matches_the_region_it_covers(demo_path)
     [
         ("/webgateway/render_image/1/?c=1", "has no z and t"),
         ("/webgateway/render_image/1/0/0/?c=1&region=0,0,5,5", "takes no region"),
-        ("/webgateway/render_image/1/0/0/?c=1&p=intmax|0:4", "Z projection"),
+        ("/webgateway/render_image/1/0/0/?c=1&p=intfoo|0:4", "not one of normal, intmax"),
+        ("/1/0/0/?c=1&region=0,0,1,1&p=intmax|4:2", "END must be >= START"),
+        ("/1/0/0/?c=1&region=0,0,1,1&p=intmax|a:2", "START:END"),
         ("/webgateway/render_image_region/1/0/0/?c=1", "missing region=x,y,width,height (full"),
         ("/webgateway/render_image_region/1/0/0/?c=1&tile=0,0,0&region=0,0,1,1", "not both"),
         ("/webgateway/render_image_region/1/0/0/?c=1&tile=0,0", "level,tx,ty"),

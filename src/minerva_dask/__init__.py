@@ -57,6 +57,7 @@ __all__ = [
     "open_minerva",
     "open_omero",
     "parse_request",
+    "raw_region",
     "read_figure",
     "render",
     "render_figure",
@@ -74,6 +75,7 @@ _LAZY = {
     "open_minerva": "minerva_dask.sources",
     "imgdata_from_ome_xml": "minerva_dask.imgdata",
     "render": "minerva_dask.graph",
+    "raw_region": "minerva_dask.raw",
     "Rendering": "minerva_dask.graph",
     "channel_arrays": "minerva_dask.graph",
     "to_png": "minerva_dask.writers.png",
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
     from .graph import Rendering, channel_arrays, render
     from .groups import crop_groups
     from .imgdata import imgdata_from_ome_xml
+    from .raw import raw_region
     from .request_url import default_request
     from .sources import open_image, open_minerva, open_omero
     from .writers.dzi import to_dzi

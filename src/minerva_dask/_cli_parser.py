@@ -25,6 +25,8 @@ whole plane, or render_image_region with region= or tile=), or just its path and
   max_size=  the largest side of the output in pixels (default 2000); the pyramid level
              is chosen so the output is no bigger, never upsampled.
   q=         JPEG quality asked of an OMERO server (--jpeg-quality overrides it).
+  p=         z projection: intmax|START:END, intmean|START:END or intsum|START:END
+             (0-based planes, END included; no range: all), or normal (plane z).
 Quote the request: it contains characters the shell treats specially ($ and |).
 
 With no REQUEST, the image's own channel settings are used for the whole image.
@@ -124,6 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="largest output in pixels, refused before any read beyond it (default "
         "2147483647 for PNG, 2^40 for OME-TIFF/OME-Zarr)",
+    )
+    crop.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the shown channels unrendered (.ome.tif / .ome.zarr): the image's pixel "
+        "type, one plane per channel, names, colours and windows in the metadata",
+    )
+    crop.add_argument(
+        "--auto-windows",
+        nargs="?",
+        const="0.1,99.9",
+        default=None,
+        metavar="LOW,HIGH",
+        help="set each shown channel's window to these percentiles (default 0.1,99.9) of a "
+        "coarse overview, and print the resulting request URL on standard output",
     )
     crop.add_argument(
         "--background",
@@ -311,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="2018 (default): the original converter's values; omero: what "
         "a real OMERO.web answers (see the README)",
     )
+    _add_info(commands)
     for sub in (imgdata,):
         sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
         sub.add_argument("-v", "--verbose", action="count", default=0)
@@ -318,3 +336,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_figure_parser(commands)
     return parser
+
+
+def _add_info(commands: Any) -> None:
+    """``info IMAGE``: levels, channels, pixel size and a request URL, metadata only."""
+    info = commands.add_parser(
+        "info",
+        help="show an image's levels, channels, pixel size and a request URL",
+        description="Show what an image holds (format, levels, tiles, pixel type, z/t/c, "
+        "channels with colours and windows, pixel size) and a request URL for the whole "
+        "image, reading metadata only.",
+    )
+    info.add_argument(
+        "image",
+        nargs="?",
+        metavar="IMAGE",
+        help="OME-TIFF or OME-Zarr path or URL; with --omero, the OMERO image id",
+    )
+    info.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    info.add_argument("--omero", metavar="SERVER", help="OMERO.web base URL")
+    info.add_argument(
+        "--omero-mode",
+        choices=("composite", "windowed"),
+        default="composite",
+        help=argparse.SUPPRESS,
+    )
+    info.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    info.add_argument("--minerva", metavar="UUID", help="the Minerva image uuid")
+    info.add_argument(
+        "--minerva-mode", choices=("raw", "render-tile"), default="raw", help=argparse.SUPPRESS
+    )
+    info.add_argument(
+        "--storage-option",
+        action="append",
+        type=_storage_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for remote images (repeatable)",
+    )
+    info.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    info.add_argument("-v", "--verbose", action="count", default=0)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .compute import check_cluster_options, compute_context, compute_options
 from .errors import OutputError, RequestError
-from .graph import Rendering, render
+from .graph import Rendering, render  # noqa: F401  (Rendering: importable from here)
 from .plan import MAX_PIXELS, MAX_READ_PIXELS, PNG_MAX_PIXELS
 from .request import RenderRequest
 from .request_url import default_request, parse_request
@@ -70,6 +70,7 @@ def crop(
     overlap: int = 1,
     tile_format: str = "jpeg",
     tile_quality: int = 75,
+    raw: bool = False,
 ) -> CropResult:
     """Render ``request`` from ``image`` and write it to ``output``.
 
@@ -109,6 +110,10 @@ def crop(
     tile_size, overlap, tile_format, tile_quality
         Deep Zoom (``.dzi``): tile side and overlap (254 and 1, as pyvips), ``"jpeg"`` or
         ``"png"`` tiles, JPEG quality 1-100 (75); see :func:`minerva_dask.to_dzi`.
+    raw
+        Write the shown channels unrendered (:func:`minerva_dask.raw_region`): the source's
+        dtype, one plane per channel, names, colours and windows in the metadata.
+        OME-TIFF or OME-Zarr only; not from OMERO (its tiles are rendered).
 
     Other arguments are those of :func:`minerva_dask.render`.
 
@@ -126,6 +131,10 @@ def crop(
     if png_level is not None and fmt != "png":
         raise OutputError(f"png_level applies to PNG output, not {fmt} ({output})")
     overwrite = (fmt == "png") if overwrite is None else overwrite
+    if raw:
+        from ._raw_export import check_raw_options
+
+        check_raw_options(fmt, preset, gamma, background)
     if fmt == "png":
         from .writers._atomic import check_output_path
 
@@ -144,18 +153,30 @@ def crop(
         chunk = DziOptions(tile_size, overlap, tile_format, tile_quality).side
     if max_pixels is None:
         max_pixels = MAX_PIXELS if export else PNG_MAX_PIXELS
-    rendering = render(
-        source,
-        request,
-        preset=preset,
-        gamma=gamma,
-        background=background,
-        level_rule=level_rule,
-        align="output" if export else "tiles",
-        chunk_size=chunk if export else None,
-        max_pixels=max_pixels,
-        max_read_pixels=max_read_pixels,
-    )
+    if raw:  # the same plan, the source's planes instead of the composite
+        from .raw import raw_region
+
+        rendering: Any = raw_region(
+            source,
+            request,
+            level_rule=level_rule,
+            chunk_size=chunk,
+            max_pixels=max_pixels,
+            max_read_pixels=max_read_pixels,
+        )
+    else:
+        rendering = render(
+            source,
+            request,
+            preset=preset,
+            gamma=gamma,
+            background=background,
+            level_rule=level_rule,
+            align="output" if export else "tiles",
+            chunk_size=chunk if export else None,
+            max_pixels=max_pixels,
+            max_read_pixels=max_read_pixels,
+        )
     from .writers._atomic import check_not_input
 
     check_not_input(output, rendering.inputs)  # the writers check again, before writing
@@ -185,7 +206,24 @@ def crop(
                 Path(path).stat().st_size,
                 time.perf_counter() - started,
             )
-        if fmt == "ome-tiff":
+        if raw:
+            from ._raw_export import write_raw
+
+            result = write_raw(
+                rendering,
+                output,
+                fmt,
+                chunk=chunk,
+                client=client,
+                progress=progress,
+                overwrite=overwrite,
+                compute_kwargs=options,
+                compression=compression,
+                version=zarr_version,
+                resume=resume,
+                storage_options=output_storage_options,
+            )
+        elif fmt == "ome-tiff":
             from .writers.ome_tiff import to_ome_tiff
 
             result = to_ome_tiff(
@@ -273,15 +311,15 @@ def _check_arguments(request: Any, output: Any, image: Any) -> None:
         )
 
 
-def describe_plan(rendering: Rendering) -> str:
+def describe_plan(rendering: Any) -> str:
     """One line for a person: the scale, level, output size and channels of a render.
 
     A level reduced on the fly to keep max_size says so (``level 0 reduced 1/8``)."""
     fx, fy = rendering.downsample
     scale = f"1/{fx:g}" if fx == fy else f"1/{fx:g} x 1/{fy:g}"
-    height, width = rendering.shape[:2]
+    height, width = rendering.plan.grid.shape
     names = ", ".join(rendering.image.channels[c.index].name for c in rendering.plan.channels)
-    level = f"level {rendering.level}"
+    level = f"level {rendering.level}" + (" raw" if hasattr(rendering, "provenance") else "")
     if rendering.plan.reduction > 1:
         level += f" reduced 1/{rendering.plan.reduction}"
     return f"Cropping {scale} scale: {level}, output {width} x {height} px, channels {names}"

@@ -21,6 +21,7 @@ import numpy as np
 from .geometry import Rect
 from .kernel import composite, fill_background
 from .plan import RenderPlan
+from .projection import project_planes
 from .reduction import block_means
 from .request import ResolvedChannel
 from .sources.base import Source
@@ -63,6 +64,9 @@ class TileReader:
         self.reduction = plan.reduction
         self.styles = plan.channels
         self.z, self.t = plan.z, plan.t
+        self.projection = plan.projection
+        if plan.projection is not None:
+            self.planes = plan.projection.planes(source.info.size_z)
         height, width = plan.grid.shape
         if mode == "composite":
             self.dtype, self.shape = np.dtype(np.uint8), (height, width, 3)
@@ -123,9 +127,17 @@ class TileReader:
         level, z, t = self.grid.level, self.z, self.t
         if self.mode == "raw":
             indices = [style.index for style in styles]
-            return self.source.read_region(level, rect, indices, z=z, t=t)
+            if self.projection is None:
+                return self.source.read_region(level, rect, indices, z=z, t=t)
+            return project_planes(  # one plane of the chunk at a time, into an accumulator
+                lambda plane: self.source.read_region(level, rect, indices, z=plane, t=t),
+                self.planes,
+                self.projection.kind,
+                self.dtype,
+            )
+        extra = {} if self.projection is None else {"projection": self.projection}
         if self.mode == "windowed":
-            return self.source.read_windowed(level, rect, styles, z=z, t=t)  # type: ignore[attr-defined]
+            return self.source.read_windowed(level, rect, styles, z=z, t=t, **extra)  # type: ignore[attr-defined]
         return self.source.read_composite(
             level,
             rect,
@@ -133,6 +145,7 @@ class TileReader:
             z=z,
             t=t,  # type: ignore[attr-defined]
             model=self.model,
+            **extra,
         )
 
 
@@ -144,8 +157,9 @@ def level_array(
 
     reader = TileReader(source, plan, mode, model, fill)
     reduced = (plan.reduction,) if plan.reduction > 1 else ()  # names kept where not reduced
+    projected = (plan.projection,) if plan.projection is not None else ()  # likewise
     name = f"{mode}-" + tokenize(
-        source, plan.grid, *reduced, plan.channels, plan.z, plan.t, model, fill
+        source, plan.grid, *reduced, *projected, plan.channels, plan.z, plan.t, model, fill
     )
     rows, cols = plan.grid.chunks
     chunks = (rows, cols, (3,)) if mode == "composite" else ((len(plan.channels),), rows, cols)

@@ -89,6 +89,8 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         args.image = str(path)
     if args.group:
         return _run_groups(args, started)
+    if args.request is None and args.auto_windows and "?" in args.auto_windows:
+        args.request, args.auto_windows = args.auto_windows, "0.1,99.9"  # --auto-windows URL
     request = parse_request(args.request) if args.request is not None else None
     source = _open_source(args, request)
     if request is None:
@@ -97,6 +99,11 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         from dataclasses import replace
 
         request = replace(request, max_size=args.max_size)
+    if args.auto_windows is not None:
+        from .auto_contrast import parse_percentiles, with_auto_windows
+
+        request = with_auto_windows(source, request, parse_percentiles(args.auto_windows))
+        print(request.to_url(), flush=True)  # to reuse, or paste into OMERO.figure
     background = args.background or ("omero" if args.omero_compatible else "black")
     output = args.output
     if os.path.isdir(output) and not output.rstrip("/").lower().endswith(".zarr"):
@@ -127,6 +134,7 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         overlap=args.overlap,
         tile_format=args.tile_format,
         tile_quality=args.tile_quality,
+        raw=args.raw,
     )
     if not args.quiet:
         height, width = result.shape
@@ -245,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from ._cli_figure import run_figure
 
                 return run_figure(args)
+            if args.command == "info":
+                from ._info import run_info
+
+                return run_info(args)
             return _run_crop(args, started)
     except MinervaDaskError as exc:
         print_error(str(exc))

@@ -132,10 +132,12 @@ class Rendering:
         reader, spec = task.reader, task.spec
         last = spec if task.group is None else task.group  # as named before the record
         reduced = (plan.reduction,) if plan.reduction > 1 else ()  # as before where not reduced
+        projected = (plan.projection,) if plan.projection is not None else ()  # likewise
         token = tokenize(
             self.source,
             plan.grid,
             *reduced,
+            *projected,
             plan.channels,
             plan.z,
             plan.t,
@@ -321,6 +323,13 @@ def render(
     """
     mode = tile_mode(source)
     resolved = request.resolve(source.info)
+    if request.projection is not None and mode != "raw" and not getattr(source, "projects", False):
+        raise RequestError(
+            f"p={request.projection.to_param()}: {source!r} cannot project z planes "
+            "(OMERO.web's render_image_region ignores p, omero-ms-image-region projects; "
+            "Minerva's rendered tiles do not), and its tiles are rendered, so they cannot be "
+            "projected here: read raw tiles (Minerva mode raw) or a file"
+        )
     if hasattr(source, "check_styles"):  # a source's own limits, before any read
         try:
             source.check_styles(resolved)

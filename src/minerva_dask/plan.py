@@ -24,6 +24,7 @@ from .geometry import (
     plan_tile_grid,
     region_at_level,
 )
+from .projection import Projection
 from .request import RenderRequest, ResolvedChannel
 from .sources.base import ImageInfo
 
@@ -64,7 +65,8 @@ class RenderPlan:
     ``grid`` holds the level, the region in pixels of the level read (reduced by
     ``reduction``, see :func:`minerva_dask.geometry.choose_reduction`) and the chunk edges;
     ``channels`` the shown channels with their windows and colours resolved.
-    ``level_downsample`` is the ``(fx, fy)`` of the pyramid level read.
+    ``level_downsample`` is the ``(fx, fy)`` of the pyramid level read; ``projection``
+    the z projection of the request, if any (then ``z`` is not read).
     """
 
     grid: TileGrid
@@ -73,6 +75,7 @@ class RenderPlan:
     t: int
     reduction: int = 1
     level_downsample: tuple[float, float] = (1.0, 1.0)
+    projection: Projection | None = None
 
     @property
     def level(self) -> int:
@@ -226,4 +229,5 @@ def plan_render(
         t=request.t,
         reduction=k,
         level_downsample=(fx, fy),
+        projection=request.projection,
     )

@@ -27,6 +27,7 @@ from ._omero_urls import tile_region
 from .colors import color_hex, parse_color
 from .errors import RequestError
 from .geometry import Rect
+from .projection import Projection
 
 if TYPE_CHECKING:
     from .sources.base import ImageInfo
@@ -42,8 +43,10 @@ FAMILIES = ("linear", "polynomial", "exponential", "logarithmic")
 _FIGURE_MARKER = "/figure/render_scaled_region/"
 _RENDER_IMAGE = "/webgateway/render_image"
 _FORMS = "figure/render_scaled_region, webgateway|webclient/render_image[_region]"
-_IGNORED_PARAMS = frozenset({"p", "ia", "format", "zm", "_", "callback"})
-_KNOWN_PARAMS = frozenset({"c", "region", "tile", "max_size", "m", "maps", "q"}) | _IGNORED_PARAMS
+_IGNORED_PARAMS = frozenset({"ia", "format", "zm", "_", "callback"})
+_KNOWN_PARAMS = (
+    frozenset({"c", "region", "tile", "max_size", "m", "maps", "q", "p"}) | _IGNORED_PARAMS
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,6 +174,9 @@ class RenderRequest:
         server for it unless ``--jpeg-quality`` says otherwise.
     server
         Base URL of the OMERO.web server when the request was a full URL.
+    projection
+        A z projection (``p=intmax|0:4``, :mod:`minerva_dask.projection`), or ``None``
+        for the plane ``z``.
     """
 
     channels: tuple[ChannelSetting, ...] = ()
@@ -183,6 +189,7 @@ class RenderRequest:
     model: str = "color"
     quality: float | None = None
     server: str | None = field(default=None, compare=False)
+    projection: Projection | None = None
 
     def __post_init__(self) -> None:
         channels = tuple(self.channels)
@@ -293,6 +300,8 @@ class RenderRequest:
         """
         if self.z >= info.size_z:
             raise RequestError(f"z={self.z} is out of range: the image has {info.size_z} z-planes")
+        if self.projection is not None:
+            self.projection.planes(info.size_z)  # the range is checked against the image
         if self.t >= info.size_t:
             raise RequestError(
                 f"t={self.t} is out of range: the image has {info.size_t} time points"
@@ -376,6 +385,8 @@ class RenderRequest:
             query.append(("maps", json.dumps(maps, separators=(",", ":"))))
         if self.quality is not None:
             query.append(("q", _num(self.quality)))
+        if self.projection is not None:
+            query.append(("p", self.projection.to_param()))
         safe = "|$:,-.[]{}\"'"
         text = "&".join(f"{k}={quote(v, safe=safe)}" for k, v in query)
         whole = self.region is None and self.tile is None  # OMERO.web's render_image

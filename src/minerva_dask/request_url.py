@@ -22,6 +22,7 @@ from ._omero_urls import native_max_size, parse_tile, split_endpoint
 from .colors import parse_color
 from .errors import RequestError
 from .geometry import Rect
+from .projection import parse_projection
 from .request import (
     _FORMS,
     _KNOWN_PARAMS,
@@ -235,13 +236,7 @@ def parse_request(url: str) -> RenderRequest:
     if "maps" in params:
         channels = _parse_maps(params["maps"], channels)
     region, tile = _parse_area(params, kind)
-    projection = params.get("p", "normal").partition("|")[0]
-    if kind == "render_image" and projection not in ("normal", ""):
-        # render_scaled_region and render_image_region ignore p; render_image projects
-        raise RequestError(
-            f"p={params['p']} asks render_image for a Z projection, which is not supported: "
-            "render one plane (drop p) instead"
-        )
+    projection = parse_projection(params.get("p", "normal"))
     max_size = DEFAULT_MAX_SIZE
     if kind == "render_image_region" and region is not None:  # OMERO.web: full resolution
         max_size = native_max_size(region, MAX_SIDE)
@@ -268,6 +263,7 @@ def parse_request(url: str) -> RenderRequest:
         model=model,
         quality=quality,
         server=server,
+        projection=projection,
     )
 
 

@@ -22,7 +22,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -318,6 +318,27 @@ def rendering_settings(image: ServedImage, query: dict[str, str]) -> tuple[list[
         states.append(state)
     model = {"g": "greyscale", "c": "color"}.get(query.get("m", ""), "color")
     return states, model
+
+
+def projected(image: ServedImage, p: str) -> ServedImage:
+    """``image`` with every plane read as the projection ``p`` (``kind|start:end``), as
+    omero-ms-image-region's ProjectionService (@752d3604) computes it: the maximum starts
+    at 0 and includes END; mean and sum stop *before* END (its loop is ``z < end``), the
+    mean truncated into the pixel type, sum and mean clipped at the type's maximum."""
+    kind, _, span = p.partition("|")
+    start, end = (int(v) for v in span.split(":")) if span else (0, image.size_z - 1)
+
+    def read(level, t, c, z, y0, y1, x0, x1):
+        if kind == "intmax":
+            planes = [image.read(level, t, c, k, y0, y1, x0, x1) for k in range(start, end + 1)]
+            return np.maximum(np.max(planes, axis=0), 0).astype(image.dtype)
+        planes = [image.read(level, t, c, k, y0, y1, x0, x1) for k in range(start, end)]
+        total = np.sum(np.asarray(planes, np.float64), axis=0)
+        value = total / len(planes) if kind == "intmean" else total
+        top = np.iinfo(image.dtype).max
+        return np.trunc(np.minimum(value, top)).astype(image.dtype)
+
+    return replace(image, read=read)
 
 
 def render_rgb(
@@ -732,6 +753,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         else:
             fault = None
+        if self.state.png and query.get("p", "normal") != "normal":
+            image = projected(image, query["p"])  # omero-ms-image-region projects; OMERO.web not
         rgb = render_rgb(image, level, z, t, x, y, w, h, states, model)
         if key in self.state.faults.grey_tiles and model == "color":
             rgb = rgb.max(axis=2)  # one band: the encoder writes a grey (mode L) image

@@ -255,15 +255,37 @@ class OmeroSource(CachedHandleSource):
             "channels from the OME-TIFF or OME-Zarr file instead"
         )
 
+    @property
+    def projects(self) -> bool:
+        """Whether the server projects z planes (``p=``) on tiles: omero-ms-image-region
+        (the server that honours ``format=png``) does; OMERO.web ignores ``p`` there."""
+        return self.image_format == "png"
+
+    def _projection_param(self, projection: Any) -> dict[str, str]:
+        """``p`` with its plane range spelled out, as the server is to project."""
+        if projection is None:
+            return {}
+        planes = projection.planes(self.info.size_z)
+        return {"p": f"{projection.kind}|{planes.start}:{planes.stop - 1}"}
+
     def read_windowed(
-        self, level: int, rect: Rect, channels: Sequence[Any], *, z: int = 0, t: int = 0
+        self,
+        level: int,
+        rect: Rect,
+        channels: Sequence[Any],
+        *,
+        z: int = 0,
+        t: int = 0,
+        projection: Any = None,
     ) -> np.ndarray:
-        """8-bit quanta ``(c, y, x)`` of ``rect``: each channel windowed by the server."""
+        """8-bit quanta ``(c, y, x)`` of ``rect``: each channel windowed by the server
+        (``projection``: a :class:`~minerva_dask.projection.Projection` the server applies)."""
         out = np.empty((len(channels), int(rect.height), int(rect.width)), np.uint8)
         for k, style in enumerate(channels):
             params = {
                 "c": f"{style.index + 1}|{_num(style.start)}:{_num(style.end)}$FFFFFF",
                 "m": "g",
+                **self._projection_param(projection),
             }
             quantization = _quantization(style)
             if quantization:
@@ -282,8 +304,10 @@ class OmeroSource(CachedHandleSource):
         z: int = 0,
         t: int = 0,
         model: str = "color",
+        projection: Any = None,
     ) -> np.ndarray:
-        """OMERO's own composite ``(y, x, 3)`` uint8 of ``rect`` (``m=c`` or ``m=g``)."""
+        """OMERO's own composite ``(y, x, 3)`` uint8 of ``rect`` (``m=c`` or ``m=g``;
+        ``projection`` sent as ``p``)."""
         entries, maps = [], []
         for style in sorted(channels, key=lambda s: s.index):
             colour = (
@@ -295,6 +319,7 @@ class OmeroSource(CachedHandleSource):
             "c": ",".join(entries),
             "m": "g" if model == "greyscale" else "c",
             "maps": json.dumps(maps, separators=(",", ":")),
+            **self._projection_param(projection),
         }
         return self._read_tiles(level, rect, params, z, t, "composite", kind="rgb")
 

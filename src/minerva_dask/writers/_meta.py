@@ -11,25 +11,51 @@ import numpy as np
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["ExportResult", "OutputMetadata", "check_grid", "regular_chunks", "rgb_grid"]
+__all__ = [
+    "ExportResult",
+    "OutputMetadata",
+    "band_grid",
+    "check_grid",
+    "regular_chunks",
+    "rgb_grid",
+]
+
+# The channels of a rendered RGB image: label, colour.
+RGB = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
 
 
 @dataclass(frozen=True, slots=True)
 class OutputMetadata:
     """Name, physical pixel size ``(x, y)`` in µm of level 0, provenance, and the
-    locations (paths or URLs) read to make the image, which no output may replace."""
+    locations (paths or URLs) read to make the image, which no output may replace.
+
+    ``channels``: for a raw export, one ``(label, RRGGBB colour, (start, end) window)``
+    per stored plane; empty for a rendered RGB image (its channels are Red, Green, Blue
+    with windows 0..255)."""
 
     name: str = "rendered"
     pixel_size_um: tuple[float, float] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     inputs: tuple[str, ...] = ()
+    channels: tuple[tuple[str, str, tuple[float, float]], ...] = ()
+    dtype: str = "uint8"
 
     @classmethod
     def of(cls, image: Any) -> OutputMetadata:
-        """From a :class:`~minerva_dask.Rendering` (duck-typed), or defaults for arrays."""
+        """From a :class:`~minerva_dask.Rendering` or a raw region (duck-typed), or
+        defaults for arrays."""
         info = getattr(image, "image", None)
         if info is None:
             return cls()
+        if hasattr(image, "provenance"):  # a RawRegion: the source's planes, unrendered
+            return cls(
+                name=f"{info.name} (raw)",
+                pixel_size_um=image.pixel_size_um,
+                provenance=image.provenance(),
+                inputs=tuple(image.inputs),
+                channels=tuple((c.name, c.color, c.window) for c in image.channels),
+                dtype=str(image.dtype),
+            )
         request = image.request
         return cls(
             name=f"{info.name} (rendered)",
@@ -45,6 +71,36 @@ class OutputMetadata:
             },
             inputs=tuple(getattr(image, "inputs", ())),
         )
+
+    def omero_channels(self) -> list[dict[str, Any]]:
+        """The NGFF ``omero`` block's channels: the raw planes' labels, colours and
+        windows (min/max: the dtype's range), else Red, Green, Blue over 0..255."""
+        if not self.channels:
+            window = {"start": 0, "end": 255, "min": 0, "max": 255}
+            return [
+                {"label": label, "color": color, "active": True, "window": window}
+                for label, color in RGB
+            ]
+        kind = np.dtype(self.dtype)
+        limits = np.iinfo(kind) if kind.kind in "ui" else None
+        out = []
+        for label, color, (start, end) in self.channels:
+            low = float(limits.min) if limits is not None else start
+            high = float(limits.max) if limits is not None else end
+            window = {"start": start, "end": end, "min": min(low, start), "max": max(high, end)}
+            out.append({"label": label, "color": color, "active": True, "window": window})
+        return out
+
+    def ome_channels(self) -> dict[str, list[Any]]:
+        """OME-XML ``Channel`` attributes for tifffile's ``metadata``: ``Name`` and
+        ``Color`` (RGBA as a signed 32-bit integer) of each plane; ``{}`` for RGB."""
+        if not self.channels:
+            return {}
+        colors = []
+        for _, color, _ in self.channels:
+            value = (int(color, 16) << 8) | 0xFF
+            colors.append(value - (1 << 32) if value >= 1 << 31 else value)
+        return {"Name": [label for label, _, _ in self.channels], "Color": colors}
 
     def description(self) -> str:
         """Provenance as one line of JSON (for OME Description and zarr attributes)."""
@@ -87,6 +143,24 @@ def rgb_grid(image: Any, chunk: int | None = None, multiple: int = 2) -> tuple[d
     multiple = max(2, multiple)
     side = -(-side // multiple) * multiple
     wanted = (regular_chunks(data.shape[0], side), regular_chunks(data.shape[1], side), (3,))
+    if data.chunks != wanted:
+        data = data.rechunk(wanted)
+    check_grid(data.chunks[:2], side)
+    return data, side
+
+
+def band_grid(image: Any, chunk: int | None = None, multiple: int = 2) -> tuple[da.Array, int]:
+    """A raw region's ``(c, y, x)`` planes as ``(y, x, c)`` of any dtype on the regular
+    grid :func:`rgb_grid` makes for RGB (the channel axis one chunk), and its side."""
+    data = image.data.transpose(1, 2, 0)
+    side = chunk or max(data.chunks[0][0], data.chunks[1][0])
+    multiple = max(2, multiple)
+    side = -(-side // multiple) * multiple
+    wanted = (
+        regular_chunks(data.shape[0], side),
+        regular_chunks(data.shape[1], side),
+        (data.shape[2],),
+    )
     if data.chunks != wanted:
         data = data.rechunk(wanted)
     check_grid(data.chunks[:2], side)

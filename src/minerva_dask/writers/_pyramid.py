@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["downsample_2x", "pyramid_shapes"]
+__all__ = ["downsample_2x", "downsample_2x_any", "pyramid_shapes"]
 
 
 def downsample_2x(block: np.ndarray) -> np.ndarray:
@@ -43,3 +43,30 @@ def pyramid_shapes(height: int, width: int, tile: int) -> list[tuple[int, int]]:
         h, w = shapes[-1]
         shapes.append((math.ceil(h / 2), math.ceil(w / 2)))
     return shapes
+
+
+def downsample_2x_any(block: np.ndarray) -> np.ndarray:
+    """:func:`downsample_2x` for raw planes of any integer or float dtype: integers sum
+    in 64 bits and round half up, ``(a + b + c + d + 2) // 4`` (floor division, so also
+    for negative values); floats take the plain mean. uint8 gives what
+    :func:`downsample_2x` gives.
+
+    >>> downsample_2x_any(np.array([[-3, -2], [-2, -2]], np.int8))[0].tolist()
+    [-2]
+    >>> downsample_2x_any(np.array([[65535, 65535], [65535, 65534]], np.uint16))[0].tolist()
+    [65535]
+    """
+    height, width = block.shape[:2]
+    pad = ((0, height % 2), (0, width % 2)) + ((0, 0),) * (block.ndim - 2)
+    if height % 2 or width % 2:
+        block = np.pad(block, pad, mode="edge")
+    kind = block.dtype.kind
+    wide = np.float64 if kind == "f" else (np.uint64 if kind == "u" else np.int64)
+    total = block[0::2, 0::2].astype(wide)
+    for dy, dx in ((1, 0), (0, 1), (1, 1)):
+        np.add(total, block[dy::2, dx::2], out=total, casting="unsafe")
+    if kind == "f":
+        return (total / 4).astype(block.dtype)
+    total += 2
+    total //= 4
+    return total.astype(block.dtype)

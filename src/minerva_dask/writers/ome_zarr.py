@@ -1,6 +1,8 @@
 """Multiscale OME-Zarr output (NGFF 0.5 on zarr v3 by default, 0.4 on zarr v2).
 
-The rendered RGB is stored as ``(c, y, x)`` uint8, channels Red, Green, Blue. Every level
+The rendered RGB is stored as ``(c, y, x)`` uint8, channels Red, Green, Blue; a raw export
+(:class:`~minerva_dask.raw.RawRegion`) as its planes in the source dtype, the ``omero``
+block holding their labels, colours and windows. Every level
 is stored in chunks of one side, the side of the dask blocks that write it (checked before
 writing), so each stored chunk is written by exactly one task and workers write in
 parallel without locks. Each written chunk leaves a small completion marker
@@ -38,8 +40,8 @@ from .._paths import is_url
 from ..errors import OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
 from ._bands import Progress, compute_in_order
-from ._meta import ExportResult, OutputMetadata, check_grid, rgb_grid
-from ._pyramid import downsample_2x, pyramid_shapes
+from ._meta import ExportResult, OutputMetadata, band_grid, check_grid, rgb_grid
+from ._pyramid import downsample_2x_any, pyramid_shapes
 from ._store import (
     KEY,
     StorePlan,
@@ -143,15 +145,7 @@ def _level_metadata(
         "name": meta.name,
         "version": version,
         "rdefs": {"model": "color"},
-        "channels": [
-            {
-                "label": label,
-                "color": color,
-                "active": True,
-                "window": {"start": 0, "end": 255, "min": 0, "max": 255},
-            }
-            for label, color in RGB
-        ],
+        "channels": meta.omero_channels(),
     }
     return {"multiscales": [multiscale], "omero": omero}
 
@@ -208,7 +202,8 @@ def to_ome_zarr(
     meta = OutputMetadata.of(image)
     check_not_input(url, meta.inputs)  # before anything is opened for writing
     options = dict(storage_options or {})
-    data, side = rgb_grid(image, chunk)  # one side for every level's chunks and blocks
+    grid = band_grid if meta.channels else rgb_grid  # raw planes, or a rendered RGB
+    data, side = grid(image, chunk)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
     token = f"{data.name}:{version}:{side}"
     fs, root = open_destination(url, options)
@@ -286,6 +281,7 @@ def _write_store(
             shutil.rmtree(fresh, ignore_errors=True)
             raise
         group = zarr.open_group(url, mode="r+")
+    planes = data.shape[2]  # 3 for a rendered RGB; the planes of a raw export
     for level, (height, width) in enumerate(shapes):
         if str(level) not in group:
             kwargs = (  # NGFF 0.5 requires dimension_names: the axes' names, in order
@@ -295,9 +291,9 @@ def _write_store(
             )
             group.create_array(
                 str(level),
-                shape=(3, height, width),
-                chunks=(3, side, side),
-                dtype="uint8",
+                shape=(planes, height, width),
+                chunks=(planes, side, side),
+                dtype=data.dtype,
                 fill_value=0,
                 **kwargs,
             )
@@ -311,17 +307,17 @@ def _write_store(
             above = da.from_zarr(
                 url,
                 component=str(level - 1),
-                chunks=(3, 2 * side, 2 * side),
+                chunks=(planes, 2 * side, 2 * side),
                 storage_options=options if is_url(url) else None,
             )
             above = above.transpose(1, 2, 0)
             level_data = above.map_blocks(
-                downsample_2x,
-                dtype=np.uint8,
-                chunks=(_halves(above.chunks[0]), _halves(above.chunks[1]), (3,)),
+                downsample_2x_any,  # what downsample_2x gives for uint8
+                dtype=data.dtype,
+                chunks=(_halves(above.chunks[0]), _halves(above.chunks[1]), (planes,)),
             )
         stored = group[str(level)].chunks
-        if tuple(stored) != (3, side, side):
+        if tuple(stored) != (planes, side, side):
             raise RuntimeError(f"minerva-dask internal error: level {level} chunks {stored}")
         check_grid(level_data.chunks[:2], side, f"level {level} blocks")
         done = _done_markers(fs, root, level, f"{token}:{level}")
