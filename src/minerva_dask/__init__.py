@@ -55,6 +55,7 @@ __all__ = [
     "open_image",
     "open_minerva",
     "open_omero",
+    "open_source",
     "parse_request",
     "render",
     "request_with_auto_windows",
@@ -67,6 +68,7 @@ _LAZY = {
     "open_image": "minerva_dask.sources",
     "open_omero": "minerva_dask.sources",
     "open_minerva": "minerva_dask.sources",
+    "open_source": "minerva_dask.sources",
     "imgdata_from_ome_xml": "minerva_dask.imgdata",
     "render": "minerva_dask.graph",
     "Rendering": "minerva_dask.graph",
@@ -88,7 +90,7 @@ if TYPE_CHECKING:
     from .graph import Rendering, channel_arrays, render
     from .imgdata import imgdata_from_ome_xml
     from .request_url import default_request
-    from .sources import open_image, open_minerva, open_omero
+    from .sources import open_image, open_minerva, open_omero, open_source
     from .writers.ome_tiff import to_ome_tiff
     from .writers.ome_zarr import to_ome_zarr
     from .writers.png import to_png

@@ -43,37 +43,37 @@ def _run_imgdata(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_source(args: argparse.Namespace, request: Any) -> Any:
-    """The image: --image, else the OMERO server named by --omero or by a full URL."""
-    from .sources import open_image, open_minerva, open_omero
-
-    if args.image is not None:
-        return open_image(args.image, storage_options=dict(args.storage_option) or None)
-    if args.minerva is not None:
-        return open_minerva(args.minerva, mode=args.minerva_mode)
-    server = args.omero or (request.server if request is not None else None)
-    if server is None:
+def _image_arguments(args: argparse.Namespace, request: Any) -> dict[str, Any]:
+    """--image, --omero or --minerva (one of them) and their options, as ``crop`` takes
+    them; refused here in the flags' own words when none or several are given."""
+    given = [f"--{n}" for n in ("image", "omero", "minerva") if getattr(args, n) is not None]
+    if len(given) > 1:
+        raise RequestError(f"give one image, not both {' and '.join(given)}")
+    if not given and (request is None or request.server is None):
         raise RequestError(
             "no image given: add --image PATH_OR_URL (OME-TIFF or OME-Zarr), or --omero "
             "SERVER with a request /{image_id}/{z}/{t}/?c=..."
         )
-    if request is None or request.image_id is None or not request.image_id.isdigit():
-        raise RequestError(
-            "reading from OMERO needs the image id: give a request /{image_id}/{z}/{t}/?c=..."
-        )
     options: dict[str, Any] = {}
-    quality = args.jpeg_quality if args.jpeg_quality is not None else request.quality
-    if quality is not None:  # the flag wins over the request's q; neither: the source's default
-        options["quality"] = quality
-    return open_omero(
-        server, request.image_id, mode=args.omero_mode, verify=not args.insecure, **options
-    )
+    if args.minerva is not None:
+        options["mode"] = args.minerva_mode
+    elif args.image is None:  # OMERO: --omero, or the server of a full URL
+        options.update(mode=args.omero_mode, verify=not args.insecure)
+        if args.jpeg_quality is not None:  # the flag wins over the request's q
+            options["quality"] = args.jpeg_quality
+    return {
+        "image": args.image,
+        "omero": args.omero,
+        "minerva": args.minerva,
+        "storage_options": (dict(args.storage_option) or None) if args.image else None,
+        "source_options": options,
+    }
 
 
 def _run_crop(args: argparse.Namespace, started: float) -> int:
     """``crop``; ``started``: when the command began (the final line's time covers it all)."""
     from .api import crop
-    from .request_url import default_request, parse_request
+    from .request_url import parse_request
     from .sources._fs import OWN_OPTIONS
 
     if args.request is None and args.image is None and args.omero is None and not args.minerva:
@@ -87,13 +87,7 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         path = demo_image_path(announce=None if args.quiet else announce)
         args.request, args.image = DEMO_REQUEST, str(path)
     request = parse_request(args.request) if args.request is not None else None
-    source = _open_source(args, request)
-    if request is None:
-        request = default_request(source.info)
-    if args.max_size is not None:
-        from dataclasses import replace
-
-        request = replace(request, max_size=args.max_size)
+    image = _image_arguments(args, request)
     background = args.background or ("omero" if args.omero_compatible else "black")
     output = args.output
     if os.path.isdir(output) and not output.rstrip("/").lower().endswith(".zarr"):
@@ -102,7 +96,8 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
     result = crop(
         request,
         output,
-        image=source,
+        **image,
+        max_size=args.max_size,
         preset=args.preset,
         gamma=args.gamma,
         background=background,
