@@ -8,6 +8,7 @@ import pytest
 
 import minerva_dask as md
 from minerva_dask.request import ChannelSetting, RenderRequest
+from minerva_dask.sources.base import SourceBase
 from tests.reference import (
     block_mean_level,
     independent_pyramid,
@@ -259,7 +260,7 @@ def test_bad_render_options_are_rejected_before_any_read(tiny_ome_tiff) -> None:
     assert source.reads > 0
 
 
-class _BrokenChannel:
+class _BrokenChannel(SourceBase):
     """Wraps a source; channel ``broken`` (0-based) cannot be read."""
 
     def __init__(self, source, broken: int) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import RemoteError, RequestError
+from .sources.base import capabilities
 from .writers._bands import Progress, compute_in_order
 
 __all__ = [
@@ -166,7 +167,7 @@ def uses_threaded_scheduler(kwargs: dict[str, Any]) -> bool:
 
 def compute_options(source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` for ``compute``, with enough threads for a network source's latency."""
-    concurrency = getattr(source, "io_concurrency", None)
+    concurrency = capabilities(source).io_concurrency
     if not concurrency or "scheduler" in kwargs or "num_workers" in kwargs:
         return kwargs
     if not uses_threaded_scheduler(kwargs):

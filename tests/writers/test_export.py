@@ -14,6 +14,7 @@ import zarr
 import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
 from minerva_dask.cli import main
+from minerva_dask.sources.base import SourceBase
 from minerva_dask.writers._pyramid import downsample_2x
 from minerva_dask.writers.ome_tiff import to_ome_tiff
 from minerva_dask.writers.ome_zarr import to_ome_zarr
@@ -157,7 +158,7 @@ def test_ome_tiff_describes_how_it_was_made(rendering, tmp_path) -> None:
     assert x_res[0] / x_res[1] == pytest.approx(1e4 / 1.3)  # level 1: 1.3 µm pixels
 
 
-class _FailingSource:
+class _FailingSource(SourceBase):
     """Wraps a source; reads at y >= fail_from_y fail (an export interrupted part-way)."""
 
     def __init__(self, source, fail_from_y: int) -> None:

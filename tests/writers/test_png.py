@@ -15,6 +15,7 @@ from PIL import Image
 
 import minerva_dask as md
 from minerva_dask.errors import OutputError
+from minerva_dask.sources.base import SourceBase
 from minerva_dask.writers import png
 from minerva_dask.writers.png import PngWriter, encode_png
 
@@ -191,7 +192,7 @@ def test_missing_rows_are_an_error_and_leave_no_file(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-class _SlowRemote:
+class _SlowRemote(SourceBase):
     """A file source behaving as a network source: it wants 8 tiles in flight and each
     read takes 50 ms. Records the most reads that overlapped."""
 
