@@ -69,7 +69,7 @@ def test_file_sources_declare_where_their_pixels_come_from(tiny_ome_tiff, tiny_o
 
 def test_no_module_probes_a_source_for_a_capability() -> None:
     src = Path(md.__file__).parent
-    names = "|".join(CAPABILITIES + ("check_styles", "read_windowed", "read_composite"))
+    names = "|".join((*CAPABILITIES, "check_styles", "read_windowed", "read_composite"))
     probe = re.compile(rf"""(?:getattr|hasattr)\([^)]*["']({names})["']""")
     found = [
         f"{path.relative_to(src)}:{n}: {line.strip()}"

@@ -13,7 +13,6 @@ omero-ms-image-region micro-service) the match is exact.
 from __future__ import annotations
 
 import io
-import pickle
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from PIL import Image
 import minerva_dask as md
 from minerva_dask.cli import main
 from tests.servers.omero import Faults, OmeroServer, ServedImage
+from tests.sources.contract import unpickled
 
 REQUEST = (
     "/{id}/0/0/?c=1|500:20000$0000FF,-2|0:8000$00FF00,3|300:9000$FF8000"
@@ -280,7 +280,7 @@ def test_tls_verification_is_on_unless_turned_off(png_server) -> None:
 def test_pickles_without_secrets_in_its_repr(png_server) -> None:
     source = md.open_omero(png_server.url, 1, **CREDS)
     assert "wonderland" not in repr(source)
-    clone = pickle.loads(pickle.dumps(source))
+    clone = unpickled(source)  # reads with its own connection, as a worker would
     np.testing.assert_array_equal(
         md.render(clone, request(max_size=300)).compute(),
         md.render(source, request(max_size=300)).compute(),

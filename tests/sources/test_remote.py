@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import minerva_dask as md
 from minerva_dask.sources.base import channels_per_read
 from tests.reference import independent_pyramid
 from tests.servers.static import StaticServer
+from tests.sources.contract import unpickled
 
 REQUEST = "/0/0/0/?c=1|500:20000$0000FF,3|300:9000$FF0000&region=-50,20,1000,600&max_size=400"
 
@@ -53,7 +53,7 @@ def test_s3_render_equals_the_local_render(s3_images, tiny_ome_tiff, tiny_ome_za
     expected = md.render(md.open_image(local), request).compute()
     np.testing.assert_array_equal(md.render(remote, request).compute(), expected)
     assert remote.info.size_c == 3
-    clone = pickle.loads(pickle.dumps(remote))
+    clone = unpickled(remote)  # reads with its own handle, as a worker would
     np.testing.assert_array_equal(md.render(clone, request).compute(), expected)
 
 
