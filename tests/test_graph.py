@@ -96,6 +96,7 @@ def _regions(width: int, height: int) -> dict[str, tuple[float, float, float, fl
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("max_size", [10_000, 60, 17])
 def test_render_equals_the_reference(shared_data, case: str, max_size: int) -> None:
@@ -152,6 +153,7 @@ def test_generated_pyramids_equal_the_reference(tiny_ome_tiff, tiny_ome_zarr) ->
             np.testing.assert_array_equal(md.render(source, request).compute(), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [1000, 512, 300, 64, 17, (97, 45)])
 def test_pixels_do_not_depend_on_the_chunking(tiny_ome_tiff, chunk_size) -> None:
     source = md.open_image(tiny_ome_tiff)

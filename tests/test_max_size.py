@@ -176,6 +176,7 @@ print(json.dumps(result))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 def test_the_planner_is_bounded_by_the_output_not_the_region(shared_data, tmp_path) -> None:
     done = subprocess.run(

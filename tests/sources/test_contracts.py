@@ -22,6 +22,8 @@ from tests.servers.static import StaticServer
 from tests.sources.contract import SourceContract
 from tests.sources.test_remote import _upload_tree
 
+pytestmark = pytest.mark.slow  # the contract over HTTP, S3, OMERO and Minerva
+
 # one style per channel of the tiny image: what the server is asked to window or composite
 STYLES = (
     ResolvedChannel(0, 100.0, 25000.0, (0.0, 0.0, 1.0)),

@@ -15,6 +15,8 @@ from tests.reference import render_reference
 from tests.servers.minerva import render_tile_maths
 from tests.sources.contract import unpickled
 
+pytestmark = pytest.mark.slow  # Cognito and S3 on moto, the emulating API
+
 REQUEST = (
     "/0/0/0/?c=1|500:20000$0000FF,-2|0:8000$00FF00,3|300:9000$FF8000"
     "&region=-150,-80,1400,900&max_size={max_size}"

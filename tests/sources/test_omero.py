@@ -169,6 +169,7 @@ def test_omero_compatible_crop_equals_the_servers_own_figure_answer(
     assert_jpeg_close(ours, theirs, mean_max=2.0, psnr_min=32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "faults",
     [
@@ -201,6 +202,7 @@ def test_a_tile_that_keeps_failing_fails_the_render_naming_it(images) -> None:
         assert "HTTP 500" in str(info.value)
 
 
+@pytest.mark.slow
 def test_session_expiry_mid_render_logs_in_again_and_completes(images, tiny_ome_tiff) -> None:
     with OmeroServer(images, faults=Faults(expire_after=5)) as server:
         source = md.open_omero(server.url, 1, tile_size=256, **CREDS, **FAST)
@@ -253,6 +255,7 @@ def test_public_servers_need_no_credentials(images) -> None:
         assert md.open_omero(server.url, 2).info.levels[0].width == 2048
 
 
+@pytest.mark.slow
 def test_pyramid_still_being_built_is_waited_for_then_reported(images) -> None:
     with OmeroServer(images, public=True, faults=Faults(busy_imgdata=2)) as server:
         assert md.open_omero(server.url, 1, **FAST).info.size_c == 3
@@ -330,6 +333,7 @@ def test_cli_with_a_full_figure_url_and_with_omero(
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
 def test_a_grey_tile_in_a_colour_composite_fails_naming_it(images, fmt) -> None:
     faults = Faults(grey_tiles={(0, 1, 0)})
@@ -349,6 +353,7 @@ def test_a_grey_tile_in_a_colour_composite_fails_naming_it(images, fmt) -> None:
         md.render(windowed, request(max_size=600), preset="omero").compute()
 
 
+@pytest.mark.slow
 def test_cli_exits_2_with_one_line_on_a_grey_composite_tile(images, tmp_path, capsys) -> None:
     with OmeroServer(images, public=True, faults=Faults(grey_tiles={(2, 0, 0)})) as server:
         path = REQUEST.format(id=1, max_size=600)

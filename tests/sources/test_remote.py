@@ -44,6 +44,7 @@ def s3_images(s3, tiny_ome_tiff, tiny_ome_zarr):
     return options
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tiff", "zarr"])
 def test_s3_render_equals_the_local_render(s3_images, tiny_ome_tiff, tiny_ome_zarr, kind) -> None:
     local = tiny_ome_tiff if kind == "tiff" else tiny_ome_zarr
@@ -57,6 +58,7 @@ def test_s3_render_equals_the_local_render(s3_images, tiny_ome_tiff, tiny_ome_za
     np.testing.assert_array_equal(md.render(clone, request).compute(), expected)
 
 
+@pytest.mark.slow
 def test_s3_missing_object_is_named(s3_images) -> None:
     with pytest.raises(md.SourceNotFoundError, match=re.escape("s3://slides/absent.ome.tif")):
         md.open_image("s3://slides/absent.ome.tif", storage_options=s3_images)
@@ -139,6 +141,7 @@ def slow_http(tiny_ome_tiff, tmp_path):
         yield url, server.httpd
 
 
+@pytest.mark.slow
 def test_remote_tiff_tiles_are_fetched_many_at_once(slow_http, tiny_ome_tiff) -> None:
     url, httpd = slow_http
     remote = md.open_image(f"{url}/tiny.ome.tif")

@@ -51,6 +51,7 @@ def zarr_levels(path) -> list[np.ndarray]:
     return [np.moveaxis(group[d["path"]][...], 0, 2) for d in multiscale["datasets"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["0.5", "0.4"])
 def test_round_trip_both_formats_every_level(rendering, tmp_path, version) -> None:
     in_memory = md.render(rendering.source, rendering.request).compute()
@@ -70,6 +71,7 @@ def test_round_trip_both_formats_every_level(rendering, tmp_path, version) -> No
         np.testing.assert_array_equal(got, expected[level], err_msg=f"tiff level {level}")
 
 
+@pytest.mark.slow
 def test_ngff_metadata_follows_the_05_and_04_rules(rendering, tmp_path) -> None:
     to_ome_zarr(rendering, tmp_path / "v5.ome.zarr", version="0.5")
     to_ome_zarr(rendering, tmp_path / "v4.ome.zarr", version="0.4")
@@ -123,6 +125,7 @@ def test_our_own_source_opens_the_output(rendering, tmp_path) -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compression", ["deflate", "lzw", "zstd", "none", "jpeg"])
 def test_ome_tiff_compressions(rendering, tmp_path, compression) -> None:
     to_ome_tiff(rendering, tmp_path / "c.ome.tif", compression=compression)
@@ -180,6 +183,7 @@ class _FailingSource(SourceBase):
         pass
 
 
+@pytest.mark.slow
 def test_an_interrupted_zarr_export_resumes_skipping_written_chunks(tiny_ome_tiff, tmp_path):
     source = md.open_image(tiny_ome_tiff)
     request = md.parse_request(REQUEST)
@@ -209,6 +213,7 @@ def test_an_interrupted_zarr_export_resumes_skipping_written_chunks(tiny_ome_tif
     assert not (target / ".minerva-dask").exists() and not partial.exists()
 
 
+@pytest.mark.slow
 def test_a_marker_from_another_render_is_not_trusted(tiny_ome_tiff, tmp_path) -> None:
     source = md.open_image(tiny_ome_tiff)
     target = tmp_path / "m.ome.zarr"
@@ -331,6 +336,7 @@ def test_peak_memory_stays_under_budget_for_a_slide_larger_than_it(tmp_path, kin
     assert peak < budget, f"peak RSS {peak / 2**20:.0f} MB"
 
 
+@pytest.mark.slow
 def test_output_errors_are_clear_and_leave_nothing_behind(rendering, tmp_path, moto_server):
     with pytest.raises(md.OutputError, match="does not exist"):
         to_ome_tiff(rendering, tmp_path / "missing" / "x.ome.tif")
@@ -363,6 +369,7 @@ def test_output_errors_are_clear_and_leave_nothing_behind(rendering, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.ome.tif", "y.ome.zarr"]
 
 
+@pytest.mark.slow
 def test_ome_zarr_on_s3(rendering, moto_server) -> None:
     s3fs = pytest.importorskip("s3fs")
     options = {"client_kwargs": {"endpoint_url": moto_server}}
@@ -374,6 +381,7 @@ def test_ome_zarr_on_s3(rendering, moto_server) -> None:
     np.testing.assert_array_equal(np.moveaxis(got, 0, 2), expected)
 
 
+@pytest.mark.slow
 def test_cli_exports_by_file_name_with_progress(tiny_ome_tiff, tmp_path, capsys) -> None:
     args = ["crop", REQUEST, "--image", str(tiny_ome_tiff)]
     assert main([*args, "-o", str(tmp_path / "a.ome.tiff")]) == 0

@@ -221,6 +221,7 @@ class _SlowRemote(SourceBase):
         pass
 
 
+@pytest.mark.slow
 def test_streamed_png_keeps_a_network_sources_tiles_in_flight(tiny_ome_tiff, tmp_path) -> None:
     source = _SlowRemote(md.open_image(tiny_ome_tiff))
     request = md.parse_request("/0/0/0/?c=1|500:20000$0000FF&region=0,0,1100,700")
