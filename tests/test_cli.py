@@ -78,6 +78,7 @@ def test_default_render_of_many_channels_says_which_it_shows(
     assert "showing channels" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_real_file_run_equals_the_python_api(tmp_path, shared_data) -> None:
     path = shared_data / "ome-tiff/rgb-circles-3ch-uint16-subifd.ome.tif"
     request = (

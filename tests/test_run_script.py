@@ -68,6 +68,7 @@ def test_the_demo_in_an_environment_made_for_the_tests_installs_nothing(stub_env
     assert stub_env("demo") == ["minerva-dask crop"]
 
 
+@pytest.mark.slow
 def test_run_test_prints_its_wall_time_and_keeps_pytests_exit_status(tmp_path) -> None:
     if shutil.which("bash") is None:
         pytest.skip("bash not found")

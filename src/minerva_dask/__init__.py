@@ -14,6 +14,8 @@ Heavy modules (dask, zarr, tifffile) load on first use of the names that need th
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _metadata_version
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -30,6 +32,11 @@ from .errors import (
 from .geometry import Rect
 from .request import ChannelSetting, RenderRequest
 from .request_url import parse_request
+
+try:
+    __version__ = _metadata_version("minerva-dask")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "AuthError",
@@ -96,20 +103,7 @@ if TYPE_CHECKING:
     from .writers.png import to_png
 
 
-def _version() -> str:
-    """The installed distribution's version (package metadata is read on first use)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("minerva-dask")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
-
-
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        globals()[name] = value = _version()
-        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'minerva_dask' has no attribute {name!r}")
@@ -119,4 +113,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | {"__version__"})
+    return sorted(set(globals()) | set(_LAZY))

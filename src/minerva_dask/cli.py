@@ -210,19 +210,20 @@ def run() -> None:
     (set before numpy is imported, which is when OpenBLAS reads it), as dask's nanny does
     for its workers: the command does no linear algebra, and the thread OpenBLAS starts
     with numpy spins on a core while a crop reads and encodes on all of them, then is
-    joined at exit (3-4% of a 0.2 s overview on 2 cores).
+    joined at exit (7-9% of a CLI overview crop on 2 cores, bench/RESULTS.md).
 
     Before exiting, every object is moved out of the cyclic garbage collector's reach
     (``gc.freeze``): the interpreter's last collections would otherwise walk every object
-    of numpy, tifffile and ours, 10-15 ms of a 0.2 s crop, for memory the operating
-    system reclaims anyway. Outputs are closed by then; atexit handlers still run and
-    buffered output is still flushed.
+    of numpy, tifffile and ours (17-18% of a CLI overview crop on a busy 2-core machine,
+    bench/RESULTS.md), for memory the operating system reclaims anyway. Outputs are
+    closed by then; atexit handlers still run and buffered output is still flushed.
     """
+    # kept: undoing it costs 7-9% of a CLI overview crop (bench/RESULTS.md, start-up)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code = main()
     import gc
 
-    gc.freeze()
+    gc.freeze()  # kept: undoing it costs 17-18% of a CLI overview crop (bench/RESULTS.md)
     sys.exit(code)
 
 

@@ -127,7 +127,7 @@ def _connect(distributed: Any, address: str) -> Any:
         ) from None
 
 
-def dask_may_be_configured() -> bool:
+def dask_may_be_configured() -> bool:  # kept: 25-30% of a CLI overview crop (bench/RESULTS.md)
     """Whether dask may hold settings for this process: it is imported (code may have set
     a scheduler, callbacks or a client), a ``DASK_*`` environment variable is set, or a
     file lies where dask looks for its YAML configuration. When none holds, dask would

@@ -116,6 +116,7 @@ def test_png_tiles_give_exactly_the_local_omero_render(png_server, tiny_ome_tiff
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 def test_jpeg_tiles_match_the_local_omero_render_within_tolerance(jpeg_server, tiny_ome_tiff):
     local = md.render(md.open_image(tiny_ome_tiff), request(), preset="omero").compute()
     composite = md.render(md.open_omero(jpeg_server.url, 1, **CREDS), request()).compute()
@@ -126,6 +127,7 @@ def test_jpeg_tiles_match_the_local_omero_render_within_tolerance(jpeg_server, t
     assert_jpeg_close(windowed, local, mean_max=0.5, psnr_min=45)
 
 
+@pytest.mark.slow
 def test_windowed_mode_takes_our_gamma_and_presets(png_server, tiny_ome_tiff) -> None:
     source = md.open_omero(png_server.url, 1, mode="windowed", **CREDS)
     quanta = md.render(source, request(), gamma=2.0).compute()

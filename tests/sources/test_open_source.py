@@ -51,6 +51,8 @@ def test_files_and_open_sources_open_as_open_image_does(tiny_ome_tiff) -> None:
     assert md.open_source(source) is source
     with pytest.raises(md.RequestError, match="takes no options"):
         md.open_source(source, series=1)
+    with pytest.raises(md.RequestError, match="not a dict"):
+        md.open_source({"path": str(tiny_ome_tiff)})
 
 
 def test_omero_opens_by_server_and_image_id(omero, tiny_ome_tiff) -> None:

@@ -100,6 +100,7 @@ def test_ngff_metadata_follows_the_05_and_04_rules(rendering, tmp_path) -> None:
         assert "request" in dict(group.attrs)["minerva-dask"]
 
 
+@pytest.mark.slow
 def test_ome_zarr_py_reads_the_output(rendering, tmp_path) -> None:
     reader = pytest.importorskip("ome_zarr.reader")
     io = pytest.importorskip("ome_zarr.io")

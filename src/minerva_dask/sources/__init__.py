@@ -167,7 +167,12 @@ def open_source(
         if options or storage_options:
             raise RequestError("an open source takes no options: give them when opening it")
         return image
-    return open_image(image, storage_options=storage_options, **options)  # type: ignore[arg-type]
+    if not isinstance(image, str | os.PathLike):
+        raise RequestError(
+            f"image= takes a path, a URL or an open source (info, read_region, close), "
+            f"not a {type(image).__name__}"
+        )
+    return open_image(image, storage_options=storage_options, **options)
 
 
 def _check_options(cls: Any, options: dict[str, Any], what: str) -> None:
