@@ -14,6 +14,7 @@ from minerva_dask.sources.base import (
     SourceBase,
     capabilities,
     channels_per_read,
+    read_level,
     server_rendered,
     tile_mode,
 )
@@ -41,6 +42,14 @@ def test_capabilities_are_declared_by_inheriting_not_guessed_from_attributes(tmp
 
     assert not server_rendered(LooksRendered(tmp_path))
     assert server_rendered(Rendered()) and tile_mode(Rendered()) == "composite"
+
+
+def test_raw_reads_of_a_server_rendered_source_are_refused_before_any_read() -> None:
+    class Rendered(SourceBase):  # no info, no read_region: nothing may be touched
+        tile_mode = "windowed"
+
+    with pytest.raises(md.SourceError, match="not raw pixel values"):
+        read_level(Rendered(), 0)
 
 
 def test_a_composite_source_must_name_its_maths() -> None:

@@ -211,8 +211,7 @@ class SourceBase:
     ref: str | None = None
 
     def channels_per_read(self, level: int) -> int | None:
-        """How many channels of ``level`` are stored together (see the function
-        :func:`channels_per_read`); ``None`` (default): no hint."""
+        """Channels of ``level`` stored together (:func:`channels_per_read`); None: no hint."""
         return None
 
     def check_styles(self, styles: Sequence[Any]) -> None:
@@ -379,7 +378,14 @@ def _close(handle: Any) -> None:
 def read_level(
     source: Source, level: int, channels: Sequence[int] | None = None, *, z: int = 0, t: int = 0
 ) -> np.ndarray:
-    """Read a whole level eagerly as ``(c, y, x)``, tile by tile. For small levels and tests."""
+    """Read a whole level eagerly as ``(c, y, x)``, tile by tile. For small levels and tests.
+
+    Raw pixels only: a :func:`server_rendered` source is refused before any read."""
+    if server_rendered(source):
+        raise SourceError(
+            f"{source!r} serves rendered tiles (tile_mode {tile_mode(source)!r}), not raw "
+            "pixel values; reading a level needs a file source (OME-TIFF, OME-Zarr)"
+        )
     info = source.info
     spec = info.levels[level]
     channels = list(range(info.size_c)) if channels is None else list(channels)
