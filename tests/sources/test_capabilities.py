@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import minerva_dask as md
@@ -72,8 +71,7 @@ def test_file_sources_declare_where_their_pixels_come_from(tiny_ome_tiff, tiny_o
         source = md.open_image(path)
         assert capabilities(source).ref == str(path)
         assert not server_rendered(source)
-        assert channels_per_read(source, 0) in (1, None) or channels_per_read(source, 0) >= 1
-        assert isinstance(source.read_region(0, md.Rect(0, 0, 2, 2), [0]), np.ndarray)
+        assert source.read_region(0, md.Rect(0, 0, 2, 2), [0]).dtype == source.info.dtype
 
 
 def test_no_module_probes_a_source_for_a_capability() -> None:

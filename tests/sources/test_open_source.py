@@ -51,6 +51,8 @@ def test_files_and_open_sources_open_as_open_image_does(tiny_ome_tiff) -> None:
     assert md.open_source(source) is source
     with pytest.raises(md.RequestError, match="takes no options"):
         md.open_source(source, series=1)
+    with pytest.raises(md.RequestError, match="an ome-tiff image takes no option mode"):
+        md.open_source(tiny_ome_tiff, mode="windowed")
     with pytest.raises(md.RequestError, match="not a dict"):
         md.open_source({"path": str(tiny_ome_tiff)})
 

@@ -108,7 +108,9 @@ def open_image(
             f"opening {chosen} needs a missing package ({exc.name}): "
             f"pip install 'minerva-dask[{extra or 'all'}]'"
         ) from exc
-    return getattr(module, class_name)(text, storage_options=storage_options, **options)
+    cls = getattr(module, class_name)
+    _check_options(cls, options, f"an {chosen} image")
+    return cls(text, storage_options=storage_options, **options)
 
 
 def open_source(
@@ -184,7 +186,7 @@ def _check_options(cls: Any, options: dict[str, Any], what: str) -> None:
     if unknown:
         raise RequestError(
             f"{what} takes no option {', '.join(unknown)}; its options: "
-            f"{', '.join(k for k in known if k not in ('server', 'image_id', 'image_uuid'))}"
+            f"{', '.join(k for k in known if k not in ('server', 'image_id', 'image_uuid', 'ref'))}"
         )
 
 
