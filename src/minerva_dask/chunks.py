@@ -23,7 +23,7 @@ from .kernel import composite, fill_background
 from .plan import RenderPlan
 from .reduction import block_means
 from .request import ResolvedChannel
-from .sources.base import Source
+from .sources.base import Source, capabilities
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -124,16 +124,10 @@ class TileReader:
         if self.mode == "raw":
             indices = [style.index for style in styles]
             return self.source.read_region(level, rect, indices, z=z, t=t)
+        server = capabilities(self.source)  # the source itself: its tile_mode said so
         if self.mode == "windowed":
-            return self.source.read_windowed(level, rect, styles, z=z, t=t)  # type: ignore[attr-defined]
-        return self.source.read_composite(
-            level,
-            rect,
-            styles,
-            z=z,
-            t=t,  # type: ignore[attr-defined]
-            model=self.model,
-        )
+            return server.read_windowed(level, rect, styles, z=z, t=t)
+        return server.read_composite(level, rect, styles, z=z, t=t, model=self.model)
 
 
 def level_array(
