@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,15 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Generate the demo image into a per-session folder, never the user's cache."""
-    folder = tmp_path_factory.mktemp("cache")
+def _isolated_cache() -> Iterator[Path]:
+    """The demo image's cache for the tests, never the user's: ``.test-cache/`` in the
+    checkout (ignored by git), in a folder named after the generator's source, so a change
+    to ``_demo.py`` makes a new demo and an unchanged one is reused between runs (it takes
+    5-15 s to make on 2 cores). The demo is written atomically, so runs side by side
+    never see half of one."""
+    generator = Path(__file__).parent / "src" / "minerva_dask" / "_demo.py"
+    digest = hashlib.sha256(generator.read_bytes()).hexdigest()[:16]
+    folder = Path(__file__).parent / ".test-cache" / f"demo-{digest}"
     previous = os.environ.get("MINERVA_DASK_CACHE")
     os.environ["MINERVA_DASK_CACHE"] = str(folder)
     yield folder

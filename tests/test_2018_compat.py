@@ -18,6 +18,8 @@ from tests.reference import block_mean_level, crop_padded
 from tests.servers.omero import OmeroServer, ServedImage
 from tests.sparse import write_sparse_pyramid
 
+pytestmark = pytest.mark.slow  # the 2018 scripts' calls against OMERO and Minerva
+
 OMERO_DEFAULT = "/548111/0/0/?c=1|0:65535$FF0000,3|0:65535$0000FF&region=-8160,-16416,48960,48960"
 MINERVA_DEFAULT = "/548111/0/0/?c=1|0:65535$FF0000&region=0,0,1024,1024"
 

@@ -16,6 +16,8 @@ import minerva_dask as md
 from bench.peers import CASES, COLOURS, WINDOW, request_url, scaled_case, write_pyramid
 from tests.reference import independent_pyramid, level_for, render_reference
 
+pytestmark = pytest.mark.slow  # the bench cases, scaled down
+
 SCALE = 8
 
 

@@ -25,6 +25,7 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_demo_run_with_no_arguments_writes_out_png(tmp_path, demo_path) -> None:
     result = run("crop", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -35,6 +36,7 @@ def test_demo_run_with_no_arguments_writes_out_png(tmp_path, demo_path) -> None:
     assert image.std() > 10  # a picture, not a flat field
 
 
+@pytest.mark.slow
 def test_first_demo_says_it_generates_and_times_the_whole_command(
     tmp_path, monkeypatch, capsys
 ) -> None:
@@ -76,6 +78,7 @@ def test_default_render_of_many_channels_says_which_it_shows(
     assert "showing channels" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_real_file_run_equals_the_python_api(tmp_path, shared_data) -> None:
     path = shared_data / "ome-tiff/rgb-circles-3ch-uint16-subifd.ome.tif"
     request = (
@@ -101,6 +104,7 @@ def test_real_file_run_equals_the_python_api(tmp_path, shared_data) -> None:
     assert "level 1" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -270,6 +274,7 @@ def _crop_in_fresh_process(tiny_ome_tiff, tmp_path, extra_env: dict[str, str]):
     return result.stdout.split()
 
 
+@pytest.mark.slow
 def test_a_png_crop_never_imports_dask_when_nothing_configured_it(tiny_ome_tiff, tmp_path):
     configured, dask_loaded = _crop_in_fresh_process(tiny_ome_tiff, tmp_path, {})
     if configured == "True":
@@ -277,6 +282,7 @@ def test_a_png_crop_never_imports_dask_when_nothing_configured_it(tiny_ome_tiff,
     assert dask_loaded == "False"  # its chunk tasks ran on a thread pool; same pixels
 
 
+@pytest.mark.slow
 def test_a_png_crop_follows_dask_configuration_from_the_environment(tiny_ome_tiff, tmp_path):
     configured, dask_loaded = _crop_in_fresh_process(
         tiny_ome_tiff, tmp_path, {"DASK_SCHEDULER": "synchronous"}
@@ -296,6 +302,7 @@ run()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
 def test_the_console_script_holds_openblas_to_one_thread_unless_told(tiny_ome_tiff, tmp_path):
     """No linear algebra here: OpenBLAS's own thread would spin while a crop uses the cores."""
@@ -323,6 +330,7 @@ def test_the_console_script_holds_openblas_to_one_thread_unless_told(tiny_ome_ti
     assert said[1][0] == "2"  # the user's setting stands
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("query_q", "flag", "asked"),
     [("&q=0.5", [], "0.5"), ("&q=0.5", ["--jpeg-quality", "0.8"], "0.8"), ("", [], "0.95")],

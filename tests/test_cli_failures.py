@@ -17,6 +17,8 @@ import pytest
 
 from tests.servers.static import PlainServer
 
+pytestmark = pytest.mark.slow  # the CLI as a subprocess, once per failure
+
 SMALL = "/0/0/0/?c=1|0:30000$FF0000&region=0,0,64,64&max_size=64"
 
 

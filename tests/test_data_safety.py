@@ -30,6 +30,8 @@ from minerva_dask.writers.ome_tiff import to_ome_tiff
 from minerva_dask.writers.ome_zarr import to_ome_zarr
 from minerva_dask.writers.png import to_png
 
+pytestmark = pytest.mark.slow  # subprocesses killed mid-write, full disks, many outputs
+
 REPO = Path(__file__).resolve().parents[1]
 BIG = (
     "/0/0/0/?c=1|600:24000$0000FF,2|0:30000$00FF00,3|0:30000$FF0000,4|0:30000$FFFFFF"

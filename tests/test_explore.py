@@ -74,6 +74,7 @@ requests = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(requests)
 def test_a_request_turned_into_a_url_parses_back_to_the_same_request(request) -> None:

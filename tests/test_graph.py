@@ -8,6 +8,7 @@ import pytest
 
 import minerva_dask as md
 from minerva_dask.request import ChannelSetting, RenderRequest
+from minerva_dask.sources.base import SourceBase
 from tests.reference import (
     block_mean_level,
     independent_pyramid,
@@ -95,6 +96,7 @@ def _regions(width: int, height: int) -> dict[str, tuple[float, float, float, fl
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("max_size", [10_000, 60, 17])
 def test_render_equals_the_reference(shared_data, case: str, max_size: int) -> None:
@@ -151,6 +153,7 @@ def test_generated_pyramids_equal_the_reference(tiny_ome_tiff, tiny_ome_zarr) ->
             np.testing.assert_array_equal(md.render(source, request).compute(), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [1000, 512, 300, 64, 17, (97, 45)])
 def test_pixels_do_not_depend_on_the_chunking(tiny_ome_tiff, chunk_size) -> None:
     source = md.open_image(tiny_ome_tiff)
@@ -259,7 +262,7 @@ def test_bad_render_options_are_rejected_before_any_read(tiny_ome_tiff) -> None:
     assert source.reads > 0
 
 
-class _BrokenChannel:
+class _BrokenChannel(SourceBase):
     """Wraps a source; channel ``broken`` (0-based) cannot be read."""
 
     def __init__(self, source, broken: int) -> None:

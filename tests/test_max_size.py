@@ -28,6 +28,7 @@ from minerva_dask.geometry import Rect
 from minerva_dask.kernel import composite
 from minerva_dask.plan import PNG_MAX_PIXELS, plan_render
 from minerva_dask.request import ChannelSetting, RenderRequest, ResolvedChannel
+from minerva_dask.sources.base import SourceBase
 from tests.reference import (
     block_mean_level,
     composite_linear,
@@ -175,6 +176,7 @@ print(json.dumps(result))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 def test_the_planner_is_bounded_by_the_output_not_the_region(shared_data, tmp_path) -> None:
     done = subprocess.run(
@@ -324,9 +326,11 @@ def test_reduced_reads_of_a_huge_block_stream_one_tile_at_a_time() -> None:
     assert max(r.width * r.height for r in seen) <= 64 and len(seen) == 15
 
 
-class FakeServer:
+class FakeServer(SourceBase):
     """A server that renders tiles itself (``tile_mode`` composite or windowed) of a flat
     200 x 150 image in 64 px tiles: RGB ``rgb`` or 8-bit quanta ``quanta``."""
+
+    server_preset = "omero"
 
     def __init__(self, mode: str) -> None:
         from minerva_dask.sources.base import ChannelInfo, ImageInfo, LevelInfo

@@ -27,6 +27,7 @@ def test_to_url_prints_what_the_readme_shows() -> None:
     assert eval(call, namespace) == shown  # the README's own call
 
 
+@pytest.mark.slow
 def test_the_readme_crop_example_runs(demo_path, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace = {"md": md, "src": md.open_image(demo_path)}

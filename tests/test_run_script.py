@@ -6,6 +6,7 @@ The environment is a stub (its ``python`` logs pip's arguments instead of instal
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,7 @@ def stub_env(tmp_path):
     return run
 
 
+@pytest.mark.slow
 def test_demo_installs_the_package_alone_and_test_adds_the_extra(stub_env) -> None:
     assert stub_env("demo", "-q") == [
         "pip -m pip install -qq --disable-pip-version-check -e .",
@@ -64,3 +66,22 @@ def test_the_demo_in_an_environment_made_for_the_tests_installs_nothing(stub_env
         "pip -m pip install -qq --disable-pip-version-check -e .[test]"
     ]
     assert stub_env("demo") == ["minerva-dask crop"]
+
+
+@pytest.mark.slow
+def test_run_test_prints_its_wall_time_and_keeps_pytests_exit_status(tmp_path) -> None:
+    if shutil.which("bash") is None:
+        pytest.skip("bash not found")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for name, body in [("python", f'exec {sys.executable} "$@"'), ("ruff", "exit 0")]:
+        (venv / "bin" / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (venv / "bin" / name).chmod(0o755)
+    (venv / ".installed-test").touch()  # up to date: nothing to install
+    env = {**os.environ, "MINERVA_DASK_VENV": str(venv)}
+    for args, code in [(["--version"], 0), (["--no-such-option"], 4)]:
+        result = subprocess.run(
+            ["bash", str(RUN), "test", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == code, result.stderr
+        assert re.search(r"run: test took \d+ s of wall time", result.stderr), result.stderr

@@ -17,6 +17,8 @@ from tests.conftest import TINY
 from tests.servers.omero import OmeroServer, ServedImage
 from tests.servers.static import StaticServer
 
+pytestmark = pytest.mark.slow  # every source and the CLI, with planted secrets
+
 PLANTED = {
     "omero_password": "pw-Zq81-omero-secret",
     "omero_url_password": "pw-Xu72-url-secret",

@@ -14,6 +14,8 @@ Heavy modules (dask, zarr, tifffile) load on first use of the names that need th
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _metadata_version
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -30,6 +32,11 @@ from .errors import (
 from .geometry import Rect
 from .request import ChannelSetting, RenderRequest
 from .request_url import parse_request
+
+try:
+    __version__ = _metadata_version("minerva-dask")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "AuthError",
@@ -56,6 +63,7 @@ __all__ = [
     "open_image",
     "open_minerva",
     "open_omero",
+    "open_source",
     "parse_request",
     "raw_region",
     "read_figure",
@@ -73,6 +81,7 @@ _LAZY = {
     "open_image": "minerva_dask.sources",
     "open_omero": "minerva_dask.sources",
     "open_minerva": "minerva_dask.sources",
+    "open_source": "minerva_dask.sources",
     "imgdata_from_ome_xml": "minerva_dask.imgdata",
     "render": "minerva_dask.graph",
     "raw_region": "minerva_dask.raw",
@@ -103,7 +112,7 @@ if TYPE_CHECKING:
     from .imgdata import imgdata_from_ome_xml
     from .raw import raw_region
     from .request_url import default_request
-    from .sources import open_image, open_minerva, open_omero
+    from .sources import open_image, open_minerva, open_omero, open_source
     from .writers.dzi import to_dzi
     from .writers.dzi_viewer import to_dzi_groups
     from .writers.ome_tiff import to_ome_tiff
@@ -111,20 +120,7 @@ if TYPE_CHECKING:
     from .writers.png import to_png
 
 
-def _version() -> str:
-    """The installed distribution's version (package metadata is read on first use)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("minerva-dask")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
-
-
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        globals()[name] = value = _version()
-        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'minerva_dask' has no attribute {name!r}")
@@ -134,4 +130,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | {"__version__"})
+    return sorted(set(globals()) | set(_LAZY))

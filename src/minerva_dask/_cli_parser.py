@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from . import __version__
 from ._console import one_line
 
 __all__ = ["build_parser"]
@@ -58,20 +58,6 @@ def _storage_option(text: str) -> tuple[str, object]:
     return key, parsed
 
 
-class _VersionAction(argparse.Action):
-    """``--version``: the installed version, looked up only when asked (reading package
-    metadata takes 10-30 ms of every start-up otherwise)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        from . import __version__
-
-        print(f"{parser.prog} {__version__}")
-        parser.exit()
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake on the command line is one line (exit 2), like every
     other error, not the usage text followed by the error."""
@@ -85,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="minerva-dask",
         description="Render composites of huge multiplexed microscopy images, tile by tile.",
     )
-    parser.add_argument("--version", action=_VersionAction)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     crop = commands.add_parser(
         "crop",

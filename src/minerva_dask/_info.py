@@ -15,6 +15,7 @@ from typing import Any
 from .colors import color_hex
 from .request import RenderRequest
 from .request_url import default_request
+from .sources.base import capabilities
 
 __all__ = ["image_summary", "summary_text", "whole_image_request"]
 
@@ -28,7 +29,7 @@ _FORMATS = {
 
 def _format_name(source: Any) -> str:
     kind = _FORMATS.get(type(source).__name__, type(source).__name__)
-    ref = str(getattr(source, "ref", "")).lower().split("?", 1)[0]
+    ref = str(capabilities(source).ref or "").lower().split("?", 1)[0]
     if kind == "OME-TIFF":
         if ref.endswith(".qptiff"):
             return "QPTIFF (TIFF)"
@@ -75,7 +76,7 @@ def image_summary(source: Any) -> dict[str, Any]:
     return {
         "name": info.name,
         "format": _format_name(source),
-        "tile_mode": getattr(source, "tile_mode", "raw"),
+        "tile_mode": capabilities(source).tile_mode,
         "dtype": str(info.dtype),
         "size": {
             "x": info.width,
@@ -133,12 +134,12 @@ def run_info(args: Any) -> int:
     import sys
 
     from .errors import RequestError
-    from .sources import open_image, open_minerva, open_omero
+    from .sources import open_source
 
     if args.minerva is not None:
         if args.image is not None:
             raise RequestError("give IMAGE or --minerva UUID, not both")
-        source = open_minerva(args.minerva, mode=args.minerva_mode)
+        source = open_source(minerva=args.minerva, mode=args.minerva_mode)
     elif args.omero is not None:
         image_id = (args.image or "").strip("/")
         if not image_id.isdigit():
@@ -146,14 +147,16 @@ def run_info(args: Any) -> int:
                 "with --omero SERVER, IMAGE is the OMERO image id: minerva-dask info "
                 "--omero https://omero.example.org 548111"
             )
-        source = open_omero(args.omero, image_id, mode=args.omero_mode, verify=not args.insecure)
+        source = open_source(
+            omero=args.omero, image_id=image_id, mode=args.omero_mode, verify=not args.insecure
+        )
     elif args.image is None:
         raise RequestError(
             "no image given: minerva-dask info IMAGE (a path or URL), or --omero SERVER "
             "IMAGE_ID, or --minerva UUID"
         )
     else:
-        source = open_image(args.image, storage_options=dict(args.storage_option) or None)
+        source = open_source(args.image, storage_options=dict(args.storage_option) or None)
     summary = image_summary(source)
     text = json.dumps(summary, indent=2) if args.json else summary_text(summary)
     sys.stdout.write(text + "\n")

@@ -16,7 +16,7 @@ from .graph import Rendering, render  # noqa: F401  (Rendering: importable from 
 from .plan import MAX_PIXELS, MAX_READ_PIXELS, PNG_MAX_PIXELS
 from .request import RenderRequest
 from .request_url import default_request, parse_request
-from .sources import Source, open_image
+from .sources import Source, open_source
 from .writers import output_format
 
 __all__ = ["CropResult", "compute_context", "crop", "describe_plan", "output_format"]
@@ -39,6 +39,7 @@ class CropResult:
     elapsed_s: float
     levels: int = 1
     chunks_skipped: int = 0
+    request: Any = None  # the RenderRequest written (auto windows filled in)
 
 
 def crop(
@@ -46,7 +47,10 @@ def crop(
     output: str | os.PathLike[str],
     *,
     image: str | os.PathLike[str] | Source | None = None,
+    omero: str | None = None,
+    minerva: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    source_options: dict[str, Any] | None = None,
     output_storage_options: dict[str, Any] | None = None,
     preset: str = "linear",
     gamma: float | None = None,
@@ -71,6 +75,7 @@ def crop(
     tile_format: str = "jpeg",
     tile_quality: int = 75,
     raw: bool = False,
+    auto_windows: tuple[float, float] | None = None,
 ) -> CropResult:
     """Render ``request`` from ``image`` and write it to ``output``.
 
@@ -82,8 +87,12 @@ def crop(
     output
         Output file or store; the format follows the name (``.png``, ``.ome.tif``,
         ``.ome.tiff``, ``.ome.zarr``, ``.zarr``, ``.dzi``) or ``format``.
-    image
-        A path or URL to open, or an open source.
+    image, omero, minerva, storage_options, source_options
+        The image (one of the three): a path or URL to open, or an open source; an
+        OMERO.web server URL, the image id taken from the request's path; a Minerva image
+        uuid. Neither: the server of a full OMERO.figure URL. ``storage_options`` are a
+        file's fsspec options; ``source_options`` go to the source opened (``mode=``,
+        ``verify=``, ``quality=`` ...). See :func:`minerva_dask.open_source`.
     max_size
         Overrides the request's ``max_size``.
     level_rule
@@ -114,6 +123,10 @@ def crop(
         Write the shown channels unrendered (:func:`minerva_dask.raw_region`): the source's
         dtype, one plane per channel, names, colours and windows in the metadata.
         OME-TIFF or OME-Zarr only; not from OMERO (its tiles are rendered).
+    auto_windows
+        ``(low, high)`` percentiles: each shown channel's window from a coarse overview
+        (:func:`minerva_dask.auto_contrast.with_auto_windows`); the result's ``request``
+        holds the windows chosen.
 
     Other arguments are those of :func:`minerva_dask.render`.
 
@@ -125,7 +138,7 @@ def crop(
     ((384, 512), 3)
     """
     started = time.perf_counter()
-    _check_arguments(request, output, image)
+    _check_arguments(request, output)
     check_cluster_options(scheduler, local_cluster, memory_limit)  # before any work
     fmt = output_format(output, format)
     if png_level is not None and fmt != "png":
@@ -139,13 +152,24 @@ def crop(
         from .writers._atomic import check_output_path
 
         check_output_path(output, overwrite=overwrite)
-    source = image if hasattr(image, "info") else open_image(image, storage_options=storage_options)  # type: ignore[arg-type]
     if isinstance(request, str):
         request = parse_request(request)
-    elif request is None:
+    source = open_for_request(
+        request,
+        image=image,
+        omero=omero,
+        minerva=minerva,
+        storage_options=storage_options,
+        **(source_options or {}),
+    )
+    if request is None:
         request = default_request(source.info)
     if max_size is not None:
         request = replace(request, max_size=max_size)
+    if auto_windows is not None:  # percentiles (low, high) of a coarse overview
+        from .auto_contrast import with_auto_windows
+
+        request = with_auto_windows(source, request, auto_windows)
     export = fmt != "png"
     if fmt == "dzi":  # the rendering's blocks are the Deep Zoom tasks' blocks
         from .writers.dzi import DziOptions
@@ -205,6 +229,7 @@ def crop(
                 rendering.downsample,
                 Path(path).stat().st_size,
                 time.perf_counter() - started,
+                request=request,
             )
         if raw:
             from ._raw_export import write_raw
@@ -278,6 +303,7 @@ def crop(
         time.perf_counter() - started,
         result.levels,
         result.chunks_skipped,
+        request=request,
     )
 
 
@@ -285,9 +311,51 @@ _IMAGE_SUFFIXES = (".tif", ".tiff", ".svs", ".qptiff", ".zarr", ".zarr/")
 _USAGE = "crop(request, output, image=PATH_OR_URL_OR_SOURCE)"
 
 
-def _check_arguments(request: Any, output: Any, image: Any) -> None:
+def open_for_request(
+    request: RenderRequest | None,
+    *,
+    image: str | os.PathLike[str] | Source | None = None,
+    omero: str | None = None,
+    minerva: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Source:
+    """The image a crop of ``request`` reads, opened by :func:`~minerva_dask.open_source`.
+
+    With none of ``image``, ``omero`` and ``minerva``, the OMERO server of a full
+    OMERO.figure URL; for OMERO the image id comes from the request's path, and its JPEG
+    quality ``q`` unless ``options`` name one.
+    """
+    server = request.server if request is not None else None
+    if image is None and omero is None and minerva is None and server:
+        omero = server
+    if image is None and omero is None and minerva is None:
+        raise RequestError(
+            f"no image given: {_USAGE}, e.g. crop(request, 'figure.png', "
+            "image='slide.ome.tif'), or omero=SERVER, or minerva=UUID"
+        )
+    if omero is None:
+        return open_source(image, minerva=minerva, storage_options=storage_options, **options)
+    image_id = request.image_id if request is not None else None
+    if image is None and minerva is None and (image_id is None or not image_id.isdigit()):
+        raise RequestError(
+            "reading from OMERO needs the image id: give a request /{image_id}/{z}/{t}/?c=..."
+        )
+    if request is not None and request.quality is not None:
+        options.setdefault("quality", request.quality)  # an explicit quality wins
+    return open_source(
+        image,
+        omero=omero,
+        image_id=image_id,
+        minerva=minerva,
+        storage_options=storage_options,
+        **options,
+    )
+
+
+def _check_arguments(request: Any, output: Any) -> None:
     """Name a call made the wrong way round before anything is opened or written."""
-    if hasattr(request, "info"):
+    if isinstance(request, Source):
         raise RequestError(
             f"the first argument is the request, not the image: {_USAGE} "
             "(request=None renders the image's own channel settings)"
@@ -304,10 +372,6 @@ def _check_arguments(request: Any, output: Any, image: Any) -> None:
     if not isinstance(output, str | os.PathLike):
         raise OutputError(
             f"output must be a file name or URL, got a {type(output).__name__}: {_USAGE}"
-        )
-    if image is None:
-        raise RequestError(
-            f"no image given: {_USAGE}, e.g. crop(request, 'figure.png', image='slide.ome.tif')"
         )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from .errors import RequestError
 from .plan import plan_render
 from .request import RenderRequest, ResolvedChannel
-from .sources.base import default_window, tile_mode
+from .sources.base import capabilities, default_window, tile_mode
 
 __all__ = ["DEFAULT_PERCENTILES", "OVERVIEW_SIDE", "parse_percentiles", "with_auto_windows"]
 
@@ -120,7 +120,7 @@ def with_auto_windows(
     """
     mode = tile_mode(source)
     shown = request.resolve(source.info)
-    if request.projection is not None and mode != "raw" and not getattr(source, "projects", False):
+    if request.projection is not None and mode != "raw" and not capabilities(source).projects:
         raise RequestError(f"p={request.projection.to_param()}: {source!r} cannot project z planes")
     dtype = np.dtype(source.info.dtype)
     if mode == "raw":
@@ -128,7 +128,7 @@ def with_auto_windows(
         windows = {
             c.index: _window(p, percentiles, dtype) for c, p in zip(shown, planes, strict=True)
         }
-    elif hasattr(source, "read_windowed"):
+    elif mode == "windowed":
         windows = _windowed_percentiles(source, request, shown, percentiles)
     else:
         raise RequestError(

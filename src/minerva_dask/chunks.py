@@ -24,7 +24,7 @@ from .plan import RenderPlan
 from .projection import project_planes
 from .reduction import block_means
 from .request import ResolvedChannel
-from .sources.base import Source
+from .sources.base import Source, capabilities
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -136,17 +136,10 @@ class TileReader:
                 self.dtype,
             )
         extra = {} if self.projection is None else {"projection": self.projection}
+        server = capabilities(self.source)  # the source itself: its tile_mode said so
         if self.mode == "windowed":
-            return self.source.read_windowed(level, rect, styles, z=z, t=t, **extra)  # type: ignore[attr-defined]
-        return self.source.read_composite(
-            level,
-            rect,
-            styles,
-            z=z,
-            t=t,  # type: ignore[attr-defined]
-            model=self.model,
-            **extra,
-        )
+            return server.read_windowed(level, rect, styles, z=z, t=t, **extra)
+        return server.read_composite(level, rect, styles, z=z, t=t, model=self.model, **extra)
 
 
 def level_array(

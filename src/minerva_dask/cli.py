@@ -43,37 +43,38 @@ def _run_imgdata(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_source(args: argparse.Namespace, request: Any) -> Any:
-    """The image: --image, else the OMERO server named by --omero or by a full URL."""
-    from .sources import open_image, open_minerva, open_omero
-
-    if args.image is not None:
-        return open_image(args.image, storage_options=dict(args.storage_option) or None)
-    if args.minerva is not None:
-        return open_minerva(args.minerva, mode=args.minerva_mode)
-    server = args.omero or (request.server if request is not None else None)
-    if server is None:
+def _image_arguments(args: argparse.Namespace, request: Any) -> dict[str, Any]:
+    """--image, --omero or --minerva (one of them) and their options, as ``crop`` takes
+    them; refused here in the flags' own words when none or several are given."""
+    given = [f"--{n}" for n in ("image", "omero", "minerva") if getattr(args, n) is not None]
+    if len(given) > 1:
+        raise RequestError(f"give one image, not both {' and '.join(given)}")
+    if not given and (request is None or request.server is None):
         raise RequestError(
             "no image given: add --image PATH_OR_URL (OME-TIFF or OME-Zarr), or --omero "
             "SERVER with a request /{image_id}/{z}/{t}/?c=..."
         )
-    if request is None or request.image_id is None or not request.image_id.isdigit():
-        raise RequestError(
-            "reading from OMERO needs the image id: give a request /{image_id}/{z}/{t}/?c=..."
-        )
     options: dict[str, Any] = {}
-    quality = args.jpeg_quality if args.jpeg_quality is not None else request.quality
-    if quality is not None:  # the flag wins over the request's q; neither: the source's default
-        options["quality"] = quality
-    return open_omero(
-        server, request.image_id, mode=args.omero_mode, verify=not args.insecure, **options
-    )
+    if args.minerva is not None:
+        options["mode"] = args.minerva_mode
+    elif args.image is None:  # OMERO: --omero, or the server of a full URL
+        options.update(mode=args.omero_mode, verify=not args.insecure)
+        if args.jpeg_quality is not None:  # the flag wins over the request's q
+            options["quality"] = args.jpeg_quality
+    return {
+        "image": args.image,
+        "omero": args.omero,
+        "minerva": args.minerva,
+        "storage_options": (dict(args.storage_option) or None) if args.image else None,
+        "source_options": options,
+    }
 
 
 def _run_crop(args: argparse.Namespace, started: float) -> int:
     """``crop``; ``started``: when the command began (the final line's time covers it all)."""
     from .api import crop
-    from .request_url import default_request, parse_request
+    from .auto_contrast import parse_percentiles
+    from .request_url import parse_request
     from .sources._fs import OWN_OPTIONS
 
     if args.request is None and args.image is None and args.omero is None and not args.minerva:
@@ -92,18 +93,7 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
     if args.request is None and args.auto_windows and "?" in args.auto_windows:
         args.request, args.auto_windows = args.auto_windows, "0.1,99.9"  # --auto-windows URL
     request = parse_request(args.request) if args.request is not None else None
-    source = _open_source(args, request)
-    if request is None:
-        request = default_request(source.info)
-    if args.max_size is not None:
-        from dataclasses import replace
-
-        request = replace(request, max_size=args.max_size)
-    if args.auto_windows is not None:
-        from .auto_contrast import parse_percentiles, with_auto_windows
-
-        request = with_auto_windows(source, request, parse_percentiles(args.auto_windows))
-        print(request.to_url(), flush=True)  # to reuse, or paste into OMERO.figure
+    image = _image_arguments(args, request)
     background = args.background or ("omero" if args.omero_compatible else "black")
     output = args.output
     if os.path.isdir(output) and not output.rstrip("/").lower().endswith(".zarr"):
@@ -112,7 +102,8 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
     result = crop(
         request,
         output,
-        image=source,
+        **image,
+        max_size=args.max_size,
         preset=args.preset,
         gamma=args.gamma,
         background=background,
@@ -130,12 +121,15 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         output_storage_options={k: v for k, v in args.storage_option if k not in OWN_OPTIONS}
         or None,  # the reading options of ours stay with the input
         png_level=args.png_level,
+        auto_windows=None if args.auto_windows is None else parse_percentiles(args.auto_windows),
         tile_size=args.tile_size,
         overlap=args.overlap,
         tile_format=args.tile_format,
         tile_quality=args.tile_quality,
         raw=args.raw,
     )
+    if args.auto_windows is not None:  # to reuse, or paste into OMERO.figure
+        print(result.request.to_url(), flush=True)
     if not args.quiet:
         height, width = result.shape
         print(
@@ -148,6 +142,7 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
 
 def _run_groups(args: argparse.Namespace, started: float) -> int:
     """``crop --group NAME=REQUEST ...``: one Deep Zoom pyramid per group and a viewer."""
+    from .api import open_for_request
     from .groups import crop_groups
     from .request_url import parse_request
 
@@ -162,7 +157,7 @@ def _run_groups(args: argparse.Namespace, started: float) -> int:
         raise RequestError("name every --group NAME=REQUEST, or none (named after channels)")
     if all(names) and len(groups) != len(args.group):
         raise RequestError("two --group options have the same name")
-    source = _open_source(args, requests[0])
+    source = open_for_request(requests[0], **_image_arguments(args, requests[0]))
     background = args.background or ("omero" if args.omero_compatible else "black")
     result = crop_groups(
         groups,
@@ -287,19 +282,20 @@ def run() -> None:
     (set before numpy is imported, which is when OpenBLAS reads it), as dask's nanny does
     for its workers: the command does no linear algebra, and the thread OpenBLAS starts
     with numpy spins on a core while a crop reads and encodes on all of them, then is
-    joined at exit (3-4% of a 0.2 s overview on 2 cores).
+    joined at exit (7-9% of a CLI overview crop on 2 cores, bench/RESULTS.md).
 
     Before exiting, every object is moved out of the cyclic garbage collector's reach
     (``gc.freeze``): the interpreter's last collections would otherwise walk every object
-    of numpy, tifffile and ours, 10-15 ms of a 0.2 s crop, for memory the operating
-    system reclaims anyway. Outputs are closed by then; atexit handlers still run and
-    buffered output is still flushed.
+    of numpy, tifffile and ours (17-18% of a CLI overview crop on a busy 2-core machine,
+    bench/RESULTS.md), for memory the operating system reclaims anyway. Outputs are
+    closed by then; atexit handlers still run and buffered output is still flushed.
     """
+    # kept: undoing it costs 7-9% of a CLI overview crop (bench/RESULTS.md, start-up)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code = main()
     import gc
 
-    gc.freeze()
+    gc.freeze()  # kept: undoing it costs 17-18% of a CLI overview crop (bench/RESULTS.md)
     sys.exit(code)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import RemoteError, RequestError
+from .sources.base import capabilities
 from .writers._bands import Progress, compute_in_order
 
 __all__ = [
@@ -126,7 +127,7 @@ def _connect(distributed: Any, address: str) -> Any:
         ) from None
 
 
-def dask_may_be_configured() -> bool:
+def dask_may_be_configured() -> bool:  # kept: 25-30% of a CLI overview crop (bench/RESULTS.md)
     """Whether dask may hold settings for this process: it is imported (code may have set
     a scheduler, callbacks or a client), a ``DASK_*`` environment variable is set, or a
     file lies where dask looks for its YAML configuration. When none holds, dask would
@@ -166,7 +167,7 @@ def uses_threaded_scheduler(kwargs: dict[str, Any]) -> bool:
 
 def compute_options(source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` for ``compute``, with enough threads for a network source's latency."""
-    concurrency = getattr(source, "io_concurrency", None)
+    concurrency = capabilities(source).io_concurrency
     if not concurrency or "scheduler" in kwargs or "num_workers" in kwargs:
         return kwargs
     if not uses_threaded_scheduler(kwargs):

@@ -41,7 +41,14 @@ from .plan import (  # noqa: F401  (LEVEL_RULES, MIN_CHUNK_SIDE: importable from
     plan_render,
 )
 from .request import RenderRequest
-from .sources.base import ImageInfo, Source, channels_per_read, tile_mode
+from .sources.base import (
+    ImageInfo,
+    Source,
+    capabilities,
+    channels_per_read,
+    server_rendered,
+    tile_mode,
+)
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -77,7 +84,7 @@ def channel_arrays(
     >>> {index: (a.shape, str(a.dtype)) for index, a in arrays.items()}
     {0: ((512, 1024), 'uint16'), 2: ((512, 1024), 'uint16')}
     """
-    if tile_mode(source) != "raw":
+    if server_rendered(source):
         raise RequestError(
             f"{source!r} serves rendered tiles, not raw pixel values; channel_arrays needs a "
             "file source (OME-TIFF, OME-Zarr)"
@@ -246,8 +253,8 @@ class Rendering:
     def inputs(self) -> tuple[str, ...]:
         """Where the source's pixels come from (a path or URL), for writers to refuse to
         overwrite them; empty for sources without one (servers)."""
-        ref = getattr(self.source, "ref", None)
-        return (ref,) if isinstance(ref, str) else ()
+        ref = capabilities(self.source).ref
+        return (ref,) if ref is not None else ()
 
 
 def preview(rendering: Any, max_size: int = 512) -> np.ndarray:
@@ -321,22 +328,21 @@ def render(
     >>> rgb.shape, rgb.level
     ((512, 512, 3), 3)
     """
-    mode = tile_mode(source)
+    mode, declared = tile_mode(source), capabilities(source)
     resolved = request.resolve(source.info)
-    if request.projection is not None and mode != "raw" and not getattr(source, "projects", False):
+    if request.projection is not None and mode != "raw" and not declared.projects:
         raise RequestError(
             f"p={request.projection.to_param()}: {source!r} cannot project z planes "
             "(OMERO.web's render_image_region ignores p, omero-ms-image-region projects; "
             "Minerva's rendered tiles do not), and its tiles are rendered, so they cannot be "
             "projected here: read raw tiles (Minerva mode raw) or a file"
         )
-    if hasattr(source, "check_styles"):  # a source's own limits, before any read
-        try:
-            source.check_styles(resolved)
-        except ValueError as exc:
-            raise RequestError(str(exc)) from None
+    try:
+        declared.check_styles(resolved)  # a source's own limits, before any read
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
     if mode == "composite":
-        server_preset = getattr(source, "server_preset", "omero")
+        server_preset = declared.server_preset
         if preset not in ("linear", server_preset) or gamma not in (None, 1.0):
             raise RequestError(
                 f"the server renders the composite ({server_preset} maths); for presets or "

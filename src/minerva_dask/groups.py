@@ -26,7 +26,7 @@ from .graph import render
 from .plan import MAX_PIXELS, MAX_READ_PIXELS
 from .request import RenderRequest
 from .request_url import default_request, parse_request
-from .sources import Source, open_image
+from .sources import Source, open_source
 
 __all__ = ["crop_groups"]
 
@@ -86,7 +86,7 @@ def crop_groups(
         )
     check_cluster_options(scheduler, local_cluster, memory_limit)
     options = DziOptions(tile_size, overlap, tile_format, tile_quality)  # checked before reading
-    source = image if hasattr(image, "info") else open_image(image, storage_options=storage_options)  # type: ignore[arg-type]
+    source = open_source(image, storage_options=storage_options)  # an open source as it is
     renderings = {}
     for group, request in items:
         if isinstance(request, str):

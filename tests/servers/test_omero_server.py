@@ -164,6 +164,7 @@ def test_jpeg_quality_default_and_q(server) -> None:
     assert len(high.content) > len(default.content)
 
 
+@pytest.mark.slow
 def test_render_scaled_region_follows_the_figure_algorithm(server) -> None:
     response = get(
         server,

@@ -18,6 +18,8 @@ from tests.servers.omero import OmeroServer, ServedImage
 from tests.servers.proxy import FaultyProxy
 from tests.servers.static import StaticServer
 
+pytestmark = pytest.mark.slow  # fault injection with retries and deadlines
+
 FAST = {"initial_delay_s": 0.001, "max_retries": 6}
 REQUEST = (
     "/0/0/0/?c=1|500:20000$0000FF,2|0:8000$00FF00,3|300:9000$FF8000"

@@ -192,7 +192,9 @@ CONTRACT_FILES = [
     "ome-tiff/rgb-circles-3ch-uint16-subifd.ome.tif",
     "ome-tiff/colon-2ch-jpeg-subifd.ome.tiff",
     "ome-tiff/interleaved-4sample-subifd.ome.tiff",
-    "ome-tiff/cycif-reactive-core-48ch-subifd.ome.tiff",
+    pytest.param(  # 48 channels: seconds of reads
+        "ome-tiff/cycif-reactive-core-48ch-subifd.ome.tiff", marks=pytest.mark.slow
+    ),
     "other-tiff/boxes-page-pyramid.tiff",
     "ome-zarr/exemplar-001.crop.image.ome.zarr",
     "ome-zarr/arange-v0.4.zarr",

@@ -19,9 +19,12 @@ from minerva_dask.request import ChannelSetting, RenderRequest
 from tests.reference import block_mean_level, independent_pyramid, render_reference
 from tests.servers.static import PlainServer, StaticServer
 
-pytestmark = pytest.mark.filterwarnings(  # ngff-zarr's default downsampler, not ours
-    "ignore:Setting the shape on a NumPy array:DeprecationWarning:itkwasm"
-)
+pytestmark = [
+    pytest.mark.slow,  # other writers' pyramids, S3
+    pytest.mark.filterwarnings(  # ngff-zarr's default downsampler, not ours
+        "ignore:Setting the shape on a NumPy array:DeprecationWarning:itkwasm"
+    ),
+]
 
 DTYPES = [np.uint8, np.uint16, np.int16, np.float32]
 SIZE = (131, 67)  # (width, height): odd, and no side divides by a tile or chunk

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import time
 
 import numpy as np
@@ -14,6 +13,9 @@ from minerva_dask.cli import main
 from tests.conftest import CIRCLES, HOLEY, PASSWORD, TINY
 from tests.reference import render_reference
 from tests.servers.minerva import render_tile_maths
+from tests.sources.contract import unpickled
+
+pytestmark = pytest.mark.slow  # Cognito and S3 on moto, the emulating API
 
 REQUEST = (
     "/0/0/0/?c=1|500:20000$0000FF,-2|0:8000$00FF00,3|300:9000$FF8000"
@@ -188,7 +190,7 @@ def test_an_app_client_with_a_secret(minerva) -> None:
 def test_pickles_without_secrets_in_its_repr(minerva) -> None:
     source = open_source(minerva)
     assert PASSWORD not in repr(source)
-    clone = pickle.loads(pickle.dumps(source))
+    clone = unpickled(source)  # signs in for itself, as a worker would
     request = md.parse_request(REQUEST.format(max_size=300))
     np.testing.assert_array_equal(
         md.render(clone, request).compute(), md.render(source, request).compute()

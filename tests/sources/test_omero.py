@@ -13,7 +13,6 @@ omero-ms-image-region micro-service) the match is exact.
 from __future__ import annotations
 
 import io
-import pickle
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from PIL import Image
 import minerva_dask as md
 from minerva_dask.cli import main
 from tests.servers.omero import Faults, OmeroServer, ServedImage
+from tests.sources.contract import unpickled
 
 REQUEST = (
     "/{id}/0/0/?c=1|500:20000$0000FF,-2|0:8000$00FF00,3|300:9000$FF8000"
@@ -116,6 +116,7 @@ def test_png_tiles_give_exactly_the_local_omero_render(png_server, tiny_ome_tiff
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 def test_jpeg_tiles_match_the_local_omero_render_within_tolerance(jpeg_server, tiny_ome_tiff):
     local = md.render(md.open_image(tiny_ome_tiff), request(), preset="omero").compute()
     composite = md.render(md.open_omero(jpeg_server.url, 1, **CREDS), request()).compute()
@@ -126,6 +127,7 @@ def test_jpeg_tiles_match_the_local_omero_render_within_tolerance(jpeg_server, t
     assert_jpeg_close(windowed, local, mean_max=0.5, psnr_min=45)
 
 
+@pytest.mark.slow
 def test_windowed_mode_takes_our_gamma_and_presets(png_server, tiny_ome_tiff) -> None:
     source = md.open_omero(png_server.url, 1, mode="windowed", **CREDS)
     quanta = md.render(source, request(), gamma=2.0).compute()
@@ -169,6 +171,7 @@ def test_omero_compatible_crop_equals_the_servers_own_figure_answer(
     assert_jpeg_close(ours, theirs, mean_max=2.0, psnr_min=32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "faults",
     [
@@ -201,6 +204,7 @@ def test_a_tile_that_keeps_failing_fails_the_render_naming_it(images) -> None:
         assert "HTTP 500" in str(info.value)
 
 
+@pytest.mark.slow
 def test_session_expiry_mid_render_logs_in_again_and_completes(images, tiny_ome_tiff) -> None:
     with OmeroServer(images, faults=Faults(expire_after=5)) as server:
         source = md.open_omero(server.url, 1, tile_size=256, **CREDS, **FAST)
@@ -253,6 +257,7 @@ def test_public_servers_need_no_credentials(images) -> None:
         assert md.open_omero(server.url, 2).info.levels[0].width == 2048
 
 
+@pytest.mark.slow
 def test_pyramid_still_being_built_is_waited_for_then_reported(images) -> None:
     with OmeroServer(images, public=True, faults=Faults(busy_imgdata=2)) as server:
         assert md.open_omero(server.url, 1, **FAST).info.size_c == 3
@@ -280,7 +285,7 @@ def test_tls_verification_is_on_unless_turned_off(png_server) -> None:
 def test_pickles_without_secrets_in_its_repr(png_server) -> None:
     source = md.open_omero(png_server.url, 1, **CREDS)
     assert "wonderland" not in repr(source)
-    clone = pickle.loads(pickle.dumps(source))
+    clone = unpickled(source)  # reads with its own connection, as a worker would
     np.testing.assert_array_equal(
         md.render(clone, request(max_size=300)).compute(),
         md.render(source, request(max_size=300)).compute(),
@@ -330,6 +335,7 @@ def test_cli_with_a_full_figure_url_and_with_omero(
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
 def test_a_grey_tile_in_a_colour_composite_fails_naming_it(images, fmt) -> None:
     faults = Faults(grey_tiles={(0, 1, 0)})
@@ -349,6 +355,7 @@ def test_a_grey_tile_in_a_colour_composite_fails_naming_it(images, fmt) -> None:
         md.render(windowed, request(max_size=600), preset="omero").compute()
 
 
+@pytest.mark.slow
 def test_cli_exits_2_with_one_line_on_a_grey_composite_tile(images, tmp_path, capsys) -> None:
     with OmeroServer(images, public=True, faults=Faults(grey_tiles={(2, 0, 0)})) as server:
         path = REQUEST.format(id=1, max_size=600)

@@ -28,6 +28,8 @@ import tifffile
 import minerva_dask as md
 from minerva_dask.geometry import Rect
 
+pytestmark = pytest.mark.slow  # many threads over every sample image
+
 SAMPLES = [
     "edge-cases/ome-misdeclared-samples.ome.tiff",
     "edge-cases/ome-sizec-mismatch.ome.tiff",  # tiled levels and a strip level: both paths

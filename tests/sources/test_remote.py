@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import minerva_dask as md
 from minerva_dask.sources.base import channels_per_read
 from tests.reference import independent_pyramid
 from tests.servers.static import StaticServer
+from tests.sources.contract import unpickled
 
 REQUEST = "/0/0/0/?c=1|500:20000$0000FF,3|300:9000$FF0000&region=-50,20,1000,600&max_size=400"
 
@@ -44,6 +44,7 @@ def s3_images(s3, tiny_ome_tiff, tiny_ome_zarr):
     return options
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tiff", "zarr"])
 def test_s3_render_equals_the_local_render(s3_images, tiny_ome_tiff, tiny_ome_zarr, kind) -> None:
     local = tiny_ome_tiff if kind == "tiff" else tiny_ome_zarr
@@ -53,10 +54,11 @@ def test_s3_render_equals_the_local_render(s3_images, tiny_ome_tiff, tiny_ome_za
     expected = md.render(md.open_image(local), request).compute()
     np.testing.assert_array_equal(md.render(remote, request).compute(), expected)
     assert remote.info.size_c == 3
-    clone = pickle.loads(pickle.dumps(remote))
+    clone = unpickled(remote)  # reads with its own handle, as a worker would
     np.testing.assert_array_equal(md.render(clone, request).compute(), expected)
 
 
+@pytest.mark.slow
 def test_s3_missing_object_is_named(s3_images) -> None:
     with pytest.raises(md.SourceNotFoundError, match=re.escape("s3://slides/absent.ome.tif")):
         md.open_image("s3://slides/absent.ome.tif", storage_options=s3_images)
@@ -139,6 +141,7 @@ def slow_http(tiny_ome_tiff, tmp_path):
         yield url, server.httpd
 
 
+@pytest.mark.slow
 def test_remote_tiff_tiles_are_fetched_many_at_once(slow_http, tiny_ome_tiff) -> None:
     url, httpd = slow_http
     remote = md.open_image(f"{url}/tiny.ome.tif")

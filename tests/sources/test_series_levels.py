@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import tifffile
@@ -12,6 +10,7 @@ import minerva_dask as md
 from minerva_dask.geometry import Rect
 from minerva_dask.request import ChannelSetting, RenderRequest
 from tests.reference import block_mean_level, level_for, reduction_for, render_reference
+from tests.sources.contract import unpickled
 
 SIZES = [(1333, 999), (666, 499), (333, 249)]
 WINDOWS = [(0, 40000), (1000, 60000), (500, 30000)]
@@ -54,7 +53,7 @@ def test_series_per_level_pyramid_renders_each_level_like_the_reference(tmp_path
         got = rendering.compute(scheduler="threads")
         assert max(got.shape[:2]) <= max_size
         np.testing.assert_array_equal(got, expected, err_msg=f"max_size={max_size}")
-    rebuilt = pickle.loads(pickle.dumps(source))  # as a dask worker gets it
+    rebuilt = unpickled(source)  # as a dask worker gets it: its own handle
     np.testing.assert_array_equal(
         rebuilt.read_region(2, Rect(300, 200, 33, 49), [0, 2]), arrays[2][[0, 2], 200:249, 300:]
     )

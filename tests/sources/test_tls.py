@@ -9,6 +9,8 @@ from minerva_dask.cli import main
 from tests.servers import self_signed_certificate, server_tls_context
 from tests.servers.omero import OmeroServer, ServedImage
 
+pytestmark = pytest.mark.slow  # TLS servers and certificates
+
 REQUEST = "/1/0/0/?c=1|0:30000$FF0000&region=0,0,64,64&max_size=64"
 
 

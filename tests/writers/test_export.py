@@ -14,6 +14,7 @@ import zarr
 import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
 from minerva_dask.cli import main
+from minerva_dask.sources.base import SourceBase
 from minerva_dask.writers._pyramid import downsample_2x
 from minerva_dask.writers.ome_tiff import to_ome_tiff
 from minerva_dask.writers.ome_zarr import to_ome_zarr
@@ -50,6 +51,7 @@ def zarr_levels(path) -> list[np.ndarray]:
     return [np.moveaxis(group[d["path"]][...], 0, 2) for d in multiscale["datasets"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["0.5", "0.4"])
 def test_round_trip_both_formats_every_level(rendering, tmp_path, version) -> None:
     in_memory = md.render(rendering.source, rendering.request).compute()
@@ -69,6 +71,7 @@ def test_round_trip_both_formats_every_level(rendering, tmp_path, version) -> No
         np.testing.assert_array_equal(got, expected[level], err_msg=f"tiff level {level}")
 
 
+@pytest.mark.slow
 def test_ngff_metadata_follows_the_05_and_04_rules(rendering, tmp_path) -> None:
     to_ome_zarr(rendering, tmp_path / "v5.ome.zarr", version="0.5")
     to_ome_zarr(rendering, tmp_path / "v4.ome.zarr", version="0.4")
@@ -97,6 +100,7 @@ def test_ngff_metadata_follows_the_05_and_04_rules(rendering, tmp_path) -> None:
         assert "request" in dict(group.attrs)["minerva-dask"]
 
 
+@pytest.mark.slow
 def test_ome_zarr_py_reads_the_output(rendering, tmp_path) -> None:
     reader = pytest.importorskip("ome_zarr.reader")
     io = pytest.importorskip("ome_zarr.io")
@@ -122,6 +126,7 @@ def test_our_own_source_opens_the_output(rendering, tmp_path) -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compression", ["deflate", "lzw", "zstd", "none", "jpeg"])
 def test_ome_tiff_compressions(rendering, tmp_path, compression) -> None:
     to_ome_tiff(rendering, tmp_path / "c.ome.tif", compression=compression)
@@ -157,7 +162,7 @@ def test_ome_tiff_describes_how_it_was_made(rendering, tmp_path) -> None:
     assert x_res[0] / x_res[1] == pytest.approx(1e4 / 1.3)  # level 1: 1.3 µm pixels
 
 
-class _FailingSource:
+class _FailingSource(SourceBase):
     """Wraps a source; reads at y >= fail_from_y fail (an export interrupted part-way)."""
 
     def __init__(self, source, fail_from_y: int) -> None:
@@ -179,6 +184,7 @@ class _FailingSource:
         pass
 
 
+@pytest.mark.slow
 def test_an_interrupted_zarr_export_resumes_skipping_written_chunks(tiny_ome_tiff, tmp_path):
     source = md.open_image(tiny_ome_tiff)
     request = md.parse_request(REQUEST)
@@ -208,6 +214,7 @@ def test_an_interrupted_zarr_export_resumes_skipping_written_chunks(tiny_ome_tif
     assert not (target / ".minerva-dask").exists() and not partial.exists()
 
 
+@pytest.mark.slow
 def test_a_marker_from_another_render_is_not_trusted(tiny_ome_tiff, tmp_path) -> None:
     source = md.open_image(tiny_ome_tiff)
     target = tmp_path / "m.ome.zarr"
@@ -330,6 +337,7 @@ def test_peak_memory_stays_under_budget_for_a_slide_larger_than_it(tmp_path, kin
     assert peak < budget, f"peak RSS {peak / 2**20:.0f} MB"
 
 
+@pytest.mark.slow
 def test_output_errors_are_clear_and_leave_nothing_behind(rendering, tmp_path, moto_server):
     with pytest.raises(md.OutputError, match="does not exist"):
         to_ome_tiff(rendering, tmp_path / "missing" / "x.ome.tif")
@@ -362,6 +370,7 @@ def test_output_errors_are_clear_and_leave_nothing_behind(rendering, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.ome.tif", "y.ome.zarr"]
 
 
+@pytest.mark.slow
 def test_ome_zarr_on_s3(rendering, moto_server) -> None:
     s3fs = pytest.importorskip("s3fs")
     options = {"client_kwargs": {"endpoint_url": moto_server}}
@@ -373,6 +382,7 @@ def test_ome_zarr_on_s3(rendering, moto_server) -> None:
     np.testing.assert_array_equal(np.moveaxis(got, 0, 2), expected)
 
 
+@pytest.mark.slow
 def test_cli_exports_by_file_name_with_progress(tiny_ome_tiff, tmp_path, capsys) -> None:
     args = ["crop", REQUEST, "--image", str(tiny_ome_tiff)]
     assert main([*args, "-o", str(tmp_path / "a.ome.tiff")]) == 0

@@ -24,6 +24,8 @@ import minerva_dask as md
 from minerva_dask.writers._pyramid import downsample_2x
 from minerva_dask.writers.ome_tiff import tiff_tile
 
+pytestmark = pytest.mark.slow  # independent readers and schema validators
+
 SAMPLE = "ome-tiff/4ch-uint16-64x64.ome.tif"
 DEMO_CHANNELS = "c=1|600:24000$0000FF,2|400:9000$00FF00,3|700:15000$FF0000"
 

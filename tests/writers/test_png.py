@@ -15,6 +15,7 @@ from PIL import Image
 
 import minerva_dask as md
 from minerva_dask.errors import OutputError
+from minerva_dask.sources.base import SourceBase
 from minerva_dask.writers import png
 from minerva_dask.writers.png import PngWriter, encode_png
 
@@ -191,7 +192,7 @@ def test_missing_rows_are_an_error_and_leave_no_file(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-class _SlowRemote:
+class _SlowRemote(SourceBase):
     """A file source behaving as a network source: it wants 8 tiles in flight and each
     read takes 50 ms. Records the most reads that overlapped."""
 
@@ -220,6 +221,7 @@ class _SlowRemote:
         pass
 
 
+@pytest.mark.slow
 def test_streamed_png_keeps_a_network_sources_tiles_in_flight(tiny_ome_tiff, tmp_path) -> None:
     source = _SlowRemote(md.open_image(tiny_ome_tiff))
     request = md.parse_request("/0/0/0/?c=1|500:20000$0000FF&region=0,0,1100,700")

@@ -25,6 +25,8 @@ from minerva_dask.writers.ome_tiff import to_ome_tiff
 from minerva_dask.writers.ome_zarr import to_ome_zarr
 from minerva_dask.writers.png import to_png
 
+pytestmark = pytest.mark.slow  # every format on threads and a local cluster
+
 CHUNK = 64
 # (height, width): wide and tall strips thinner than a chunk, tiny, prime, one pixel
 # above and below the chunk side, an exact multiple

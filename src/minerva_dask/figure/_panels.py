@@ -25,7 +25,8 @@ from ..geometry import Rect
 from ..graph import Rendering, render
 from ..plan import PNG_MAX_PIXELS
 from ..request import ChannelSetting, RenderRequest
-from ..sources import Source, open_image, open_omero
+from ..sources import Source, open_source
+from ..sources.base import capabilities
 from ._file import Figure, FigurePanel
 from ._layout import (
     crop_region,
@@ -103,11 +104,13 @@ def open_images(
             if given is not None and hasattr(given, "info"):
                 opened[image_id] = given  # type: ignore[assignment]
             elif given is not None:
-                opened[image_id] = open_image(given, storage_options=storage_options)  # type: ignore[arg-type]
+                opened[image_id] = open_source(given, storage_options=storage_options)  # type: ignore[arg-type]
             elif omero is not None:
                 if not image_id.isdigit():
                     raise RequestError(f"image id {image_id!r} is not an OMERO image id")
-                opened[image_id] = open_omero(omero, image_id, **(omero_options or {}))
+                opened[image_id] = open_source(
+                    omero=omero, image_id=image_id, **(omero_options or {})
+                )
             else:
                 raise RequestError(
                     f"no image given for image id {image_id}: map it with --image "
@@ -302,5 +305,5 @@ def _source_text(source: Any) -> str:
     server = getattr(source, "server", None)
     if isinstance(server, str):
         return f"omero {redact_url(server)} image {getattr(source, 'image_id', '?')}"
-    ref = getattr(source, "ref", None)
+    ref = capabilities(source).ref
     return redact_url(ref) if isinstance(ref, str) and "://" in ref else redact(ref or source)

@@ -11,7 +11,7 @@ import os
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import MissingDependencyError, SourceError
+from ..errors import MissingDependencyError, RequestError, SourceError
 from ._fs import exists_or_raise, fs_storage_options, is_url, local_path, redact_url
 from .base import ChannelInfo, ImageInfo, LevelInfo, Source, read_level
 
@@ -25,6 +25,7 @@ __all__ = [
     "open_image",
     "open_minerva",
     "open_omero",
+    "open_source",
     "read_level",
 ]
 
@@ -107,7 +108,86 @@ def open_image(
             f"opening {chosen} needs a missing package ({exc.name}): "
             f"pip install 'minerva-dask[{extra or 'all'}]'"
         ) from exc
-    return getattr(module, class_name)(text, storage_options=storage_options, **options)
+    cls = getattr(module, class_name)
+    _check_options(cls, options, f"an {chosen} image")
+    return cls(text, storage_options=storage_options, **options)
+
+
+def open_source(
+    image: str | os.PathLike[str] | Source | None = None,
+    *,
+    omero: str | None = None,
+    image_id: int | str | None = None,
+    minerva: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Source:
+    """Open any image as a :class:`Source`: the one function that picks the kind of source.
+
+    Give exactly one of: ``image``, a path or fsspec URL of an OME-TIFF or OME-Zarr (see
+    :func:`open_image`; ``storage_options`` are its fsspec options), or an open source,
+    returned as it is; ``omero``, the base URL of an OMERO.web server, with ``image_id``
+    (see :func:`open_omero`); ``minerva``, a Minerva image uuid (see
+    :func:`open_minerva`). ``options`` go to the source chosen (``mode=``, ``verify=``,
+    ``series=`` ...). Missing, conflicting or misapplied arguments raise
+    :class:`~minerva_dask.RequestError` before anything is opened.
+
+    >>> import minerva_dask as md
+    >>> md.open_source(md.demo_image_path()).info.size_c
+    4
+    >>> md.open_source(md.demo_image_path(), omero="https://omero.example.org")
+    Traceback (most recent call last):
+    ...
+    minerva_dask.errors.RequestError: give one image, not both image= and omero=
+    """
+    given = [
+        f"{name}="
+        for name, v in (("image", image), ("omero", omero), ("minerva", minerva))
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise RequestError(f"give one image, not both {' and '.join(given)}")
+    if image_id is not None and omero is None:
+        raise RequestError("image_id= names an OMERO image: give omero=SERVER with it")
+    if not given:
+        raise RequestError(
+            "no image given: image=PATH_OR_URL (OME-TIFF or OME-Zarr), omero=SERVER with "
+            "image_id=ID, or minerva=UUID"
+        )
+    if storage_options and image is None:
+        raise RequestError(
+            "storage_options= are fsspec options for a file or URL given as image=, not "
+            "for an OMERO or Minerva server"
+        )
+    if omero is not None:
+        if image_id is None or not str(image_id).strip().isdigit():
+            raise RequestError(f"an OMERO image needs its numeric id: image_id=, not {image_id!r}")
+        return open_omero(omero, image_id, **options)
+    if minerva is not None:
+        return open_minerva(minerva, **options)
+    if isinstance(image, Source):
+        if options or storage_options:
+            raise RequestError("an open source takes no options: give them when opening it")
+        return image
+    if not isinstance(image, str | os.PathLike):
+        raise RequestError(
+            f"image= takes a path, a URL or an open source (info, read_region, close), "
+            f"not a {type(image).__name__}"
+        )
+    return open_image(image, storage_options=storage_options, **options)
+
+
+def _check_options(cls: Any, options: dict[str, Any], what: str) -> None:
+    """Refuse an option ``cls`` does not take, in one line (not a TypeError's traceback)."""
+    import inspect
+
+    known = [p for p in inspect.signature(cls).parameters if p not in ("self",)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise RequestError(
+            f"{what} takes no option {', '.join(unknown)}; its options: "
+            f"{', '.join(k for k in known if k not in ('server', 'image_id', 'image_uuid', 'ref'))}"
+        )
 
 
 def open_omero(server: str, image_id: int | str, **options: Any) -> Source:
@@ -125,6 +205,7 @@ def open_omero(server: str, image_id: int | str, **options: Any) -> Source:
     """
     from .omero import OmeroSource
 
+    _check_options(OmeroSource, options, "an OMERO image")
     return OmeroSource(server, image_id, **options)
 
 
@@ -146,4 +227,5 @@ def open_minerva(image_uuid: str, **options: Any) -> Source:
     import_optional("s3fs", "minerva", "Reading Minerva tiles from S3")
     from .minerva import MinervaSource
 
+    _check_options(MinervaSource, options, "a Minerva image")
     return MinervaSource(image_uuid, **options)

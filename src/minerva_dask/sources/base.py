@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import SourceError
 from ..geometry import Rect
 
 __all__ = [
@@ -25,10 +26,13 @@ __all__ = [
     "ImageInfo",
     "LevelInfo",
     "Source",
+    "SourceBase",
+    "capabilities",
     "channels_per_read",
     "default_channel_color",
     "default_window",
     "read_level",
+    "server_rendered",
     "tile_mode",
 ]
 
@@ -160,12 +164,17 @@ class ImageInfo:
 
 @runtime_checkable
 class Source(Protocol):
-    """What every image source provides.
+    """What every image source provides: the core of the protocol.
 
     ``read_region(level, rect, channels, z=, t=)`` returns raw pixels shaped
     ``(len(channels), rect.height, rect.width)`` (axes ``c, y, x``) in the image's dtype.
     ``rect`` is in pixels of ``level`` and lies inside it; callers ask for at most one
     tile (see ``LevelInfo.tile_width``) at a time. ``channels`` are 0-based indices.
+
+    Anything else a source can do or needs is a capability it declares by inheriting
+    :class:`SourceBase` and overriding the defaults there; an object with only these
+    three members is a source with the defaults (raw pixels, local, no hints). Callers
+    read capabilities through :func:`capabilities`, never by probing attributes.
     """
 
     @property
@@ -178,6 +187,96 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+class SourceBase:
+    """The capabilities a source declares, each with its default; sources inherit it.
+
+    ``tile_mode``: what the source's tiles hold (see :func:`tile_mode`): ``"raw"`` (the
+    default; ``read_region`` gives raw pixels), ``"windowed"`` (``read_windowed``) or
+    ``"composite"`` (``read_composite``). A source whose server renders its tiles (OMERO,
+    Minerva's render-tile) cannot give raw pixels: :func:`server_rendered` says so.
+
+    ``server_preset``: the maths of a ``"composite"`` source's tiles (``"omero"``,
+    ``"minerva-render-tile"``); ``None`` for the others.
+
+    ``io_concurrency``: reads in flight that hide a network's latency (the threaded
+    scheduler gets at least that many threads); ``None`` (default): a local source.
+
+    ``ref``: the path or URL the pixels come from, which no output may replace; ``None``
+    (default) for a source without one (a server).
+
+    ``projects``: whether a server-rendered source's server projects z planes (``p=``).
+    """
+
+    tile_mode: str = "raw"
+    server_preset: str | None = None
+    io_concurrency: int | None = None
+    ref: str | None = None
+    projects: bool = False
+
+    def channels_per_read(self, level: int) -> int | None:
+        """Channels of ``level`` stored together (:func:`channels_per_read`); None: no hint."""
+        return None
+
+    def check_styles(self, styles: Sequence[Any]) -> None:
+        """Raise ``ValueError`` or ``SourceError`` for channel styles this source cannot
+        draw, before any read; by default every style the kernel can draw is fine."""
+
+    def read_windowed(
+        self,
+        level: int,
+        rect: Rect,
+        channels: Sequence[Any],
+        *,
+        z: int = 0,
+        t: int = 0,
+        projection: Any = None,
+    ) -> np.ndarray:
+        """``tile_mode`` ``"windowed"``: 8-bit quanta ``(c, y, x)`` of ``rect``, each of
+        ``channels`` (styles) windowed by the server."""
+        raise SourceError(f"{self!r} does not window channels on a server (tile_mode 'raw')")
+
+    def read_composite(
+        self,
+        level: int,
+        rect: Rect,
+        channels: Sequence[Any],
+        *,
+        z: int = 0,
+        t: int = 0,
+        model: str = "color",
+        projection: Any = None,
+    ) -> np.ndarray:
+        """``tile_mode`` ``"composite"``: the server's RGB ``(y, x, 3)`` uint8 of
+        ``rect`` with ``channels`` (styles) composited in its maths; ``projection`` (a
+        request's ``p``) only where ``projects``."""
+        raise SourceError(f"{self!r} does not render composites on a server")
+
+    def close(self) -> None:
+        """Let go of what the source holds open (nothing by default)."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_DEFAULTS = SourceBase()
+
+
+def capabilities(source: Any) -> SourceBase:
+    """What ``source`` declares: itself when it inherits :class:`SourceBase`, else the
+    defaults (an object with only the core :class:`Source` members). The one place a
+    capability is looked up, as zarr's ``_store_supports_sync_io``."""
+    return source if isinstance(source, SourceBase) else _DEFAULTS
+
+
+def server_rendered(source: Any) -> bool:
+    """Whether a server renders ``source``'s tiles (``tile_mode`` windowed or composite):
+    then ``read_region`` gives no raw pixels and :func:`tile_mode` says which read does."""
+    return tile_mode(source) != "raw"
+
+
 def channels_per_read(source: Any, level: int) -> int | None:
     """How many channels ``source`` reads best together at ``level``.
 
@@ -188,10 +287,8 @@ def channels_per_read(source: Any, level: int) -> int | None:
     ``io_concurrency``): read all shown channels of a chunk at once, so a network source
     fetches them together and pays its latency once per chunk, not once per channel.
     """
-    if getattr(source, "io_concurrency", None):
-        return None
-    hint = getattr(source, "channels_per_read", None)
-    return hint(level) if callable(hint) else None
+    declared = capabilities(source)
+    return None if declared.io_concurrency else declared.channels_per_read(level)
 
 
 def tile_mode(source: Any) -> str:
@@ -201,11 +298,14 @@ def tile_mode(source: Any) -> str:
     ``read_windowed(level, rect, styles, z=, t=)`` gives 8-bit quanta ``(c, y, x)`` with
     each style's window applied by the server. ``"composite"``:
     ``read_composite(level, rect, styles, z=, t=, model=)`` gives the server's RGB
-    ``(y, x, 3)``.
+    ``(y, x, 3)`` in the maths ``server_preset`` names.
     """
-    mode = getattr(source, "tile_mode", "raw")
+    declared = capabilities(source)
+    mode = declared.tile_mode
     if mode not in TILE_MODES:
         raise ValueError(f"source {source!r} has unknown tile_mode {mode!r}")
+    if mode == "composite" and not declared.server_preset:
+        raise ValueError(f"source {source!r} renders composites but names no server_preset")
     return mode
 
 
@@ -249,7 +349,7 @@ class HandleCache:
 _OPEN_HANDLES = HandleCache(max_entries=64)
 
 
-class CachedHandleSource:
+class CachedHandleSource(SourceBase):
     """What every source with an open handle shares: ``info``, ``close()``, ``with``.
 
     The handle (a file, a zarr group, an HTTP session...) lives in a per-process cache
@@ -274,12 +374,6 @@ class CachedHandleSource:
         """Close this process's handle (it reopens on the next read)."""
         _OPEN_HANDLES.discard(self._handle_key())
 
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
     def info(self) -> ImageInfo:
         """Image metadata (see :class:`ImageInfo`)."""
@@ -296,7 +390,14 @@ def _close(handle: Any) -> None:
 def read_level(
     source: Source, level: int, channels: Sequence[int] | None = None, *, z: int = 0, t: int = 0
 ) -> np.ndarray:
-    """Read a whole level eagerly as ``(c, y, x)``, tile by tile. For small levels and tests."""
+    """Read a whole level eagerly as ``(c, y, x)``, tile by tile. For small levels and tests.
+
+    Raw pixels only: a :func:`server_rendered` source is refused before any read."""
+    if server_rendered(source):
+        raise SourceError(
+            f"{source!r} serves rendered tiles (tile_mode {tile_mode(source)!r}), not raw "
+            "pixel values; reading a level needs a file source (OME-TIFF, OME-Zarr)"
+        )
     info = source.info
     spec = info.levels[level]
     channels = list(range(info.size_c)) if channels is None else list(channels)

@@ -75,6 +75,8 @@ class MinervaSource(CachedHandleSource):
         As for the OMERO source.
     """
 
+    server_preset = "minerva-render-tile"  # what render-tile's composites are
+
     def __init__(
         self,
         image_uuid: str,
@@ -102,7 +104,6 @@ class MinervaSource(CachedHandleSource):
             raise SourceError(f"Minerva mode must be one of {MODES}, got {mode!r}")
         self.image_uuid = str(image_uuid)
         self.tile_mode = "raw" if mode == "raw" else "composite"
-        self.server_preset = "minerva-render-tile"
         self.io_concurrency = concurrency
         self._settings = resolve_settings(
             api_url=api_url,

@@ -100,6 +100,7 @@ class OmeroSource(CachedHandleSource):
     """
 
     schemes = ("http", "https")
+    server_preset = "omero"  # what the composite tiles are
 
     def __init__(
         self,
@@ -138,7 +139,6 @@ class OmeroSource(CachedHandleSource):
         self.server = urlunsplit(parts).rstrip("/")
         self.image_id = int(image_id)
         self.tile_mode = mode
-        self.server_preset = "omero"  # what the composite tiles are
         self.quality = quality
         self.tile_side = max(1, min(int(tile_size), MAX_TILE_SIDE))
         self.io_concurrency = concurrency
@@ -249,7 +249,8 @@ class OmeroSource(CachedHandleSource):
     def read_region(
         self, level: int, rect: Rect, channels: Sequence[int], *, z: int = 0, t: int = 0
     ) -> np.ndarray:
-        """Not available: OMERO's webgateway serves rendered tiles, never raw pixels."""
+        """Not available (the source is :func:`~.base.server_rendered`): OMERO's
+        webgateway serves rendered tiles, never raw pixels."""
         raise SourceError(
             "OMERO's webgateway serves rendered 8-bit tiles, not raw pixel values; read raw "
             "channels from the OME-TIFF or OME-Zarr file instead"

@@ -2,9 +2,8 @@
 
 The temporary file is made with ``os.open(O_CREAT | O_EXCL)`` under a random name rather
 than ``tempfile.mkstemp``: the same guarantee (a new file of ours, never one that
-existed), the usual mode for a new file (0666 less the umask, where mkstemp gives 0600),
-and no import of ``tempfile``, which brings shutil, bz2, lzma and random into every crop's
-start-up (3-4 ms).
+existed), and the usual mode for a new file (0666 less the umask, where mkstemp gives
+0600, which the renamed output would keep).
 """
 
 from __future__ import annotations
