@@ -128,7 +128,7 @@ def with_auto_windows(
         windows = {
             c.index: _window(p, percentiles, dtype) for c, p in zip(shown, planes, strict=True)
         }
-    elif mode == "windowed":
+    elif capabilities(source).reads_windowed:
         windows = _windowed_percentiles(source, request, shown, percentiles)
     else:
         raise RequestError(

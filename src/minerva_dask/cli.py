@@ -157,7 +157,9 @@ def _run_groups(args: argparse.Namespace, started: float) -> int:
         raise RequestError("name every --group NAME=REQUEST, or none (named after channels)")
     if all(names) and len(groups) != len(args.group):
         raise RequestError("two --group options have the same name")
-    source = open_for_request(requests[0], **_image_arguments(args, requests[0]))
+    image = _image_arguments(args, requests[0])
+    options = image.pop("source_options")
+    source = open_for_request(requests[0], **image, **options)
     background = args.background or ("omero" if args.omero_compatible else "black")
     result = crop_groups(
         groups,

@@ -77,7 +77,7 @@ def crop_groups(
         raise RequestError("channel groups are a non-empty {name: request} or list of requests")
     items = list(groups.items()) if named else [(None, request) for request in groups]  # type: ignore[union-attr]
     for _, request in items:
-        _check_arguments(request, output, image)
+        _check_arguments(request, output)
     name = os.fspath(output).rstrip("/")
     if name.lower().endswith(_FILE_SUFFIXES):
         raise OutputError(

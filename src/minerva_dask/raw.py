@@ -26,7 +26,7 @@ from .colors import color_hex
 from .errors import RequestError
 from .plan import MAX_PIXELS, MAX_READ_PIXELS, RenderPlan, plan_render
 from .request import RenderRequest
-from .sources.base import ImageInfo, tile_mode
+from .sources.base import ImageInfo, capabilities, tile_mode
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -97,7 +97,7 @@ class RawRegion:
     @property
     def inputs(self) -> tuple[str, ...]:
         """Where the pixels come from (a path or URL): never overwritten by an output."""
-        ref = getattr(self.source, "ref", None)
+        ref = capabilities(self.source).ref
         return (ref,) if isinstance(ref, str) else ()
 
     def compute(self, **kwargs: Any) -> Any:

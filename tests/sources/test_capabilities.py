@@ -25,6 +25,7 @@ CAPABILITIES = (
     "io_concurrency",
     "ref",
     "projects",
+    "reads_windowed",
     "channels_per_read",
 )
 

@@ -204,7 +204,8 @@ class SourceBase:
     ``ref``: the path or URL the pixels come from, which no output may replace; ``None``
     (default) for a source without one (a server).
 
-    ``projects``: whether a server-rendered source's server projects z planes (``p=``).
+    ``projects``: whether a server-rendered source's server projects z planes (``p=``);
+    ``reads_windowed``: whether ``read_windowed`` works, whatever ``tile_mode`` says.
     """
 
     tile_mode: str = "raw"
@@ -212,6 +213,7 @@ class SourceBase:
     io_concurrency: int | None = None
     ref: str | None = None
     projects: bool = False
+    reads_windowed: bool = False
 
     def channels_per_read(self, level: int) -> int | None:
         """Channels of ``level`` stored together (:func:`channels_per_read`); None: no hint."""

@@ -101,6 +101,7 @@ class OmeroSource(CachedHandleSource):
 
     schemes = ("http", "https")
     server_preset = "omero"  # what the composite tiles are
+    reads_windowed = True  # windowed 8-bit tiles in either mode
 
     def __init__(
         self,
