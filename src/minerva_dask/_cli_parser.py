@@ -226,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("0.5", "0.4"),
         help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2)",
     )
+    export.add_argument(
+        "--shard",
+        type=int,
+        metavar="N",
+        help="OME-Zarr 0.5: N x N chunks per stored shard (default 4; 1: unsharded); "
+        "0.4 is never sharded",
+    )
     crop.add_argument(
         "--png-level",
         type=int,

@@ -64,6 +64,7 @@ def crop(
     resume: bool = False,
     compression: str = "deflate",
     zarr_version: str = "0.5",
+    shard: int | None = None,
     chunk: int = EXPORT_CHUNK,
     png_level: int | None = None,
 ) -> CropResult:
@@ -100,6 +101,8 @@ def crop(
         OME-Zarr: continue an interrupted export, skipping chunks already written.
     compression, zarr_version, chunk
         OME-TIFF compression; OME-Zarr NGFF version (``"0.5"`` or ``"0.4"``); chunk side.
+    shard
+        OME-Zarr: chunks per shard side (default 4 for 0.5, unsharded for 0.4).
     png_level
         PNG zlib level 0-9 (default :data:`minerva_dask.writers.png.PNG_LEVEL`, 3).
 
@@ -118,6 +121,8 @@ def crop(
     fmt = output_format(output, format)
     if png_level is not None and fmt != "png":
         raise OutputError(f"png_level applies to PNG output, not {fmt} ({output})")
+    if shard is not None and fmt != "ome-zarr":
+        raise OutputError(f"shard (CLI: --shard) applies to OME-Zarr output, not {fmt} ({output})")
     overwrite = (fmt == "png") if overwrite is None else overwrite
     if fmt == "png":
         from .writers._atomic import check_output_path
@@ -194,6 +199,7 @@ def crop(
                 rendering,
                 output,
                 version=zarr_version,
+                shard=shard,
                 chunk=chunk,
                 client=client,
                 progress=progress,

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from .errors import RemoteError, RequestError
-from .writers._bands import Progress, compute_in_order
+from .writers._bands import compute_in_order
+from .writers._progress import Progress
 
 __all__ = [
     "check_cluster_options",
