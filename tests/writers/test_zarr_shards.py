@@ -70,7 +70,7 @@ def test_an_interrupted_sharded_export_resumes_per_shard(tiny_ome_tiff, tmp_path
 
 
 def test_shard_options_are_checked_before_writing(rendering, tmp_path) -> None:
-    with pytest.raises(md.OutputError, match="0.4 cannot be sharded"):
+    with pytest.raises(md.OutputError, match=r"0\.4 cannot be sharded"):
         to_ome_zarr(rendering, tmp_path / "a.ome.zarr", version="0.4", shard=2)
     with pytest.raises(md.OutputError, match="shard"):
         to_ome_zarr(rendering, tmp_path / "a.ome.zarr", shard=0)
