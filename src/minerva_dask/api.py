@@ -180,11 +180,13 @@ def crop(
                 time.perf_counter() - started,
             )
         if fmt == "ome-tiff":
+            from functools import partial
+
             from .writers.ome_tiff import to_ome_tiff
 
-            result = to_ome_tiff(
+            write = partial(
+                to_ome_tiff,
                 rendering,
-                output,
                 compression=compression,
                 chunk=chunk,
                 client=client,
@@ -192,6 +194,20 @@ def crop(
                 overwrite=overwrite,
                 compute_kwargs=options,
             )
+            from ._paths import is_url
+
+            if is_url(os.fspath(output)):  # written here, uploaded whole (writers/_upload)
+                from .writers._upload import to_remote_file
+
+                result = to_remote_file(
+                    write,
+                    os.fspath(output),
+                    inputs=tuple(rendering.inputs),
+                    storage_options=output_storage_options,
+                    overwrite=overwrite,
+                )
+            else:
+                result = write(output)
         else:
             from .writers.ome_zarr import to_ome_zarr
 
