@@ -24,6 +24,7 @@ import numpy as np
 
 from .._paths import is_url
 from ._pyramid import downsample_2x
+from ._shard_codec import encode_chunk, shard_bytes
 from ._store import store_fs
 
 __all__ = [
@@ -88,46 +89,57 @@ def unit_tiles(shape: tuple[int, int], target: Target, row: int, col: int) -> in
     return math.ceil(height / target.side) * math.ceil(width / target.side)
 
 
-def write_blocks(blocks: list[list[np.ndarray]], target: Target, row: int, col: int) -> int:
-    """Store the rendered ``(y, x, c)`` blocks of level 0's unit ``(row, col)`` (rows of
-    blocks, left to right), in one write; then its marker. Returns the tiles written."""
-    array = _array(target, 0)
-    if len(blocks) == 1 and len(blocks[0]) == 1:
-        pixels = np.moveaxis(blocks[0][0], 2, 0)
-    else:
-        height = sum(line[0].shape[0] for line in blocks)
-        width = sum(block.shape[1] for block in blocks[0])
-        pixels = np.empty((blocks[0][0].shape[2], height, width), blocks[0][0].dtype)
-        y = 0
-        for line in blocks:
-            x = 0
-            for block in line:
-                pixels[:, y : y + block.shape[0], x : x + block.shape[1]] = np.moveaxis(block, 2, 0)
-                x += block.shape[1]
-            y += line[0].shape[0]
-    y0, x0 = row * target.unit, col * target.unit
-    array[:, y0 : y0 + pixels.shape[1], x0 : x0 + pixels.shape[2]] = pixels
+def _put_shard(target: Target, level: int, row: int, col: int, chunks: dict) -> None:
+    fs, root = store_fs(target.url, json.loads(target.options_key))
+    fs.pipe_file(f"{root}/{level}/c/0/{row}/{col}", shard_bytes(chunks, target.unit // target.side))
+
+
+def encode_block(block: np.ndarray, side: int) -> bytes:
+    """A rendered ``(y, x, c)`` block of one chunk, encoded as the chunk is stored."""
+    return encode_chunk(np.moveaxis(block, 2, 0), side)
+
+
+def write_shard(encoded: list[list[bytes]], target: Target, row: int, col: int) -> int:
+    """Store level 0's shard ``(row, col)`` from its chunks' encoded bytes (rows of
+    chunks, left to right), in one write; then its marker. Returns the tiles written."""
+    chunks = {(r, c): data for r, line in enumerate(encoded) for c, data in enumerate(line)}
+    _put_shard(target, 0, row, col, chunks)
     _mark(target, 0, row, col)
-    return math.ceil(pixels.shape[1] / target.side) * math.ceil(pixels.shape[2] / target.side)
+    return len(chunks)
+
+
+def write_block(block: np.ndarray, target: Target, row: int, col: int) -> int:
+    """Store level 0's chunk ``(row, col)`` of an unsharded array; then its marker."""
+    y0, x0 = row * target.unit, col * target.unit
+    _array(target, 0)[:, y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = np.moveaxis(
+        block, 2, 0
+    )
+    _mark(target, 0, row, col)
+    return 1
 
 
 def write_downsampled(target: Target, level: int, row: int, col: int) -> int:
     """Store unit ``(row, col)`` of ``level`` (>= 1): the 2 x 2 means of the level above,
-    read from the store one chunk's neighbourhood at a time; then its marker."""
+    read from the store one chunk's neighbourhood at a time (a shard's chunks encoded as
+    they are made); then its marker. Returns the tiles written."""
     above, array = _array(target, level - 1), _array(target, level)
     _, height, width = array.shape
     y0, x0 = row * target.unit, col * target.unit
     y1, x1 = min(y0 + target.unit, height), min(x0 + target.unit, width)
-    pixels = np.empty((array.shape[0], y1 - y0, x1 - x0), array.dtype)
     step = target.side
+    chunks: dict[tuple[int, int], bytes] = {}
     for ys in range(y0, y1, step):
         ye = min(ys + step, y1)
         for xs in range(x0, x1, step):
             xe = min(xs + step, x1)
             piece = above[:, 2 * ys : 2 * ye, 2 * xs : 2 * xe]  # clipped at the level's edge
-            means = downsample_2x(np.moveaxis(piece, 0, 2))
-            pixels[:, ys - y0 : ye - y0, xs - x0 : xe - x0] = np.moveaxis(means, 2, 0)
-    array[:, y0:y1, x0:x1] = pixels
+            means = np.moveaxis(downsample_2x(np.moveaxis(piece, 0, 2)), 2, 0)
+            if target.unit == step:  # unsharded: the unit is this one chunk
+                array[:, ys:ye, xs:xe] = means
+            else:
+                chunks[(ys - y0) // step, (xs - x0) // step] = encode_chunk(means, step)
+    if chunks:
+        _put_shard(target, level, row, col, chunks)
     _mark(target, level, row, col)
     return math.ceil((y1 - y0) / step) * math.ceil((x1 - x0) / step)
 
@@ -159,16 +171,27 @@ def level_jobs(
 
     rows, cols = units(shape[0], target.unit), units(shape[1], target.unit)
     per = target.unit // target.side  # blocks per unit side
-    if level == 0:
+    if level == 0 and per == 1:
         blocks = data.to_delayed(optimize_graph=True)
-        write = dask.delayed(write_blocks, pure=False)
+        write = dask.delayed(write_block, pure=False)
+
+        def task(row: int, col: int) -> Any:
+            return write(blocks[row, col, 0], target, row, col)
+
+    elif level == 0:  # each chunk encoded as soon as it is rendered, then its shard put
+        blocks = data.to_delayed(optimize_graph=True)
+        encode = dask.delayed(encode_block, pure=True)
+        put = dask.delayed(write_shard, pure=False)
 
         def task(row: int, col: int) -> Any:
             grid = [
-                [blocks[r, c, 0] for c in range(col * per, min((col + 1) * per, blocks.shape[1]))]
+                [
+                    encode(blocks[r, c, 0], target.side)
+                    for c in range(col * per, min((col + 1) * per, blocks.shape[1]))
+                ]
                 for r in range(row * per, min((row + 1) * per, blocks.shape[0]))
             ]
-            return write(grid, target, row, col)
+            return put(grid, target, row, col)
 
     else:
         down = dask.delayed(write_downsampled, pure=False)

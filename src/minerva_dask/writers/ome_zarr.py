@@ -40,6 +40,7 @@ from ._meta import ExportResult, OutputMetadata, check_grid, rgb_grid
 from ._ngff import AXES, ngff_attributes
 from ._progress import Progress
 from ._pyramid import pyramid_shapes
+from ._shard_codec import check_layout, codec_options
 from ._store import (
     KEY,
     StorePlan,
@@ -203,8 +204,8 @@ def _write_store(
                 if zarr_format == 2
                 else {"dimension_names": AXES}
             )
-            if unit != side:
-                kwargs["shards"] = (data.shape[2], unit, unit)
+            if unit != side:  # shards encoded by _shard_codec: its codecs, declared
+                kwargs.update(shards=(data.shape[2], unit, unit), **codec_options())
             group.create_array(
                 str(level),
                 shape=(data.shape[2], height, width),
@@ -222,6 +223,8 @@ def _write_store(
         stored = (tuple(array.chunks), getattr(array, "shards", None) or tuple(array.chunks))
         if stored != ((data.shape[2], side, side), (data.shape[2], unit, unit)):
             raise RuntimeError(f"minerva-dask internal error: level {level} chunks {stored}")
+        if unit != side:
+            check_layout(array, side, unit)
         done = done_markers(fs, root, level, target.token)
         tiles = sum(unit_tiles(shape, target, row, col) for row, col in done)
         skipped += tiles
