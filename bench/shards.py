@@ -46,13 +46,12 @@ def image(side: int):
 
 
 def main() -> None:
-    from moto.server import ThreadedMotoServer
+    import logging
 
     import s3fs
+    from moto.server import ThreadedMotoServer
 
     from minerva_dask.writers.ome_zarr import to_ome_zarr
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     side = int(sys.argv[1]) if len(sys.argv) > 1 else 8192
@@ -74,9 +73,7 @@ def main() -> None:
             started = time.perf_counter()
             result = to_ome_zarr(data, local, shard=shard)
             local_s = time.perf_counter() - started
-            found = sum(
-                len(files) for root, _, files in os.walk(local) if f"{os.sep}c" in root
-            )
+            found = sum(len(files) for root, _, files in os.walk(local) if f"{os.sep}c" in root)
             started = time.perf_counter()
             to_ome_zarr(data, f"s3://bench/s{shard}.ome.zarr", shard=shard, storage_options=options)
             s3_s = time.perf_counter() - started

@@ -26,7 +26,7 @@ request = md.parse_request(f"/0/0/0/?c={spec}&region=0,0,{side},{side}&max_size=
 rendering = md.render(source, request, align="output", chunk_size=1024)
 started = time.perf_counter()
 result = to_ome_zarr(rendering, out, shard=None if shard == "default" else int(shard),
-                     compute_kwargs={"num_workers": 2}, prefetch=int(__import__("os").environ.get("PREFETCH", "2")))
+                     compute_kwargs={"num_workers": 2})
 elapsed = time.perf_counter() - started
 peak = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(f"{side} px, {channels} ch, shard {shard}: {elapsed:.1f} s, peak RSS {peak / 2**20:.0f} MiB, "

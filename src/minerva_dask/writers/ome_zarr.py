@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .._memory import keep_heap_flat
 from .._paths import is_url
 from ..errors import OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
@@ -124,6 +125,7 @@ def to_ome_zarr(
     """
 
     started = time.perf_counter()
+    keep_heap_flat()  # freed chunks go back to the system: memory flat in slide size
     if version not in ("0.4", "0.5"):
         raise OutputError(f"OME-Zarr version must be 0.4 or 0.5, got {version!r}")
     url = os.fspath(url).rstrip("/")
