@@ -149,3 +149,32 @@ def test_progress_estimates_from_tiles_done_not_from_start_up(monkeypatch) -> No
     resumed.advance(10)
     assert resumed.rate() == pytest.approx(5.0)
     assert "(900 resumed)" in resumed.line()
+
+
+def test_an_interrupted_export_to_s3_is_no_image_until_resumed_shard_by_shard(
+    tiny_ome_tiff, moto_server
+) -> None:
+    s3fs = pytest.importorskip("s3fs")
+    options = {"client_kwargs": {"endpoint_url": moto_server}}
+    fs = s3fs.S3FileSystem(**options)
+    fs.makedirs("resume-out", exist_ok=True)
+    url = "s3://resume-out/r.ome.zarr"
+    source = md.open_image(tiny_ome_tiff)
+    request = md.parse_request(REQUEST)
+    failing = md.render(_FailingSource(source, 600), request, align="output", chunk_size=256)
+    with pytest.raises(OSError, match="the network went away"):
+        to_ome_zarr(failing, url, shard=2, prefetch=1, storage_options=options)
+    attrs = dict(zarr.open_group(url, mode="r", storage_options=options).attrs)
+    assert "ome" not in attrs and attrs["minerva-dask"]["state"] == "in-progress"
+    with pytest.raises(md.OutputError, match="exists"):  # never replaced, nor continued unasked
+        to_ome_zarr(failing, url, shard=2, storage_options=options)
+    healthy = md.render(source, request, align="output", chunk_size=256)
+    result = to_ome_zarr(healthy, url, shard=2, resume=True, storage_options=options)
+    assert result.chunks_skipped == 2 * 6  # the three shards of the first row
+    expected = expected_levels(md.render(source, request).compute(), 4)
+    group = zarr.open_group(url, mode="r", storage_options=options)
+    assert group.attrs["ome"]["multiscales"][0]["datasets"][3]["path"] == "3"
+    for level, want in enumerate(expected):
+        np.testing.assert_array_equal(np.moveaxis(group[str(level)][...], 0, 2), want)
+    fs.invalidate_cache()
+    assert not fs.exists("resume-out/r.ome.zarr/.minerva-dask")
