@@ -109,7 +109,15 @@ def test_a_worker_killed_mid_export_on_a_cli_cluster_leaves_the_threaded_pixels(
     assert stdout == "" and stderr == ""  # -q: not a line of distributed's
     for got, want in zip(zarr_levels(out), zarr_levels(tmp_path / "threads.ome.zarr"), strict=True):
         np.testing.assert_array_equal(got, want)
+    started = time.monotonic()
     verbose = _crop(*image, "-o", str(tmp_path / "v.ome.zarr"), "--scheduler", address, "-v")
     _, stderr = verbose.communicate(timeout=120)
+    took = time.monotonic() - started
     assert verbose.returncode == 0, stderr
     assert f"dask dashboard: http://127.0.0.1:{dashboard}/status" in stderr
+    # progress: the first line estimates nothing yet or something sane, never 100x the job
+    progress = [line for line in stderr.splitlines() if line.startswith("OME-Zarr: ")]
+    assert progress and "done in" in progress[-1], stderr
+    for line in progress[:-1]:
+        left = line.rsplit(", ", 1)[1]
+        assert left == "estimating time left" or float(left.split()[0]) < 10 * took, line
