@@ -13,6 +13,7 @@ promise that an upload appears whole.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,8 @@ from ._meta import ExportResult
 from ._store import open_destination
 
 __all__ = ["UPLOAD_SCHEMES", "to_remote_file"]
+
+logger = logging.getLogger("minerva_dask.writers")
 
 UPLOAD_SCHEMES = ("s3", "s3a")
 
@@ -63,6 +66,7 @@ def to_remote_file(
     try:
         local = os.path.join(folder, os.path.basename(key.rstrip("/"))[:200] or "out.ome.tif")
         result = write(local)
+        logger.info("Uploading %s (%.1f MB)", url, os.path.getsize(local) / 1e6)
         try:
             fs.put_file(local, key)  # multipart above s3fs's block size; visible when whole
         except (OSError, ValueError) as exc:

@@ -135,7 +135,7 @@ def to_ome_zarr(
     shard = _shard_of(shard, version)
     data, side = rgb_grid(image, chunk)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
-    token = f"{data.name}:{version}:{side}" + (f":{shard}" if shard > 1 else "")
+    token = f"{data.name}:{version}:{side}" + (f":shard{shard}" if shard > 1 else "")
     fs, root = open_destination(url, options)
     plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
     try:
