@@ -143,12 +143,14 @@ def _check_cluster_imports(client: Any, address: str) -> None:
         return
     from . import __version__ as ours
 
-    wrong = sorted(f"{name} ({value or 'none'})" for name, value in found.items() if value != ours)
+    wrong = sorted(
+        f"{name} has {value or 'none'}" for name, value in found.items() if value != ours
+    )
     if wrong:
         raise RemoteError(
-            f"the dask cluster at {address} lacks minerva-dask {ours} on "
-            f"{', '.join(wrong[:3])}{' and others' if len(wrong) > 3 else ''}: install it in "
-            "the scheduler's and every worker's environment"
+            f"the dask cluster at {address} needs minerva-dask {ours} (this machine's) on its "
+            f"scheduler and every worker: {', '.join(wrong[:3])}"
+            f"{' and others' if len(wrong) > 3 else ''}"
         )
 
 
