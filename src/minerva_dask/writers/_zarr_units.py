@@ -5,10 +5,13 @@ shard`` chunks) of a sharded one. Exactly one task writes each unit, in one writ
 workers write in parallel without locks and a shard is never read back and rewritten.
 After its data, each task leaves a small completion marker
 (``.minerva-dask/{level}/{row}.{col}``, holding a token of the render), which ``resume``
-trusts. Level 0's tasks take the rendered blocks of their unit; a lower level's task
-reads the level above from the store, a chunk's 2 x 2 neighbourhood at a time (so a
-task holds one unit and one small piece, never the level), and stores the 2 x 2 means.
-Pixels are ``(y, x, c)`` blocks of any channel count and dtype; the store is ``(c, y, x)``.
+trusts. At level 0 an unsharded chunk's task takes its rendered block; a shard's task
+takes its chunks already encoded, each by a small task right after its block is
+rendered (:mod:`._shard_codec`), so the rendered pixels are dropped at once. A lower
+level's task reads the level above from the store, a chunk's 2 x 2 neighbourhood at a
+time, encoding each chunk of means as it is made (so a task holds one small piece and
+compressed bytes, never a level or a shard of pixels). Pixels are ``(y, x, c)`` blocks
+of any channel count and dtype; the store is ``(c, y, x)``.
 """
 
 from __future__ import annotations
