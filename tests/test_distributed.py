@@ -36,3 +36,20 @@ def test_crop_with_a_client_writes_the_same_png(cluster_client, tiny_ome_tiff, t
     np.testing.assert_array_equal(
         np.asarray(Image.open(local.path)), np.asarray(Image.open(remote.path))
     )
+
+
+@pytest.mark.slow
+def test_a_cluster_with_another_minerva_dask_is_refused_in_one_line(cluster_client, monkeypatch):
+    """Its workers would unpickle our tasks with other code: refused before any work,
+    naming what each machine has (here this process claims another version)."""
+    import minerva_dask
+    from minerva_dask.compute import compute_context
+
+    address = cluster_client.scheduler.address
+    with compute_context(address) as client:  # the same version: accepted
+        assert client is not None
+    monkeypatch.setattr(minerva_dask, "__version__", "9.9.9", raising=False)
+    refused = pytest.raises(md.RemoteError, match=r"needs minerva-dask 9\.9\.9 .* has 0")
+    with refused as caught, compute_context(address):
+        pass
+    assert "\n" not in str(caught.value)

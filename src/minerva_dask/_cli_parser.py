@@ -271,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="1-100",
         help="JPEG tile quality (default 75, as pyvips); --jpeg-quality is the OMERO server's",
     )
+    export.add_argument(
+        "--shard",
+        type=int,
+        metavar="N",
+        help="OME-Zarr 0.5: N x N chunks per stored shard (default 4; 1: unsharded); "
+        "0.4 is never sharded",
+    )
     crop.add_argument(
         "--png-level",
         type=int,

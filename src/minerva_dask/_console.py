@@ -26,6 +26,8 @@ _WIRE_LOGGERS = ("botocore", "boto3", "aiobotocore", "s3transfer", "s3fs")
 # report in one line, asyncio's "Task exception was never retrieved" on a stop): errors
 # only by default, their INFO with -v, everything with -vv.
 _CLUSTER_LOGGERS = ("distributed", "asyncio", "tornado")
+# Our lines about the cluster (its dashboard): shown with -v only.
+CLUSTER_LOGGER = "minerva_dask.cluster"
 # Environment variables that hold credentials, masked wherever they could appear.
 _SECRET_PREFIXES = ("OMERO_", "OME_", "MINERVA_", "AWS_")
 _SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "SESSION", "COOKIE", "KEY")
@@ -65,6 +67,9 @@ def configure_logging(quiet: bool, verbose: int) -> Callable[[], None]:
     ours.addHandler(handler)
     ours.setLevel(logging.WARNING if quiet else min(logging.INFO, others))
     ours.propagate = False
+    # where the cluster is (its dashboard's address): with -v only
+    cluster_info = logging.getLogger(CLUSTER_LOGGER)
+    cluster_info.setLevel(logging.INFO if verbose and not quiet else logging.WARNING)
     previous_showwarning = warnings.showwarning
     warnings.showwarning = _show_warning
 
@@ -73,6 +78,7 @@ def configure_logging(quiet: bool, verbose: int) -> Callable[[], None]:
         ours.removeHandler(handler)
         ours.propagate = True
         ours.setLevel(logging.NOTSET)
+        cluster_info.setLevel(logging.NOTSET)
         root.removeHandler(root_handler)
         root.setLevel(root_level)
         for name, level in wire_levels.items():

@@ -46,7 +46,7 @@ def write_raw(region: Any, output: str | os.PathLike[str], fmt: str, **options: 
 
         options.pop("compression", None)
         return to_ome_zarr(region, output, **options)
-    for key in ("version", "resume", "storage_options"):
+    for key in ("version", "shard", "resume", "storage_options"):
         options.pop(key, None)
     from .writers import ome_tiff
 

@@ -68,6 +68,7 @@ def crop(
     resume: bool = False,
     compression: str = "deflate",
     zarr_version: str = "0.5",
+    shard: int | None = None,
     chunk: int = EXPORT_CHUNK,
     png_level: int | None = None,
     tile_size: int = 254,
@@ -114,6 +115,8 @@ def crop(
         OME-Zarr: continue an interrupted export, skipping chunks already written.
     compression, zarr_version, chunk
         OME-TIFF compression; OME-Zarr NGFF version (``"0.5"`` or ``"0.4"``); chunk side.
+    shard
+        OME-Zarr: chunks per shard side (default 4 for 0.5, unsharded for 0.4).
     png_level
         PNG zlib level 0-9 (default :data:`minerva_dask.writers.png.PNG_LEVEL`, 3).
     tile_size, overlap, tile_format, tile_quality
@@ -143,6 +146,8 @@ def crop(
     fmt = output_format(output, format)
     if png_level is not None and fmt != "png":
         raise OutputError(f"png_level applies to PNG output, not {fmt} ({output})")
+    if shard is not None and fmt != "ome-zarr":
+        raise OutputError(f"shard (CLI: --shard) applies to OME-Zarr output, not {fmt} ({output})")
     overwrite = (fmt == "png") if overwrite is None else overwrite
     if raw:
         from ._raw_export import check_raw_options
@@ -245,15 +250,18 @@ def crop(
                 compute_kwargs=options,
                 compression=compression,
                 version=zarr_version,
+                shard=shard,
                 resume=resume,
                 storage_options=output_storage_options,
             )
         elif fmt == "ome-tiff":
+            from functools import partial
+
             from .writers.ome_tiff import to_ome_tiff
 
-            result = to_ome_tiff(
+            write = partial(
+                to_ome_tiff,
                 rendering,
-                output,
                 compression=compression,
                 chunk=chunk,
                 client=client,
@@ -261,6 +269,20 @@ def crop(
                 overwrite=overwrite,
                 compute_kwargs=options,
             )
+            from ._paths import is_url
+
+            if is_url(os.fspath(output)):  # written here, uploaded whole (writers/_upload)
+                from .writers._upload import to_remote_file
+
+                result = to_remote_file(
+                    write,
+                    os.fspath(output),
+                    inputs=tuple(rendering.inputs),
+                    storage_options=output_storage_options,
+                    overwrite=overwrite,
+                )
+            else:
+                result = write(output)
         elif fmt == "dzi":
             from .writers.dzi import to_dzi
 
@@ -284,6 +306,7 @@ def crop(
                 rendering,
                 output,
                 version=zarr_version,
+                shard=shard,
                 chunk=chunk,
                 client=client,
                 progress=progress,

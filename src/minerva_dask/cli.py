@@ -118,6 +118,7 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         resume=args.resume,
         compression=args.compression,
         zarr_version=args.zarr_version,
+        shard=args.shard,
         output_storage_options={k: v for k, v in args.storage_option if k not in OWN_OPTIONS}
         or None,  # the reading options of ours stay with the input
         png_level=args.png_level,

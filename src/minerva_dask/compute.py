@@ -21,7 +21,8 @@ import numpy as np
 
 from .errors import RemoteError, RequestError
 from .sources.base import capabilities
-from .writers._bands import Progress, compute_in_order
+from .writers._bands import compute_in_order
+from .writers._progress import Progress
 
 __all__ = [
     "check_cluster_options",
@@ -73,13 +74,20 @@ def compute_context(
                 client = stack.enter_context(distributed.Client(cluster))
             else:
                 client = stack.enter_context(_connect(distributed, scheduler))
+                _check_cluster_imports(client, scheduler)
+            _log.info("dask dashboard: %s", client.dashboard_link)
         elif scheduler is not None:
             client = scheduler
         if progress and client is None:
             from dask.diagnostics import ProgressBar
 
             stack.enter_context(ProgressBar(out=sys.stderr, dt=0.2))
-        yield client
+        try:
+            yield client
+        except RuntimeError as exc:  # distributed's words for a worker without our code
+            if client is not None and "deserializ" in str(exc):
+                raise RemoteError(_UNPICKLABLE) from None
+            raise
 
 
 SCHEDULER_TIMEOUT_S = 10  # how long to try reaching a scheduler before saying it is not there
@@ -112,6 +120,45 @@ def check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any)
                 f"scheduler (CLI: --scheduler) {scheduler!r} is not a dask scheduler address such "
                 "as tcp://10.0.0.5:8786"
             )
+
+
+_log = logging.getLogger("minerva_dask.cluster")  # shown with -v (see _console)
+
+
+def _check_cluster_imports(client: Any, address: str) -> None:
+    """Refuse, in one line, a cluster whose scheduler or workers cannot import
+    minerva_dask, or import another version (they unpickle its tasks): dask's own error
+    says only that the task graph could not be deserialized."""
+
+    def version() -> str | None:  # nested: pickled by value, runs without minerva_dask
+        try:
+            import minerva_dask
+        except ImportError:
+            return None
+        return str(minerva_dask.__version__)
+
+    try:
+        found = {"the scheduler": client.run_on_scheduler(version), **client.run(version)}
+    except Exception as exc:  # a cluster we cannot ask: the export reports what fails
+        _log.debug("cannot ask the cluster for its minerva-dask: %s", exc)
+        return
+    from . import __version__ as ours
+
+    wrong = sorted(
+        f"{name} has {value or 'none'}" for name, value in found.items() if value != ours
+    )
+    if wrong:
+        raise RemoteError(
+            f"the dask cluster at {address} needs minerva-dask {ours} (this machine's) on its "
+            f"scheduler and every worker: {', '.join(wrong[:3])}"
+            f"{' and others' if len(wrong) > 3 else ''}"
+        )
+
+
+_UNPICKLABLE = (
+    "the dask cluster could not unpickle minerva-dask's tasks: its scheduler and workers "
+    "need the same minerva-dask, dask and Python as this machine"
+)
 
 
 def _connect(distributed: Any, address: str) -> Any:

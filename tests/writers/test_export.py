@@ -193,7 +193,7 @@ def test_an_interrupted_zarr_export_resumes_skipping_written_chunks(tiny_ome_tif
     target = tmp_path / "r.ome.zarr"
     partial = tmp_path / ".r.ome.zarr.partial"  # the target appears only when complete
     with pytest.raises(OSError, match="the network went away"):
-        to_ome_zarr(failing, target, prefetch=1)
+        to_ome_zarr(failing, target, prefetch=1, shard=1)  # one object per chunk
     assert not target.exists()
     attrs = dict(zarr.open_group(str(partial), mode="r").attrs)
     assert "ome" not in attrs and attrs["minerva-dask"]["state"] == "in-progress"  # unfinished
@@ -205,7 +205,9 @@ def test_an_interrupted_zarr_export_resumes_skipping_written_chunks(tiny_ome_tif
     before_failure = {f"{row}.{col}" for row in range(3) for col in range(6)}
     assert before_failure <= marked <= before_failure | {"3.5"}
     healthy = md.render(source, request, align="output", chunk_size=256)
-    result = to_ome_zarr(healthy, target, resume=True)
+    with pytest.raises(md.OutputError, match=r"resume with shard=1 \(CLI: --shard 1\)"):
+        to_ome_zarr(healthy, target, resume=True)  # the default, 4, is another layout
+    result = to_ome_zarr(healthy, target, resume=True, shard=1)
     assert result.chunks_skipped == len(marked)  # exactly the chunks marked done
     assert result.chunks_written + result.chunks_skipped == 4 * 6 + 2 * 3 + 1 * 2 + 1
     expected = expected_levels(md.render(source, request).compute(), 4)

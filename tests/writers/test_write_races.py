@@ -31,7 +31,8 @@ CHUNK = 64
 # (height, width): wide and tall strips thinner than a chunk, tiny, prime, one pixel
 # above and below the chunk side, an exact multiple
 SHAPES = [(3, 300), (300, 5), (1, 1), (5, 7), (67, 131), (65, 65), (63, 63), (128, 64)]
-FORMATS = ["ome-tiff", "zarr-0.4", "zarr-0.5"]
+# zarr-0.5 is sharded (4 x 4 chunks per shard: one task writes a whole shard), the others not
+FORMATS = ["ome-tiff", "zarr-0.4", "zarr-0.5", "zarr-0.5-unsharded"]
 
 
 def _request(height: int, width: int) -> md.RenderRequest:
@@ -61,8 +62,10 @@ def _levels(path, kind: str) -> list[np.ndarray]:
     attrs = dict(group.attrs)
     multiscale = (attrs.get("ome") or attrs)["multiscales"][0]
     arrays = [group[d["path"]] for d in multiscale["datasets"]]
-    for array in arrays:  # the stored grid is the one chunk side
+    for array in arrays:  # the stored grid is the one chunk side; shards of 4 x 4 chunks
         assert tuple(array.chunks) == (3, CHUNK, CHUNK)
+        sharded = kind == "zarr-0.5"
+        assert array.shards == ((3, 4 * CHUNK, 4 * CHUNK) if sharded else None)
     return [np.moveaxis(array[...], 0, 2) for array in arrays]
 
 
@@ -72,8 +75,15 @@ def _export(rendering, path, kind: str, client) -> None:
         to_ome_tiff(rendering, path, chunk=CHUNK, client=client, compute_kwargs=options)
     else:
         version = kind.split("-")[1]
+        shard = 1 if kind.endswith("unsharded") else None
         to_ome_zarr(
-            rendering, path, version=version, chunk=CHUNK, client=client, compute_kwargs=options
+            rendering,
+            path,
+            version=version,
+            chunk=CHUNK,
+            shard=shard,
+            client=client,
+            compute_kwargs=options,
         )
 
 

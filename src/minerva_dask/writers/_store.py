@@ -99,9 +99,22 @@ def _check_resumable(fs: Any, root: str, shown: str, token: str) -> dict[str, An
         why = "it is a complete export (overwrite=True, CLI: --overwrite, replaces it)"
     elif entry is not None and entry.get("token") != token:
         why = "it is an unfinished export of another request or image"
+        theirs = str(entry.get("token", ""))
+        if _unsharded(theirs) == _unsharded(token):  # the same render, another --shard
+            shard = theirs[len(_unsharded(theirs)) + len(":shard") :] or "1"
+            why = (
+                f"it was started with {shard} chunks per shard side: resume with shard={shard} "
+                f"(CLI: --shard {shard})"
+            )
     if why:
         raise OutputError(f"cannot resume into {shown}: {why}; it was left untouched")
     return entry  # type: ignore[return-value]
+
+
+def _unsharded(token: str) -> str:
+    """An OME-Zarr export's token without its shard part (``...:side[:shardN]``)."""
+    head, sep, tail = token.rpartition(":shard")
+    return head if sep and tail.isdigit() else token
 
 
 def _exists_error(url: str) -> OutputError:

@@ -1,22 +1,23 @@
 """Multiscale OME-Zarr output (NGFF 0.5 on zarr v3 by default, 0.4 on zarr v2).
 
-The rendered RGB is stored as ``(c, y, x)`` uint8, channels Red, Green, Blue; a raw export
-(:class:`~minerva_dask.raw.RawRegion`) as its planes in the source dtype, the ``omero``
-block holding their labels, colours and windows. Every level
-is stored in chunks of one side, the side of the dask blocks that write it (checked before
-writing), so each stored chunk is written by exactly one task and workers write in
-parallel without locks. Each written chunk leaves a small completion marker
-(``.minerva-dask/{level}/{row}.{col}``, holding a token of the render) after its data.
-Level ``l + 1`` is the 2 x 2 mean of level ``l`` read back from the store.
+The rendered RGB is stored as ``(c, y, x)`` uint8, channels Red, Green, Blue, in chunks
+of one side (the side of the dask blocks that render level 0, checked before writing).
+NGFF 0.5 stores are sharded by default (zarr v3 sharding): ``shard x shard`` chunks per
+stored object, so a 65,536-pixel level is 256 objects rather than 4,096; 0.4 stores are
+not. Each stored object (a shard, or a chunk when unsharded) is written whole by exactly
+one task, which then leaves a completion marker (see :mod:`._zarr_units`). Level
+``l + 1`` is the 2 x 2 mean of level ``l`` read back from the store.
 
 A local export is written into a hidden sibling, ``.{name}.partial``, marked in its
 attributes as an unfinished export of this render before any chunk is written, and swapped
 into place only when complete (see :mod:`._store`): ``overwrite`` never loses the old store
 to a failed or killed export. An interrupted export stays in its sibling; rerun with
-``resume=True`` it continues there, skipping the chunks whose marker matches, and is
-swapped in when done. ``resume`` refuses anything else, untouched. A remote store is
-written in place and never replaced. Markers are removed at the end, and the NGFF metadata
-is written last.
+``resume=True`` it continues there, skipping the shards (or chunks) whose marker matches,
+and is swapped in when done. ``resume`` refuses anything else, untouched. A remote store
+(``s3://``...) is written in place by the workers and never replaced: until the export is
+complete its root attributes say ``in-progress`` and hold no NGFF metadata, so no NGFF
+reader takes it for an image. Markers are removed at the end, and the NGFF metadata is
+written last.
 """
 
 from __future__ import annotations
@@ -29,19 +30,18 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
 
-import dask
-import dask.array as da
-import numpy as np
-
+from .._memory import keep_heap_flat
 from .._paths import is_url
 from ..errors import OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
-from ._bands import Progress, compute_in_order
+from ._bands import compute_in_order
 from ._meta import ExportResult, OutputMetadata, band_grid, check_grid, rgb_grid
-from ._pyramid import downsample_2x_any, pyramid_shapes
+from ._ngff import AXES, ngff_attributes
+from ._progress import Progress
+from ._pyramid import pyramid_shapes
+from ._shard_codec import check_layout, codec_options
 from ._store import (
     KEY,
     StorePlan,
@@ -50,104 +50,29 @@ from ._store import (
     in_progress,
     open_destination,
     plan_store,
-    store_fs,
 )
+from ._zarr_units import MARKERS, Target, done_markers, level_jobs, unit_tiles
 
-__all__ = ["to_ome_zarr"]
+__all__ = ["DEFAULT_SHARD", "to_ome_zarr"]
 
-MARKERS = ".minerva-dask"
-RGB = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
-AXES = ("c", "y", "x")  # the stored order, as named in the multiscales axes
-
-
-@lru_cache(maxsize=64)
-def _open_level(url: str, options_key: str, level: int, zarr_format: int, token: str) -> Any:
-    """The zarr array of ``level``, opened once per process and export (``token``: an
-    array cached for another export at the same path may have another shape)."""
-    import zarr
-
-    options = json.loads(options_key) or None
-    return zarr.open_array(
-        url,
-        path=str(level),
-        mode="r+",
-        zarr_format=zarr_format,
-        storage_options=options if is_url(url) else None,
-    )
+# Chunks per shard side of an NGFF 0.5 export (bench/RESULTS.md, "OME-Zarr shards"):
+# 16 chunks per object; a 65,536-pixel level of 1,024-pixel chunks is 256 objects.
+DEFAULT_SHARD = 4
 
 
-def _write_chunk(
-    block: np.ndarray,
-    url: str,
-    options_key: str,
-    zarr_format: int,
-    level: int,
-    row: int,
-    col: int,
-    offset: tuple[int, int],
-    token: str,
-) -> int:
-    """Write one ``(y, x, 3)`` block at ``offset`` (y, x), then its completion marker."""
-    array = _open_level(url, options_key, level, zarr_format, token)
-    y0, x0 = offset
-    array[:, y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = np.moveaxis(block, 2, 0)
-    fs, root = store_fs(url, json.loads(options_key))
-    fs.pipe_file(f"{root}/{MARKERS}/{level}/{row}.{col}", token.encode())
-    return 1
-
-
-def _done_markers(fs: Any, root: str, level: int, token: str) -> set[tuple[int, int]]:
-    folder = f"{root}/{MARKERS}/{level}"
-    try:
-        names = fs.find(folder)
-    except FileNotFoundError:
-        return set()
-    if not names:
-        return set()
-    done = set()
-    for name, body in fs.cat(names, on_error="omit").items():
-        if body == token.encode():
-            row, col = os.path.basename(name).split(".")
-            done.add((int(row), int(col)))
-    return done
-
-
-def _level_metadata(
-    shapes: list[tuple[int, int]], meta: OutputMetadata, version: str
-) -> dict[str, Any]:
-    px, py = meta.pixel_size_um or (1.0, 1.0)
-    unit = {"unit": "micrometer"} if meta.pixel_size_um else {}
-    datasets = [
-        {
-            "path": str(level),
-            "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0, py * 2**level, px * 2**level]}
-            ],
-        }
-        for level in range(len(shapes))
-    ]
-    multiscale = {
-        "name": meta.name,
-        "axes": [
-            {"name": "c", "type": "channel"},
-            {"name": "y", "type": "space", **unit},
-            {"name": "x", "type": "space", **unit},
-        ],
-        "datasets": datasets,
-        "metadata": {
-            "method": "2x2 mean of the level above (odd edges repeated)",
-            "description": meta.description(),
-        },
-    }
-    if version == "0.4":
-        multiscale["version"] = "0.4"
-    omero = {
-        "name": meta.name,
-        "version": version,
-        "rdefs": {"model": "color"},
-        "channels": meta.omero_channels(),
-    }
-    return {"multiscales": [multiscale], "omero": omero}
+def _shard_of(shard: int | None, version: str) -> int:
+    if shard is None:
+        return DEFAULT_SHARD if version == "0.5" else 1
+    if isinstance(shard, bool) or not isinstance(shard, int) or shard < 1:
+        raise OutputError(
+            f"shard (CLI: --shard) must be a number of chunks per shard side >= 1, got {shard!r}"
+        )
+    if shard > 1 and version != "0.5":
+        raise OutputError(
+            f"OME-Zarr {version} cannot be sharded (sharding is zarr v3, NGFF 0.5); "
+            "use version 0.5 (CLI: --zarr-version 0.5) or shard=1 (CLI: --shard 1)"
+        )
+    return shard
 
 
 def to_ome_zarr(
@@ -156,6 +81,7 @@ def to_ome_zarr(
     *,
     version: str = "0.5",
     chunk: int | None = None,
+    shard: int | None = None,
     storage_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     resume: bool = False,
@@ -174,6 +100,9 @@ def to_ome_zarr(
         ``"0.5"`` (zarr v3, default) or ``"0.4"`` (zarr v2).
     chunk
         Chunk side in pixels (default: the image's dask chunk, made even).
+    shard
+        Chunks per shard side (zarr v3 sharding; one task writes one whole shard).
+        Default :data:`DEFAULT_SHARD` for 0.5, unsharded (1) for 0.4.
     overwrite, resume
         ``overwrite``: replace an existing store once the new one is complete (a remote
         store is never replaced: delete it first). ``resume``: continue an interrupted
@@ -196,22 +125,25 @@ def to_ome_zarr(
     """
 
     started = time.perf_counter()
+    keep_heap_flat()  # freed chunks go back to the system: memory flat in slide size
     if version not in ("0.4", "0.5"):
         raise OutputError(f"OME-Zarr version must be 0.4 or 0.5, got {version!r}")
     url = os.fspath(url).rstrip("/")
     meta = OutputMetadata.of(image)
     check_not_input(url, meta.inputs)  # before anything is opened for writing
     options = dict(storage_options or {})
+    shard = _shard_of(shard, version)
     grid = band_grid if meta.channels else rgb_grid  # raw planes, or a rendered RGB
     data, side = grid(image, chunk)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
-    token = f"{data.name}:{version}:{side}"
+    token = f"{data.name}:{version}:{side}" + (f":shard{shard}" if shard > 1 else "")
     fs, root = open_destination(url, options)
     plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
     try:
         entry = in_progress(token, meta.provenance, overwrite)
         written, skipped = _write_store(
             data,
+            side * shard,
             side,
             shapes,
             plan,
@@ -243,7 +175,8 @@ def to_ome_zarr(
 
 
 def _write_store(
-    data: da.Array,
+    data: Any,
+    unit: int,
     side: int,
     shapes: list[tuple[int, int]],
     plan: StorePlan,
@@ -260,39 +193,26 @@ def _write_store(
 
     A new store is created with ``entry`` (what it is, for a later resume) in its
     attributes, in the same write as the group itself, before any chunk."""
-    import zarr
 
-    url, fs, root, token = plan.work, plan.fs, plan.root, entry["token"]
-    options_key = json.dumps(options, sort_keys=True)
+    url, fs, root = plan.work, plan.fs, plan.root
     zarr_format = 3 if version == "0.5" else 2
-    store_options = options if is_url(url) else None
-    if plan.resume:
-        group = zarr.open_group(url, mode="r+", storage_options=store_options)
-    elif is_url(url):
-        group = zarr.create_group(
-            url, zarr_format=zarr_format, attributes={KEY: entry}, storage_options=store_options
-        )
-    else:  # made aside, then renamed: the partial store never exists without its entry
-        fresh = f"{url}.new-{os.urandom(4).hex()}"
-        try:
-            zarr.create_group(fresh, zarr_format=zarr_format, attributes={KEY: entry})
-            os.rename(fresh, url)
-        except BaseException:
-            shutil.rmtree(fresh, ignore_errors=True)
-            raise
-        group = zarr.open_group(url, mode="r+")
-    planes = data.shape[2]  # 3 for a rendered RGB; the planes of a raw export
+    target = Target(
+        url, json.dumps(options, sort_keys=True), zarr_format, entry["token"], side, unit
+    )
+    group = _open_group(url, plan, zarr_format, entry, options)
     for level, (height, width) in enumerate(shapes):
         if str(level) not in group:
-            kwargs = (  # NGFF 0.5 requires dimension_names: the axes' names, in order
+            kwargs: dict[str, Any] = (  # NGFF 0.5 requires dimension_names: the axes' names
                 {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
                 if zarr_format == 2
                 else {"dimension_names": AXES}
             )
+            if unit != side:  # shards encoded by _shard_codec: its codecs, declared
+                kwargs.update(shards=(data.shape[2], unit, unit), **codec_options())
             group.create_array(
                 str(level),
-                shape=(planes, height, width),
-                chunks=(planes, side, side),
+                shape=(data.shape[2], height, width),
+                chunks=(data.shape[2], side, side),
                 dtype=data.dtype,
                 fill_value=0,
                 **kwargs,
@@ -300,46 +220,52 @@ def _write_store(
     total = sum(math.ceil(h / side) * math.ceil(w / side) for h, w in shapes)
     report = Progress(total, "OME-Zarr", enabled=progress)
     written = skipped = 0
-    for level in range(len(shapes)):
-        if level == 0:
-            level_data = data
-        else:
-            above = da.from_zarr(
-                url,
-                component=str(level - 1),
-                chunks=(planes, 2 * side, 2 * side),
-                storage_options=options if is_url(url) else None,
-            )
-            above = above.transpose(1, 2, 0)
-            level_data = above.map_blocks(
-                downsample_2x_any,  # what downsample_2x gives for uint8
-                dtype=data.dtype,
-                chunks=(_halves(above.chunks[0]), _halves(above.chunks[1]), (planes,)),
-            )
-        stored = group[str(level)].chunks
-        if tuple(stored) != (planes, side, side):
+    check_grid(data.chunks[:2], side, "level 0 blocks")
+    for level, shape in enumerate(shapes):
+        array = group[str(level)]
+        stored = (tuple(array.chunks), getattr(array, "shards", None) or tuple(array.chunks))
+        if stored != ((data.shape[2], side, side), (data.shape[2], unit, unit)):
             raise RuntimeError(f"minerva-dask internal error: level {level} chunks {stored}")
-        check_grid(level_data.chunks[:2], side, f"level {level} blocks")
-        done = _done_markers(fs, root, level, f"{token}:{level}")
-        skipped += len(done)
-        report.advance(len(done))
-        bands = _band_jobs(
-            level_data, url, options_key, zarr_format, level, f"{token}:{level}", done
-        )
+        if unit != side:
+            check_layout(array, side, unit)
+        done = done_markers(fs, root, level, target.token)
+        tiles = sum(unit_tiles(shape, target, row, col) for row, col in done)
+        skipped += tiles
+        report.skip(tiles)
+        jobs = level_jobs(data, target, level, shape, done)
         with contextlib.ExitStack() as stack:
             compute = None if client is not None else _bounded_compute(compute_kwargs, stack)
-            for count in compute_in_order(bands, client=client, prefetch=prefetch, compute=compute):
+            for count in compute_in_order(jobs, client=client, prefetch=prefetch, compute=compute):
                 written += sum(count)
                 report.advance(sum(count))
-    group.attrs.update(
-        {"ome": {"version": "0.5", **_level_metadata(shapes, meta, version)}}
-        if version == "0.5"
-        else _level_metadata(shapes, meta, version)
-    )
+    group.attrs.update(ngff_attributes(shapes, meta, version))
     group.attrs[KEY] = {**meta.provenance, "state": "complete"}
     if fs.exists(f"{root}/{MARKERS}"):
         fs.rm(f"{root}/{MARKERS}", recursive=True)
     return written, skipped
+
+
+def _open_group(
+    url: str, plan: StorePlan, zarr_format: int, entry: dict[str, Any], options: dict[str, Any]
+) -> Any:
+    """The store's group: opened to resume, else created with ``entry`` in its attributes."""
+    import zarr
+
+    store_options = options if is_url(url) else None
+    if plan.resume:
+        return zarr.open_group(url, mode="r+", storage_options=store_options)
+    if is_url(url):
+        return zarr.create_group(
+            url, zarr_format=zarr_format, attributes={KEY: entry}, storage_options=store_options
+        )
+    fresh = f"{url}.new-{os.urandom(4).hex()}"  # made aside, then renamed: the partial
+    try:  # store never exists without its entry
+        zarr.create_group(fresh, zarr_format=zarr_format, attributes={KEY: entry})
+        os.rename(fresh, url)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    return zarr.open_group(url, mode="r+")
 
 
 def _bounded_compute(
@@ -361,44 +287,3 @@ def _bounded_compute(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="zarr-write")
     stack.callback(pool.shutdown, wait=True, cancel_futures=True)
     return lambda job: dask.compute(job, scheduler="threads", pool=pool, **kwargs)[0]
-
-
-def _halves(chunks: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(math.ceil(c / 2) for c in chunks)
-
-
-def _band_jobs(
-    data: da.Array,
-    url: str,
-    options_key: str,
-    zarr_format: int,
-    level: int,
-    token: str,
-    done: set[tuple[int, int]],
-) -> list[list[Any]]:
-    """One job per row of chunks: delayed writes of the chunks not yet done."""
-    rows, cols = data.chunks[0], data.chunks[1]
-    y_offsets = np.cumsum((0, *rows[:-1]))
-    x_offsets = np.cumsum((0, *cols[:-1]))
-    jobs = []
-    blocks = data.to_delayed(optimize_graph=True)
-    write = dask.delayed(_write_chunk, pure=False)
-    for row in range(len(rows)):
-        job = [
-            write(
-                blocks[row, col, 0],
-                url,
-                options_key,
-                zarr_format,
-                level,
-                row,
-                col,
-                (int(y_offsets[row]), int(x_offsets[col])),
-                token,
-            )
-            for col in range(len(cols))
-            if (row, col) not in done
-        ]
-        if job:
-            jobs.append(job)
-    return jobs

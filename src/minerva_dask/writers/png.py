@@ -322,7 +322,8 @@ def _rows(
     if not hasattr(image, "chunks"):
         yield np.asarray(image)
         return
-    from ._bands import Progress, compute_in_order
+    from ._bands import compute_in_order
+    from ._progress import Progress
 
     rows = len(image.chunks[0])
     report = Progress(rows * len(image.chunks[1]), "PNG", enabled=progress)

@@ -1,0 +1,69 @@
+"""Outputs on S3 (moto in server mode): an OME-TIFF is written here and uploaded whole;
+the old object survives a failed export; the CLI takes an s3:// output of either format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+import minerva_dask as md
+from minerva_dask.cli import main
+from tests.writers.test_export import REQUEST, _FailingSource
+
+
+@pytest.fixture
+def bucket(moto_server):
+    s3fs = pytest.importorskip("s3fs")
+    options = {"client_kwargs": {"endpoint_url": moto_server}}
+    fs = s3fs.S3FileSystem(**options)
+    fs.makedirs("tiff-out", exist_ok=True)
+    return fs, options
+
+
+def _tiff_levels(fs, key: str) -> list[np.ndarray]:
+    with fs.open(key, "rb") as fh, tifffile.TiffFile(fh) as tif:
+        return [level.asarray() for level in tif.series[0].levels]
+
+
+def test_an_ome_tiff_to_s3_is_uploaded_whole_and_replaced_only_when_asked(
+    tiny_ome_tiff, tmp_path, bucket
+) -> None:
+    fs, options = bucket
+    url = "s3://tiff-out/slide.ome.tif"
+    local = md.crop(REQUEST, tmp_path / "local.ome.tif", image=tiny_ome_tiff, chunk=256)
+    remote = md.crop(REQUEST, url, image=tiny_ome_tiff, chunk=256, output_storage_options=options)
+    assert remote.path == url and remote.shape == local.shape
+    with tifffile.TiffFile(local.path) as tif:
+        want = [level.asarray() for level in tif.series[0].levels]
+    for got, expected in zip(_tiff_levels(fs, url), want, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    before = fs.cat_file(url)
+    with pytest.raises(md.OutputError, match="exists"):
+        md.crop(REQUEST, url, image=tiny_ome_tiff, output_storage_options=options)
+    failing = _FailingSource(md.open_image(tiny_ome_tiff), 600)
+    with pytest.raises(OSError, match="the network went away"):
+        md.crop(
+            REQUEST, url, image=failing, chunk=256, overwrite=True, output_storage_options=options
+        )
+    assert fs.cat_file(url) == before  # the old object, untouched
+    assert fs.ls("tiff-out", refresh=True) == ["tiff-out/slide.ome.tif"]  # nothing else
+    other = REQUEST.replace("500:20000", "0:100")
+    md.crop(other, url, image=tiny_ome_tiff, overwrite=True, output_storage_options=options)
+    assert fs.cat_file(url) != before
+
+
+def test_cli_writes_both_formats_to_s3_and_refuses_other_remote_tiffs(
+    tiny_ome_tiff, bucket, moto_server, capsys, monkeypatch
+) -> None:
+    fs, _ = bucket
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server)  # as a user of the CLI would
+    args = ["crop", REQUEST, "--image", str(tiny_ome_tiff), "-q"]
+    assert main([*args, "-o", "s3://tiff-out/cli.ome.tiff"]) == 0, capsys.readouterr()
+    assert main([*args, "-o", "s3://tiff-out/cli.ome.zarr"]) == 0, capsys.readouterr()
+    fs.invalidate_cache()
+    assert fs.exists("tiff-out/cli.ome.tiff") and fs.exists("tiff-out/cli.ome.zarr/zarr.json")
+    assert main([*args, "-o", "https://example.org/x.ome.tif"]) == 2
+    # (moto's server runs in this process: its werkzeug request log is not ours)
+    err = [line for line in capsys.readouterr().err.splitlines() if "werkzeug" not in line]
+    assert len(err) == 1 and "s3://" in err[0] and "write it locally" in err[0]
