@@ -37,6 +37,7 @@ from .plan import (  # noqa: F401  (LEVEL_RULES, MIN_CHUNK_SIDE: importable from
     MAX_PIXELS,
     MAX_READ_PIXELS,
     MIN_CHUNK_SIDE,
+    Planned,
     RenderPlan,
     plan_render,
 )
@@ -103,7 +104,7 @@ def channel_arrays(
 
 
 @dataclass(frozen=True)
-class Rendering:
+class Rendering(Planned):
     """A lazy rendered composite and how it was made.
 
     ``data`` is a dask array ``(height, width, 3)`` uint8 (axes ``y, x, rgb``) whose
@@ -185,32 +186,9 @@ class Rendering:
         return da.Array(graph, self.name, self.chunks, meta=np.empty((0, 0, 0), np.uint8))
 
     @property
-    def level(self) -> int:
-        """The pyramid level read (0 = full resolution)."""
-        return self.plan.level
-
-    @property
     def shape(self) -> tuple[int, int, int]:
         """``(height, width, 3)`` in output pixels."""
         return (sum(self.chunks[0]), sum(self.chunks[1]), 3)
-
-    @property
-    def reduction(self) -> int:
-        """The integer factor by which the level was reduced on the fly (1: not reduced)."""
-        return self.plan.reduction
-
-    @property
-    def downsample(self) -> tuple[float, float]:
-        """``(fx, fy)``: level-0 pixels per output pixel."""
-        return self.plan.downsample
-
-    @property
-    def pixel_size_um(self) -> tuple[float, float] | None:
-        """Physical ``(x, y)`` size of one output pixel in µm, when the image knows it."""
-        if self.image.pixel_size_um is None:
-            return None
-        (px, py), (fx, fy) = self.image.pixel_size_um, self.downsample
-        return (px * fx, py * fy)
 
     def compute(self, **kwargs: Any) -> np.ndarray:
         """Compute the whole image as a numpy ``(height, width, 3)`` uint8 array.

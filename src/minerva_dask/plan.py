@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import RequestError
 from .geometry import (
@@ -231,3 +232,36 @@ def plan_render(
         level_downsample=(fx, fy),
         projection=request.projection,
     )
+
+
+class Planned:
+    """What an output planned by ``self.plan`` (a :class:`RenderPlan`) of ``self.image``
+    (the image's info) says of itself: level read, scale and pixel size. A base of the
+    lazy outputs (a rendering, a raw region), which hold those two attributes."""
+
+    __slots__ = ()
+    plan: RenderPlan
+    image: Any
+
+    @property
+    def level(self) -> int:
+        """The pyramid level read (0 = full resolution)."""
+        return self.plan.level
+
+    @property
+    def reduction(self) -> int:
+        """The integer factor by which the level was reduced on the fly (1: not reduced)."""
+        return self.plan.reduction
+
+    @property
+    def downsample(self) -> tuple[float, float]:
+        """``(fx, fy)``: level-0 pixels per output pixel."""
+        return self.plan.downsample
+
+    @property
+    def pixel_size_um(self) -> tuple[float, float] | None:
+        """Physical ``(x, y)`` size of one output pixel in µm, when the image knows it."""
+        if self.image.pixel_size_um is None:
+            return None
+        (px, py), (fx, fy) = self.image.pixel_size_um, self.downsample
+        return (px * fx, py * fy)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .colors import color_hex
 from .errors import RequestError
-from .plan import MAX_PIXELS, MAX_READ_PIXELS, RenderPlan, plan_render
+from .plan import MAX_PIXELS, MAX_READ_PIXELS, Planned, RenderPlan, plan_render
 from .request import RenderRequest
 from .sources.base import ImageInfo, capabilities, tile_mode
 
@@ -56,7 +56,7 @@ class RawChannel:
 
 
 @dataclass(frozen=True)
-class RawRegion:
+class RawRegion(Planned):
     """A lazy unrendered region: ``data`` is ``(c, y, x)`` in the source dtype, chunked
     on a regular grid from the region's origin (what the writers store)."""
 
@@ -68,16 +68,6 @@ class RawRegion:
     source: Any = field(default=None, repr=False, compare=False)
 
     @property
-    def level(self) -> int:
-        """The pyramid level read (0 = full resolution)."""
-        return self.plan.level
-
-    @property
-    def downsample(self) -> tuple[float, float]:
-        """``(fx, fy)``: level-0 pixels per output pixel."""
-        return self.plan.downsample
-
-    @property
     def shape(self) -> tuple[int, int, int]:
         """``(channels, height, width)``."""
         return tuple(self.data.shape)  # type: ignore[return-value]
@@ -85,14 +75,6 @@ class RawRegion:
     @property
     def dtype(self) -> Any:
         return self.data.dtype
-
-    @property
-    def pixel_size_um(self) -> tuple[float, float] | None:
-        """Physical ``(x, y)`` size of one output pixel in µm, when the image knows it."""
-        if self.image.pixel_size_um is None:
-            return None
-        (px, py), (fx, fy) = self.image.pixel_size_um, self.downsample
-        return (px * fx, py * fy)
 
     @property
     def inputs(self) -> tuple[str, ...]:
