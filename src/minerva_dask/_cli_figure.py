@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from ._cli_types import storage_option
+
 __all__ = ["add_figure_parser", "run_figure"]
 
 _HELP = """\
@@ -30,14 +32,6 @@ def _image(text: str) -> tuple[str, str]:
     if not sep or not key.strip() or not value:
         raise argparse.ArgumentTypeError(f"expected ID=PATH_OR_URL, got {text!r}")
     return key.strip(), value
-
-
-def _storage_option(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` as ``crop --storage-option`` reads it (true/false become booleans)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
 def add_figure_parser(commands: Any) -> None:
@@ -92,7 +86,7 @@ def add_figure_parser(commands: Any) -> None:
     figure.add_argument(
         "--storage-option",
         action="append",
-        type=_storage_option,
+        type=storage_option,
         default=[],
         metavar="KEY=VALUE",
         help="fsspec option for remote images (repeatable)",

@@ -6,6 +6,7 @@ import argparse
 from typing import Any, NoReturn
 
 from . import __version__
+from ._cli_types import storage_option
 from ._console import one_line
 
 __all__ = ["build_parser"]
@@ -47,15 +48,6 @@ def _group(text: str) -> tuple[str | None, str]:
     if not sep or not name.strip() or not request:
         raise argparse.ArgumentTypeError(f"expected [NAME=]REQUEST, got {text!r}")
     return name.strip(), request
-
-
-def _storage_option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    lowered = value.lower()
-    parsed: object = {"true": True, "false": False}.get(lowered, value)
-    return key, parsed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -202,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument(
         "--storage-option",
         action="append",
-        type=_storage_option,
+        type=storage_option,
         default=[],
         metavar="KEY=VALUE",
         help="fsspec option for remote images (repeatable); whole_file_max_bytes=N: fetch a "
@@ -362,7 +354,7 @@ def _add_info(commands: Any) -> None:
     info.add_argument(
         "--storage-option",
         action="append",
-        type=_storage_option,
+        type=storage_option,
         default=[],
         metavar="KEY=VALUE",
         help="fsspec option for remote images (repeatable)",
