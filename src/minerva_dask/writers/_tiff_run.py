@@ -1,0 +1,197 @@
+"""Who runs the stage tasks of a pyramidal TIFF, in what order, how many at once.
+
+Tasks are visited depth first: the level-0 blocks under one block of the next stage, then
+that block, then its siblings, up to the top (a quadtree of ``2**k``-a-side fan-out). A
+small block left by a task is held (on a worker, or in this process for the threaded
+scheduler) only until its parent is submitted, so at most ``fan-out**2`` of them wait per
+stage; compressed tiles are fetched, and written, in submission order, with a bounded
+number of blocks in flight. Neither depends on the slide's width or height.
+
+On a ``distributed.Client`` each block is a task whose tile bytes alone come back; the
+small blocks stay on the workers and go to their parent task there. Locally, groups of
+level-0 blocks are computed with ``dask.compute`` (the threaded scheduler, or whatever
+``compute_kwargs`` name) on a small pool of our own, which is shut down (queued work
+cancelled, running work finished) before the caller cleans up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ._tiff_encode import Tile, TileSpec, encode_leaf, encode_node, tiles_per_stage
+
+__all__ = ["run_stages"]
+
+
+@dataclass(frozen=True)
+class _Leaves:
+    cells: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class _Node:
+    stage: int
+    row: int
+    col: int
+    children: list[tuple[int, int]]
+    columns: int
+
+
+def plan(spec: TileSpec) -> Iterator[_Leaves | _Node]:
+    """Every task group, children before parents, depth first."""
+    bases = spec.stage_levels()
+    fan = tiles_per_stage(spec)
+    top = len(bases) - 1
+    rows, cols = spec.grid(bases[top])
+
+    def visit(stage: int, row: int, col: int) -> Iterator[_Leaves | _Node]:
+        below_rows, below_cols = spec.grid(bases[stage - 1])
+        r_end, c_end = min(fan * row + fan, below_rows), min(fan * col + fan, below_cols)
+        kids = [(r, c) for r in range(fan * row, r_end) for c in range(fan * col, c_end)]
+        if stage == 1:
+            yield _Leaves(kids)
+        else:
+            for kid in kids:
+                yield from visit(stage - 1, *kid)
+        yield _Node(stage, row, col, kids, c_end - fan * col)
+
+    if top == 0:  # one stage: groups of level-0 blocks along each row
+        for row in range(rows):
+            for start in range(0, cols, fan * fan):
+                yield _Leaves([(row, c) for c in range(start, min(start + fan * fan, cols))])
+        return
+    for row in range(rows):
+        for col in range(cols):
+            yield from visit(top, row, col)
+
+
+def run_stages(
+    spec: TileSpec,
+    blocks: Any,
+    write: Callable[[Tile], None],
+    *,
+    client: Any = None,
+    compute_kwargs: dict[str, Any] | None = None,
+    prefetch: int = 2,
+) -> None:
+    """Compute every tile of the pyramid and hand each to ``write``, in a fixed order.
+
+    ``blocks``: the level-0 dask array's ``to_delayed()`` grid (index ``[row, col, 0]``
+    for ``(y, x, rgb)``, ``[0, row, col]`` for ``(c, y, x)``)."""
+    import dask
+
+    leaf = dask.delayed(encode_leaf, nout=2, pure=False)
+    fan = tiles_per_stage(spec)
+    bases = spec.stage_levels()
+    top = len(bases) - 1  # its blocks leave nothing for a parent
+    with contextlib.ExitStack() as stack:
+        if client is not None:
+            runner: Any = _Distributed(client)
+            threads = sum(client.nthreads().values())
+        else:
+            runner = _Local(compute_kwargs or {}, stack)
+            threads = 1
+        window = max(prefetch * fan * fan, 4 * threads)
+        held: dict[tuple[int, int, int], Any] = {}  # small blocks waiting for their parent
+        pending: deque[tuple[Any, int]] = deque()
+        # on the way out: stop what is queued (a failed export leaves no work behind)
+        stack.callback(lambda: runner.cancel([h for h, _ in pending] + list(held.values())))
+        in_flight = 0
+        for job in plan(spec):
+            if isinstance(job, _Leaves):
+                pairs = [
+                    leaf(blocks[(0, r, c) if spec.layout == "cyx" else (r, c, 0)], spec, r, c)
+                    for r, c in job.cells
+                ]
+                for cell, (tiles, small) in zip(job.cells, runner.leaves(pairs), strict=True):
+                    if top:
+                        held[(0, *cell)] = small
+                    pending.append((tiles, 1))
+                in_flight += len(job.cells)
+            else:
+                kids = [held.pop((job.stage - 1, *kid)) for kid in job.children]
+                args = (spec, bases[job.stage], job.row, job.col, job.columns)
+                tiles, small = runner.node(args, kids)
+                if job.stage < top:
+                    held[(job.stage, job.row, job.col)] = small
+                pending.append((tiles, 1))
+                in_flight += 1
+            while in_flight > window:
+                in_flight -= _drain(runner, pending, write)
+        while pending:
+            _drain(runner, pending, write)
+
+
+def _drain(runner: Any, pending: deque[tuple[Any, int]], write: Callable[[Tile], None]) -> int:
+    handle, weight = pending.popleft()
+    for tile in runner.result(handle):
+        write(tile)
+    return weight
+
+
+class _Part:
+    """Item ``index`` (or the whole) of a local future's result, then item ``part``."""
+
+    __slots__ = ("future", "index", "part")
+
+    def __init__(self, future: Future, index: int | None, part: int) -> None:
+        self.future, self.index, self.part = future, index, part
+
+    def get(self) -> Any:
+        value = self.future.result()
+        return (value if self.index is None else value[self.index])[self.part]
+
+
+class _Local:
+    def __init__(self, compute_kwargs: dict[str, Any], stack: contextlib.ExitStack) -> None:
+        self.kwargs = compute_kwargs
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="tiff")
+        stack.callback(self.pool.shutdown, wait=True, cancel_futures=True)
+
+    def leaves(self, pairs: list[Any]) -> list[tuple[_Part, _Part]]:
+        import dask
+
+        future = self.pool.submit(lambda: dask.compute(*pairs, **self.kwargs))
+        return [(_Part(future, k, 0), _Part(future, k, 1)) for k in range(len(pairs))]
+
+    def node(self, args: tuple, kids: list[_Part]) -> tuple[_Part, _Part]:
+        # children were queued before their parent on this FIFO pool: they have started
+        # (or finished) by the time it runs, so waiting on them cannot deadlock
+        future = self.pool.submit(lambda: encode_node(*args, *[kid.get() for kid in kids]))
+        return _Part(future, None, 0), _Part(future, None, 1)
+
+    def result(self, handle: _Part) -> list[Tile]:
+        return handle.get()
+
+    def cancel(self, handles: list[Any]) -> None:
+        pass  # the pool's shutdown cancels what is queued
+
+
+class _Distributed:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def leaves(self, pairs: list[Any]) -> list[tuple[Any, Any]]:
+        flat = [item for pair in pairs for item in pair]
+        futures = self.client.compute(flat, retries=2)
+        return list(zip(futures[0::2], futures[1::2], strict=True))
+
+    def node(self, args: tuple, kids: list[Any]) -> tuple[Any, Any]:
+        both = self.client.submit(encode_node, *args, *kids, pure=False, retries=2)
+        tiles = self.client.submit(operator.getitem, both, 0, pure=False)
+        small = self.client.submit(operator.getitem, both, 1, pure=False)
+        return tiles, small
+
+    def result(self, handle: Any) -> list[Tile]:
+        return handle.result()
+
+    def cancel(self, handles: list[Any]) -> None:
+        live = [f for f in handles if f is not None and not f.done()]
+        if live:
+            self.client.cancel(live)
