@@ -9,8 +9,8 @@ first. The writer holds no tile, only two integers per tile.
 from __future__ import annotations
 
 import struct
-from fractions import Fraction
 from collections.abc import Callable
+from fractions import Fraction
 from typing import BinaryIO
 
 import numpy as np
@@ -26,7 +26,8 @@ class TiffTiles:
     """Write a TIFF of ``pages`` pages, each a pyramid of ``shapes`` in ``tile`` tiles.
 
     ``tags(level)`` (code -> (type, values)) are a level's own tags besides the layout's;
-    ``description`` goes in the first IFD's ImageDescription. :meth:`add` a tile's bytes, then :meth:`close`.
+    ``description`` goes in the first IFD's ImageDescription. :meth:`add` each tile's
+    bytes, then :meth:`close`.
     """
 
     def __init__(

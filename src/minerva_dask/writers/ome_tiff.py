@@ -9,6 +9,13 @@ to the file as they come back, in a fixed order, with a bounded number of blocks
 flight, and writes the IFDs last (:mod:`._tiff_file`): its memory is flat in the slide's
 width and height. The file appears under its name only when complete.
 
+Memory. This process: the window of compressed tiles in flight and two integers per tile
+(with the threaded scheduler, also the tasks below). Each worker thread, per task: one
+rendered block (a level-0 chunk's render working set, ``side**2`` pixels of every channel
+read) plus its pyramid, at most 4/3 of ``side**2 * pages * samples * itemsize`` bytes,
+plus its compressed tiles; a worker peaks near ``threads x`` that, plus the small blocks
+held for parents (at most one block's worth, ``side**2`` pixels, per stage).
+
 ``(y, x, 3)`` uint8 renderings are written as one RGB page (:func:`to_ome_tiff`);
 ``(c, y, x)`` unsigned integer planes as ``c`` pages, one per channel, each with its
 SubIFDs (:func:`to_ome_tiff_planes`).
@@ -62,13 +69,15 @@ def to_ome_tiff(
     compression
         ``deflate`` (default), ``jpeg``, ``lzw``, ``zstd`` or ``none``.
     chunk
-        Rows per band and dask chunk side (default: the image's chunk), rounded up to a
-        multiple of the TIFF tile. The tile is the largest power of two from 16 to 512
+        Block side of every task (default: the image's chunk), rounded up to a multiple
+        of the TIFF tile. The tile is the largest power of two from 16 to 512
         that exceeds neither the image's shorter side rounded up to 16 nor ``chunk``:
         libvips refuses to open a file whose tile is larger than an image of at most
         128 pixels a side (see :func:`tiff_tile`).
     client, prefetch
-        A ``distributed.Client`` (default: threaded scheduler) and bands in flight.
+        A ``distributed.Client`` (default: threaded scheduler); ``prefetch`` groups of
+        level-0 blocks (each the blocks under one block of the next stage) in flight, or
+        four per worker thread if more.
     progress
         Report tiles done, rate and time left on stderr.
     overwrite
