@@ -149,28 +149,34 @@ class _Part:
 
 
 class _Local:
+    """Level-0 groups one at a time on one thread (each ``dask.compute`` call has the
+    scheduler's threads: as many blocks render at once as the threaded scheduler runs,
+    not twice that), the stages above on another, overlapping them."""
+
     def __init__(self, compute_kwargs: dict[str, Any], stack: contextlib.ExitStack) -> None:
         self.kwargs = compute_kwargs
-        self.pool = ThreadPoolExecutor(2, thread_name_prefix="tiff")
-        stack.callback(self.pool.shutdown, wait=True, cancel_futures=True)
+        self.leaf_pool = ThreadPoolExecutor(1, thread_name_prefix="tiff-leaves")
+        self.node_pool = ThreadPoolExecutor(1, thread_name_prefix="tiff-stages")
+        for pool in (self.leaf_pool, self.node_pool):
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
 
     def leaves(self, pairs: list[Any]) -> list[tuple[_Part, _Part]]:
         import dask
 
-        future = self.pool.submit(lambda: dask.compute(*pairs, **self.kwargs))
+        future = self.leaf_pool.submit(lambda: dask.compute(*pairs, **self.kwargs))
         return [(_Part(future, k, 0), _Part(future, k, 1)) for k in range(len(pairs))]
 
     def node(self, args: tuple, kids: list[_Part]) -> tuple[_Part, _Part]:
-        # children were queued before their parent on this FIFO pool: they have started
-        # (or finished) by the time it runs, so waiting on them cannot deadlock
-        future = self.pool.submit(lambda: encode_node(*args, *[kid.get() for kid in kids]))
+        # a node waits for its children: level-0 groups on the other pool, or nodes queued
+        # before it on this FIFO one; neither waits for it, so this cannot deadlock
+        future = self.node_pool.submit(lambda: encode_node(*args, *[kid.get() for kid in kids]))
         return _Part(future, None, 0), _Part(future, None, 1)
 
     def result(self, handle: _Part) -> list[Tile]:
         return handle.get()
 
     def cancel(self, handles: list[Any]) -> None:
-        pass  # the pool's shutdown cancels what is queued
+        pass  # the pools' shutdown cancels what is queued
 
 
 class _Distributed:
