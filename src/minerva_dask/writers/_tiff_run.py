@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -91,13 +92,14 @@ def run_stages(
     bases = spec.stage_levels()
     top = len(bases) - 1  # its blocks leave nothing for a parent
     with contextlib.ExitStack() as stack:
-        if client is not None:
+        if client is not None:  # whole groups: each submission culls the graph once
             runner: Any = _Distributed(client)
-            threads = sum(client.nthreads().values())
-        else:
+            batch = fan * fan
+            window = max(prefetch * fan * fan, 4 * sum(client.nthreads().values()))
+        else:  # a few blocks per scheduler thread: this process holds the window
             runner = _Local(compute_kwargs or {}, stack)
-            threads = 1
-        window = max(prefetch * fan * fan, 4 * threads)
+            batch = runner.threads * max(1, prefetch)
+            window = 2 * batch
         held: dict[tuple[int, int, int], Any] = {}  # small blocks waiting for their parent
         pending: deque[tuple[Any, int]] = deque()
         # on the way out: stop what is queued (a failed export leaves no work behind)
@@ -105,15 +107,19 @@ def run_stages(
         in_flight = 0
         for job in plan(spec):
             if isinstance(job, _Leaves):
-                pairs = [
-                    leaf(blocks[(0, r, c) if spec.layout == "cyx" else (r, c, 0)], spec, r, c)
-                    for r, c in job.cells
-                ]
-                for cell, (tiles, small) in zip(job.cells, runner.leaves(pairs), strict=True):
-                    if top:
-                        held[(0, *cell)] = small
-                    pending.append((tiles, 1))
-                in_flight += len(job.cells)
+                for start in range(0, len(job.cells), batch):
+                    cells = job.cells[start : start + batch]
+                    pairs = [
+                        leaf(blocks[(0, r, c) if spec.layout == "cyx" else (r, c, 0)], spec, r, c)
+                        for r, c in cells
+                    ]
+                    for cell, (tiles, small) in zip(cells, runner.leaves(pairs), strict=True):
+                        if top:
+                            held[(0, *cell)] = small
+                        pending.append((tiles, 1))
+                    in_flight += len(cells)
+                    while in_flight > window:
+                        in_flight -= _drain(runner, pending, write)
             else:
                 kids = [held.pop((job.stage - 1, *kid)) for kid in job.children]
                 args = (spec, bases[job.stage], job.row, job.col, job.columns)
@@ -136,7 +142,9 @@ def _drain(runner: Any, pending: deque[tuple[Any, int]], write: Callable[[Tile],
 
 
 class _Part:
-    """Item ``index`` (or the whole) of a local future's result, then item ``part``."""
+    """Item ``index`` (or the whole) of a local future's result (lists), then item
+    ``part``, taken once: the result no longer holds it (drained tiles are freed even
+    while their batch's small blocks wait for a parent)."""
 
     __slots__ = ("future", "index", "part")
 
@@ -145,7 +153,9 @@ class _Part:
 
     def get(self) -> Any:
         value = self.future.result()
-        return (value if self.index is None else value[self.index])[self.part]
+        item = value if self.index is None else value[self.index]
+        taken, item[self.part] = item[self.part], None
+        return taken
 
 
 class _Local:
@@ -155,6 +165,7 @@ class _Local:
 
     def __init__(self, compute_kwargs: dict[str, Any], stack: contextlib.ExitStack) -> None:
         self.kwargs = compute_kwargs
+        self.threads = int(compute_kwargs.get("num_workers") or os.cpu_count() or 1)
         self.leaf_pool = ThreadPoolExecutor(1, thread_name_prefix="tiff-leaves")
         self.node_pool = ThreadPoolExecutor(1, thread_name_prefix="tiff-stages")
         for pool in (self.leaf_pool, self.node_pool):
@@ -163,13 +174,19 @@ class _Local:
     def leaves(self, pairs: list[Any]) -> list[tuple[_Part, _Part]]:
         import dask
 
-        future = self.leaf_pool.submit(lambda: dask.compute(*pairs, **self.kwargs))
+        def run() -> list[list[Any]]:
+            return [list(pair) for pair in dask.compute(*pairs, **self.kwargs)]
+
+        future = self.leaf_pool.submit(run)
         return [(_Part(future, k, 0), _Part(future, k, 1)) for k in range(len(pairs))]
 
     def node(self, args: tuple, kids: list[_Part]) -> tuple[_Part, _Part]:
         # a node waits for its children: level-0 groups on the other pool, or nodes queued
         # before it on this FIFO one; neither waits for it, so this cannot deadlock
-        future = self.node_pool.submit(lambda: encode_node(*args, *[kid.get() for kid in kids]))
+        def run() -> list[Any]:
+            return list(encode_node(*args, *[kid.get() for kid in kids]))
+
+        future = self.node_pool.submit(run)
         return _Part(future, None, 0), _Part(future, None, 1)
 
     def result(self, handle: _Part) -> list[Tile]:
