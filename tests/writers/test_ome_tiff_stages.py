@@ -116,6 +116,29 @@ def test_planes_and_stages_on_a_local_cluster_of_processes(tmp_path, cluster_cli
         _check_rgb(path, pixels, chunk)
 
 
+def test_a_bigtiff_pyramid_reads_like_a_classic_one(tmp_path, monkeypatch) -> None:
+    """Above 4 GB the file is a BigTIFF (64-bit offsets, IFD8 SubIFDs): forced here."""
+    import pyvips
+
+    from minerva_dask.writers import ome_tiff
+
+    planes = _planes(200, 300, 2)
+    monkeypatch.setattr(ome_tiff, "CLASSIC_LIMIT", 0)
+    to_ome_tiff_planes(planes, tmp_path / "b.ome.tif", channel_names=["a", "b"], chunk=64)
+    _check_planes(tmp_path / "b.ome.tif", planes, ["a", "b"])
+    pixels = _rgb(130, 170)
+    to_ome_tiff(pixels, tmp_path / "rgb.ome.tif", chunk=64)
+    with tifffile.TiffFile(tmp_path / "b.ome.tif") as tif:
+        assert tif.is_bigtiff
+    _check_rgb(tmp_path / "rgb.ome.tif", pixels, 64)
+    levels = [pyvips.Image.new_from_file(str(tmp_path / "rgb.ome.tif")).numpy()]
+    levels += [
+        pyvips.Image.tiffload(str(tmp_path / "rgb.ome.tif"), subifd=i).numpy() for i in range(2)
+    ]
+    for got, want in zip(levels, reference_levels(pixels, 3), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_planes_that_cannot_be_written_are_refused_before_any_file(tmp_path) -> None:
     from minerva_dask.errors import OutputError
 

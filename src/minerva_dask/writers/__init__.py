@@ -19,6 +19,7 @@ __all__ = [
     "encode_png",
     "output_format",
     "to_ome_tiff",
+    "to_ome_tiff_planes",
     "to_ome_zarr",
     "to_png",
 ]
@@ -59,10 +60,10 @@ def __getattr__(name: str):  # the big writers import their libraries on first u
         from . import _meta
 
         return getattr(_meta, name)
-    if name == "to_ome_tiff":
-        from .ome_tiff import to_ome_tiff
+    if name in ("to_ome_tiff", "to_ome_tiff_planes"):
+        from . import ome_tiff
 
-        return to_ome_tiff
+        return getattr(ome_tiff, name)
     if name == "to_ome_zarr":
         from .ome_zarr import to_ome_zarr
 

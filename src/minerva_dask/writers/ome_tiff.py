@@ -46,6 +46,7 @@ COMPRESSIONS = {
     "none": (None, None),
 }
 _TIFF_TILE = 512  # the largest TIFF tile side; the smallest is 16 (the TIFF rule)
+CLASSIC_LIMIT = 2**32 - 2**25  # raw pyramid bytes above which the file is a BigTIFF
 
 
 def to_ome_tiff(
@@ -230,7 +231,7 @@ def _export(
     total = pages * sum(-(-h // tile) * -(-w // tile) for h, w in shapes)
     report = Progress(total, "OME-TIFF", enabled=progress)
     raw = height * width * samples * pages * dtype.itemsize
-    bigtiff = raw * 4 // 3 > 2**32 - 2**25  # pyramid + headroom > 4 GB
+    bigtiff = raw * 4 // 3 > CLASSIC_LIMIT  # pyramid + headroom > 4 GB
     partial = None
     try:
         fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
