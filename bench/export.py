@@ -19,7 +19,7 @@ writing), peak RSS from ``/usr/bin/time`` (the process, not its parent):
 
 Run: ./run bench export [--quick] [--parts peers workers peaks] [--sizes 8192 32768]
 ``--quick`` (about 2-3 minutes on 2 cores): peers at 4096^2, one round; workers at 4096^2;
-peaks of wide and tall slides 4k and 16k long, 2048 across.
+peaks of wide and tall slides 4k and 16k long, 1024 across.
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ def main() -> None:
             workers(sizes[0], args.workers, rounds, folder)
         if "peaks" in args.parts:
             if args.quick:
-                peak_table([4096, 16384], 2048, False, folder)
+                peak_table([4096, 16384], 1024, False, folder)
             else:
                 peak_table([16384, 32768, 65536], 4096, True, folder)
     finally:
