@@ -7,11 +7,14 @@ scheduler) only until its parent is submitted, so at most ``fan-out**2`` of them
 stage; compressed tiles are fetched, and written, in submission order, with a bounded
 number of blocks in flight. Neither depends on the slide's width or height.
 
-On a ``distributed.Client`` each block is a task whose tile bytes alone come back; the
-small blocks stay on the workers and go to their parent task there. Locally, groups of
-level-0 blocks are computed with ``dask.compute`` (the threaded scheduler, or whatever
-``compute_kwargs`` name) on a small pool of our own, which is shut down (queued work
-cancelled, running work finished) before the caller cleans up.
+A level-0 block is its own small task graph: the block's tasks, culled from the image's
+graph, and the task that encodes it. On a ``distributed.Client`` a group of them is one
+submission whose tile bytes alone come back; the small blocks stay on the workers and go
+to their parent task there. Locally each block runs on one thread of a pool of the
+scheduler's size (``num_workers``), as the threaded scheduler would run it, but one block
+per thread: never more blocks rendering than threads, whatever order dask would pick. The
+pools are shut down (queued work cancelled, running work finished) before the caller
+cleans up. A ``scheduler`` in ``compute_kwargs`` other than threads runs the blocks.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -74,7 +78,7 @@ def plan(spec: TileSpec) -> Iterator[_Leaves | _Node]:
 
 def run_stages(
     spec: TileSpec,
-    blocks: Any,
+    data: Any,
     write: Callable[[Tile], None],
     *,
     client: Any = None,
@@ -83,22 +87,19 @@ def run_stages(
 ) -> None:
     """Compute every tile of the pyramid and hand each to ``write``, in a fixed order.
 
-    ``blocks``: the level-0 dask array's ``to_delayed()`` grid (index ``[row, col, 0]``
-    for ``(y, x, rgb)``, ``[0, row, col]`` for ``(c, y, x)``)."""
-    import dask
-
-    leaf = dask.delayed(encode_leaf, nout=2, pure=False)
+    ``data``: the level-0 dask array, ``(y, x, 3)`` or ``(c, y, x)`` on the block grid."""
     fan = tiles_per_stage(spec)
     bases = spec.stage_levels()
     top = len(bases) - 1  # its blocks leave nothing for a parent
+    blocks = _Blocks(data, spec)
     with contextlib.ExitStack() as stack:
-        if client is not None:  # whole groups: each submission culls the graph once
+        if client is not None:  # whole groups, one submission each
             runner: Any = _Distributed(client)
             batch = fan * fan
             window = max(prefetch * fan * fan, 4 * sum(client.nthreads().values()))
-        else:  # a few blocks per scheduler thread: this process holds the window
+        else:  # one block per thread, as many waiting: this process holds the window
             runner = _Local(compute_kwargs or {}, stack)
-            batch = runner.threads * max(1, prefetch)
+            batch = runner.threads
             window = 2 * batch
         held: dict[tuple[int, int, int], Any] = {}  # small blocks waiting for their parent
         pending: deque[tuple[Any, int]] = deque()
@@ -109,11 +110,9 @@ def run_stages(
             if isinstance(job, _Leaves):
                 for start in range(0, len(job.cells), batch):
                     cells = job.cells[start : start + batch]
-                    pairs = [
-                        leaf(blocks[(0, r, c) if spec.layout == "cyx" else (r, c, 0)], spec, r, c)
-                        for r, c in cells
-                    ]
-                    for cell, (tiles, small) in zip(cells, runner.leaves(pairs), strict=True):
+                    for cell, (tiles, small) in zip(
+                        cells, runner.leaves(blocks, cells), strict=True
+                    ):
                         if top:
                             held[(0, *cell)] = small
                         pending.append((tiles, 1))
@@ -158,30 +157,67 @@ class _Part:
         return taken
 
 
+class _Blocks:
+    """Level-0 blocks as small graphs: each block's own tasks (culled from the image's
+    graph, materialised once) and its encoding, keyed uniquely for this export."""
+
+    def __init__(self, data: Any, spec: TileSpec) -> None:
+        self.graph = dict(data.__dask_graph__())
+        self.name, self.spec = data.name, spec
+        self.prefix = f"ome-tiff-{uuid.uuid4().hex}"
+
+    def key(self, row: int, col: int) -> tuple:
+        return (self.name, 0, row, col) if self.spec.layout == "cyx" else (self.name, row, col, 0)
+
+    def tasks(self, cells: list[tuple[int, int]]) -> tuple[dict, list[tuple[Any, Any]]]:
+        """The graph of ``cells`` and, per cell, the keys of its tiles and small block."""
+        from dask.optimization import cull
+
+        keys = [self.key(*cell) for cell in cells]
+        graph, _ = cull(self.graph, keys)
+        out = []
+        for (row, col), key in zip(cells, keys, strict=True):
+            both = (f"{self.prefix}-leaf", row, col)
+            tiles, small = (f"{self.prefix}-tiles", row, col), (f"{self.prefix}-small", row, col)
+            graph[both] = (encode_leaf, key, self.spec, row, col)
+            graph[tiles] = (operator.getitem, both, 0)
+            graph[small] = (operator.getitem, both, 1)
+            out.append((tiles, small))
+        return graph, out
+
+
 class _Local:
-    """Level-0 groups one at a time on one thread (each ``dask.compute`` call has the
-    scheduler's threads: as many blocks render at once as the threaded scheduler runs,
-    not twice that), the stages above on another, overlapping them."""
+    """Level-0 blocks one per thread on a pool of the scheduler's size; the stages above on
+    a thread of their own, overlapping them."""
 
     def __init__(self, compute_kwargs: dict[str, Any], stack: contextlib.ExitStack) -> None:
-        self.kwargs = compute_kwargs
-        self.threads = int(compute_kwargs.get("num_workers") or os.cpu_count() or 1)
-        self.leaf_pool = ThreadPoolExecutor(1, thread_name_prefix="tiff-leaves")
+        from dask.base import get_scheduler
+        from dask.local import get_sync
+        from dask.threaded import get as threaded
+
+        kwargs = dict(compute_kwargs)
+        scheduler = get_scheduler(scheduler=kwargs.pop("scheduler", None))
+        self.threads = int(kwargs.pop("num_workers", None) or os.cpu_count() or 1)
+        if scheduler in (None, threaded):
+            self.get: Callable[..., Any] = get_sync  # dask's callbacks apply, as threaded
+        else:  # another scheduler runs each block, one at a time
+            self.get = lambda graph, keys: scheduler(graph, keys, **kwargs)
+            self.threads = 1
+        self.leaf_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tiff-blocks")
         self.node_pool = ThreadPoolExecutor(1, thread_name_prefix="tiff-stages")
         for pool in (self.leaf_pool, self.node_pool):
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
 
-    def leaves(self, pairs: list[Any]) -> list[tuple[_Part, _Part]]:
-        import dask
-
-        def run() -> list[list[Any]]:
-            return [list(pair) for pair in dask.compute(*pairs, **self.kwargs)]
-
-        future = self.leaf_pool.submit(run)
-        return [(_Part(future, k, 0), _Part(future, k, 1)) for k in range(len(pairs))]
+    def leaves(self, blocks: _Blocks, cells: list[tuple[int, int]]) -> list[tuple[_Part, _Part]]:
+        handles = []
+        for cell in cells:
+            graph, ((tiles, small),) = blocks.tasks([cell])
+            future = self.leaf_pool.submit(lambda g=graph, k=[tiles, small]: list(self.get(g, k)))
+            handles.append((_Part(future, None, 0), _Part(future, None, 1)))
+        return handles
 
     def node(self, args: tuple, kids: list[_Part]) -> tuple[_Part, _Part]:
-        # a node waits for its children: level-0 groups on the other pool, or nodes queued
+        # a node waits for its children: level-0 blocks on the other pool, or nodes queued
         # before it on this FIFO one; neither waits for it, so this cannot deadlock
         def run() -> list[Any]:
             return list(encode_node(*args, *[kid.get() for kid in kids]))
@@ -200,9 +236,10 @@ class _Distributed:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def leaves(self, pairs: list[Any]) -> list[tuple[Any, Any]]:
-        flat = [item for pair in pairs for item in pair]
-        futures = self.client.compute(flat, retries=2)
+    def leaves(self, blocks: _Blocks, cells: list[tuple[int, int]]) -> list[tuple[Any, Any]]:
+        graph, keys = blocks.tasks(cells)
+        flat = [key for pair in keys for key in pair]
+        futures = self.client.get(graph, flat, sync=False, retries=2)
         return list(zip(futures[0::2], futures[1::2], strict=True))
 
     def node(self, args: tuple, kids: list[Any]) -> tuple[Any, Any]:

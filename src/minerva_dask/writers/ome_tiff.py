@@ -244,7 +244,7 @@ def _export(
 
             run_stages(
                 spec,
-                data.to_delayed(optimize_graph=True),
+                data,
                 write,
                 client=client,
                 compute_kwargs=compute_kwargs,
