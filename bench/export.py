@@ -116,8 +116,13 @@ def _repeated(source: Path, target: Path, factor: int) -> Path:
         }
         ome = tifffile.OmeXml()
         ome.addimage(
-            np.uint16, (len(pages), height, width), (len(pages), 1, 1, height, width, 1),
-            axes="CYX", Name=target.name.split(".")[0], PhysicalSizeX=0.65, PhysicalSizeY=0.65,
+            np.uint16,
+            (len(pages), height, width),
+            (len(pages), 1, 1, height, width, 1),
+            axes="CYX",
+            Name=target.name.split(".")[0],
+            PhysicalSizeX=0.65,
+            PhysicalSizeY=0.65,
         )
         with open(target.with_suffix(".partial"), "wb") as fh:
             sink = TiffTiles(fh, [(height, width)], first.tilelength, len(pages), bigtiff=True)
