@@ -72,6 +72,20 @@ def test_every_level_equals_the_2x2_means_for_any_block_to_tile_ratio(
     _check_rgb(tmp_path / "s.ome.tif", pixels, chunk)
 
 
+def test_a_rechunked_image_whose_blocks_share_tasks_is_exact(tmp_path) -> None:
+    """Chunks of 100 px written in blocks of 128: each block needs up to four chunks, shared
+    with its neighbours (run together on the threaded scheduler, not once per block)."""
+    import dask.array as da
+
+    from minerva_dask.writers._tiff_run import _Blocks
+
+    pixels = _rgb(700, 1000)
+    image = da.from_array(pixels, chunks=(100, 100, 3))
+    assert _Blocks(image.rechunk((128, 128, 3)), None).shared
+    to_ome_tiff(image, tmp_path / "r.ome.tif", chunk=128)
+    _check_rgb(tmp_path / "r.ome.tif", pixels, 128)
+
+
 def _check_planes(path, planes: np.ndarray, names: list[str]) -> None:
     with tifffile.TiffFile(path) as tif:
         assert tif.is_ome

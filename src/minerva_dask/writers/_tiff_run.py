@@ -20,6 +20,7 @@ cleans up. A ``scheduler`` in ``compute_kwargs`` other than threads runs the blo
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import os
 import uuid
@@ -164,6 +165,8 @@ class _Blocks:
     def __init__(self, data: Any, spec: TileSpec) -> None:
         self.graph = dict(data.__dask_graph__())
         self.name, self.spec = data.name, spec
+        # more tasks than blocks (a rechunked image): blocks may share tasks, run together
+        self.shared = len(self.graph) > math.prod(len(axis) for axis in data.chunks)
         self.prefix = f"ome-tiff-{uuid.uuid4().hex}"
 
     def key(self, row: int, col: int) -> tuple:
@@ -198,17 +201,31 @@ class _Local:
         kwargs = dict(compute_kwargs)
         scheduler = get_scheduler(scheduler=kwargs.pop("scheduler", None))
         self.threads = int(kwargs.pop("num_workers", None) or os.cpu_count() or 1)
-        if scheduler in (None, threaded):
+        self.threaded = scheduler in (None, threaded)
+        if self.threaded:
             self.get: Callable[..., Any] = get_sync  # dask's callbacks apply, as threaded
         else:  # another scheduler runs each block, one at a time
             self.get = lambda graph, keys: scheduler(graph, keys, **kwargs)
             self.threads = 1
         self.leaf_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tiff-blocks")
         self.node_pool = ThreadPoolExecutor(1, thread_name_prefix="tiff-stages")
-        for pool in (self.leaf_pool, self.node_pool):
+        self.batch_pool = ThreadPoolExecutor(1, thread_name_prefix="tiff-batches")
+        for pool in (self.leaf_pool, self.node_pool, self.batch_pool):
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
 
     def leaves(self, blocks: _Blocks, cells: list[tuple[int, int]]) -> list[tuple[_Part, _Part]]:
+        if blocks.shared and self.threaded:  # one threaded run: shared tasks run once
+            from dask.threaded import get
+
+            graph, keys = blocks.tasks(cells)
+            flat = [key for pair in keys for key in pair]
+
+            def run() -> list[list[Any]]:
+                values = get(graph, flat, num_workers=self.threads)
+                return [[values[i], values[i + 1]] for i in range(0, len(values), 2)]
+
+            future = self.batch_pool.submit(run)
+            return [(_Part(future, k, 0), _Part(future, k, 1)) for k in range(len(cells))]
         handles = []
         for cell in cells:
             graph, ((tiles, small),) = blocks.tasks([cell])
