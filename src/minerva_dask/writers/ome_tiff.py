@@ -9,12 +9,17 @@ to the file as they come back, in a fixed order, with a bounded number of blocks
 flight, and writes the IFDs last (:mod:`._tiff_file`): its memory is flat in the slide's
 width and height. The file appears under its name only when complete.
 
-Memory. This process: the window of compressed tiles in flight and two integers per tile
-(with the threaded scheduler, also the tasks below). Each worker thread, per task: one
-rendered block (a level-0 chunk's render working set, ``side**2`` pixels of every channel
-read) plus its pyramid, at most 4/3 of ``side**2 * pages * samples * itemsize`` bytes,
-plus its compressed tiles; a worker peaks near ``threads x`` that, plus the small blocks
-held for parents (at most one block's worth, ``side**2`` pixels, per stage).
+Memory (``side``: the block side; ``T``: threads; ``B``: bytes of one rendered block's
+pixels, ``side**2 * pages * samples * itemsize``; ``R``: the render working set of one
+level-0 chunk, ``side**2`` pixels of every channel read plus the composite's buffers).
+Each worker thread runs one task at a time: ``R + 4/3 B`` plus that block's compressed
+tiles, so a worker peaks near ``T x (R + 4/3 B)`` plus the results waiting for the client
+(at most the window: ``max(prefetch x fan**2, 4 x all threads)`` blocks' compressed tiles,
+``fan = 2**levels per stage``) and the small blocks waiting for their parent (at most
+``fan**2`` of ``B / fan**2`` each: one block's worth per stage). The writing process:
+that window and two integers per tile; with the threaded scheduler it runs the tasks
+too, ``T`` blocks at once with ``T`` more done and waiting. E.g. 8 uint16 channels, side
+1024, RGB: ``R`` about 60 MB, ``B`` 3 MB.
 
 ``(y, x, 3)`` uint8 renderings are written as one RGB page (:func:`to_ome_tiff`);
 ``(c, y, x)`` unsigned integer planes as ``c`` pages, one per channel, each with its
