@@ -81,9 +81,9 @@ def to_ome_tiff(
         libvips refuses to open a file whose tile is larger than an image of at most
         128 pixels a side (see :func:`tiff_tile`).
     client, prefetch
-        A ``distributed.Client`` (default: threaded scheduler); ``prefetch`` groups of
-        level-0 blocks (each the blocks under one block of the next stage) in flight, or
-        four per worker thread if more.
+        A ``distributed.Client`` (default: threaded scheduler). On a client, ``prefetch``
+        groups of level-0 blocks (each the blocks under one block of the next stage) in
+        flight, or four blocks per worker thread if more; locally two blocks per thread.
     progress
         Report tiles done, rate and time left on stderr.
     overwrite
