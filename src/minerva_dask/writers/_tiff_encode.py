@@ -22,7 +22,7 @@ import numpy as np
 
 from ._pyramid import downsample_2x
 
-__all__ = ["TileSpec", "encode_leaf", "encode_node", "tiles_per_stage"]
+__all__ = ["TileSpec", "encode_leaf", "encode_node", "fan_out"]
 
 # TIFF compression tag, PhotometricInterpretation override (None: as the pixels say)
 CODECS = {
@@ -69,7 +69,7 @@ class TileSpec:
         return -(-height // self.side), -(-width // self.side)
 
 
-def tiles_per_stage(spec: TileSpec) -> int:
+def fan_out(spec: TileSpec) -> int:
     """Children a side of a stage's block: ``2**(levels per stage)``."""
     return 2**spec.per_stage
 

@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ._tiff_encode import Tile, TileSpec, encode_leaf, encode_node, tiles_per_stage
+from ._tiff_encode import Tile, TileSpec, encode_leaf, encode_node, fan_out
 
 __all__ = ["run_stages"]
 
@@ -52,7 +52,7 @@ class _Node:
 def plan(spec: TileSpec) -> Iterator[_Leaves | _Node]:
     """Every task group, children before parents, depth first."""
     bases = spec.stage_levels()
-    fan = tiles_per_stage(spec)
+    fan = fan_out(spec)
     top = len(bases) - 1
     rows, cols = spec.grid(bases[top])
 
@@ -89,7 +89,7 @@ def run_stages(
     """Compute every tile of the pyramid and hand each to ``write``, in a fixed order.
 
     ``data``: the level-0 dask array, ``(y, x, 3)`` or ``(c, y, x)`` on the block grid."""
-    fan = tiles_per_stage(spec)
+    fan = fan_out(spec)
     bases = spec.stage_levels()
     top = len(bases) - 1  # its blocks leave nothing for a parent
     blocks = _Blocks(data, spec)
