@@ -116,7 +116,21 @@ def test_uint16_planes_are_written_as_one_page_per_channel_every_level_exact(tmp
 
 
 @pytest.mark.slow
-def test_planes_and_stages_on_a_local_cluster_of_processes(tmp_path, cluster_client) -> None:
+def test_planes_and_stages_on_a_local_cluster_of_processes(
+    tmp_path, cluster_client, monkeypatch
+) -> None:
+    """Every level exact on worker processes, and the client receives tile bytes only."""
+    from minerva_dask.writers import _tiff_run
+
+    received = []
+    fetch = _tiff_run._Distributed.result
+
+    def result(self, handle):
+        tiles = fetch(self, handle)
+        received.extend(tiles)
+        return tiles
+
+    monkeypatch.setattr(_tiff_run._Distributed, "result", result)
     planes = _planes(300, 700)
     names = [f"c{i}" for i in range(5)]
     to_ome_tiff_planes(
@@ -128,6 +142,10 @@ def test_planes_and_stages_on_a_local_cluster_of_processes(tmp_path, cluster_cli
         path = tmp_path / f"{height}x{width}-{chunk}.ome.tif"
         to_ome_tiff(pixels, path, chunk=chunk, client=cluster_client)
         _check_rgb(path, pixels, chunk)
+    assert received and all(
+        len(t) == 5 and all(isinstance(v, int) for v in t[:4]) and isinstance(t[4], bytes)
+        for t in received
+    )
 
 
 def test_a_bigtiff_pyramid_reads_like_a_classic_one(tmp_path, monkeypatch) -> None:
