@@ -1,99 +1,298 @@
-"""Whole-slide export: an 8-channel synthetic slide to OME-Zarr and OME-TIFF at full
-resolution, with 1..N dask workers; time, peak RSS of the client and of the workers, MB/s.
+"""Whole-slide export (issue 17): minerva-dask OME-TIFF and OME-Zarr against pyvips, 1 vs
+2 workers, and the writing process's peak RSS on wide and tall slides.
 
-Each configuration runs in a fresh process so peaks do not mix. Goals (issue 5): client
-< 1 GB whatever the slide size; workers bounded by their memory limit; speed-up >= 12x at
-16 workers on the 16-core device machine.
+Three parts, each contender a fresh process (whole process: start-up, reading, rendering,
+writing), peak RSS from ``/usr/bin/time`` (the process, not its parent):
 
-Run: ./run bench export [--size 32768] [--workers 1 2] [--formats zarr tiff]
+``peers``  the bench pyramid (8 channels, uint16, deflate; 8192^2 as ``bench/peers.py``
+           makes it, 32768^2 made from its level-0 tiles repeated 4 x 4, one level),
+           exported at full resolution with the same 8-channel request by the
+           minerva-dask CLI to ``.ome.tif`` and ``.ome.zarr`` (threaded scheduler), and by
+           pyvips: the same additive composite, then ``tiffsave(pyramid=True, tile=True,
+           compression="deflate")`` or ``dzsave``. Contenders alternate, round by round;
+           medians. Goals: OME-TIFF <= 0.6 x and OME-Zarr <= 0.5 x pyvips' tiffsave time.
+``workers`` the same export on a LocalCluster of 1 then 2 worker processes (2 threads
+           each), both formats, alternating; the export call alone (the cluster is
+           started before the clock). Goal: 2 workers >= 1.6 x faster.
+``peaks``  synthetic 8-channel slides (no storage), threaded scheduler, the writing
+           process's VmHWM: square, wide (side x 4096) and tall (4096 x side) at 16k, 32k
+           and 64k. Goals: <= 300 MB at 64k^2, within 20 % of 16k.
+
+Run: ./run bench export [--quick] [--parts peers workers peaks] [--sizes 8192 32768]
+``--quick`` (about 2-3 minutes on 2 cores): peers at 4096^2, one round; workers at 4096^2;
+peaks of wide and tall slides 4k and 16k long, 1024 across.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
 
-CHILD = r"""
-import json, os, sys, time
+from bench.peers import COLOURS, DATA, WINDOW, request_url, write_pyramid
+
+MINERVA = "import sys; from minerva_dask.cli import main; sys.exit(main(sys.argv[1:]))"
+PYVIPS = r"""
+import sys, json
+import pyvips
+path, out, mode, spec = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+acc = None
+for c in range(spec["channels"]):
+    plane = pyvips.Image.new_from_file(path, page=c, access="sequential").cast("float")
+    n = (plane - spec["window"][0]) / (spec["window"][1] - spec["window"][0])
+    n = (n < 0).ifthenelse(0, n)
+    n = (n > 1).ifthenelse(1, n)
+    rgb = [int(spec["colours"][c][i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    term = n.bandjoin([n, n]) * rgb
+    acc = term if acc is None else acc + term
+rgb8 = ((acc > 1).ifthenelse(1, acc) * 255).rint().cast("uchar")
+if mode == "tiffsave":
+    rgb8.tiffsave(out, pyramid=True, tile=True, compression="deflate")
+else:
+    rgb8.dzsave(out)
+"""
+PEAK = r"""
+import sys
 import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
-from minerva_dask.api import compute_context
-size, workers, kind, target = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-source = SyntheticSource(size, size, 8, tile=1024)
+from minerva_dask.writers.ome_tiff import to_ome_tiff
+from minerva_dask.writers.ome_zarr import to_ome_zarr
+kind, out, width, height = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+source = SyntheticSource(width, height, 8, tile=1024)
 channels = ",".join(f"{i + 1}|0:65535${c}" for i, c in enumerate(
     ["0000FF", "00FF00", "FF0000", "FF00FF", "00FFFF", "FFFF00", "FFFFFF", "808080"]))
-request = md.parse_request(f"/0/0/0/?c={channels}&region=0,0,{size},{size}&max_size={size}")
-chunk = 512 if kind == "tiff" else 1024
-rendering = md.render(source, request, align="output", chunk_size=chunk)
-def peak():  # VmHWM: this process image's peak RSS (ru_maxrss would count the parent's)
-    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
-                if line.startswith("VmHWM"))
-with compute_context(local_cluster=workers, memory_limit="3GB") as client:
-    started = time.perf_counter()
-    if kind == "zarr":
-        from minerva_dask.writers.ome_zarr import to_ome_zarr
-        result = to_ome_zarr(rendering, target, client=client, prefetch=2 * workers)
-    else:
-        from minerva_dask.writers.ome_tiff import to_ome_tiff
-        result = to_ome_tiff(rendering, target, client=client, prefetch=2 * workers)
-    elapsed = time.perf_counter() - started
-    worker_peaks = client.run(peak)
-print(json.dumps({"elapsed_s": elapsed, "client_peak": peak(),
-                  "worker_peak": max(worker_peaks.values()), "levels": result.levels}))
+request = md.parse_request(
+    f"/0/0/0/?c={channels}&region=0,0,{width},{height}&max_size={max(width, height)}")
+rendering = md.render(source, request, align="output", chunk_size=1024)
+(to_ome_zarr if kind == "zarr" else to_ome_tiff)(rendering, out)
+print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+           if line.startswith("VmHWM")))
 """
+CLUSTER = r"""
+import sys, time
+import minerva_dask as md
+from minerva_dask.compute import compute_context
+from minerva_dask.writers.ome_tiff import to_ome_tiff
+from minerva_dask.writers.ome_zarr import to_ome_zarr
+def main():
+    image, url, out, kind, workers = sys.argv[1:6]
+    rendering = md.render(md.open_image(image), md.parse_request(url), align="output",
+                          chunk_size=1024)
+    with compute_context(local_cluster=int(workers)) as client:
+        started = time.perf_counter()  # the export alone: the cluster is up
+        (to_ome_tiff if kind == "tiff" else to_ome_zarr)(rendering, out, client=client)
+        print(time.perf_counter() - started)
+if __name__ == "__main__":
+    main()
+"""
+CONTENDERS = ["md OME-TIFF", "md OME-Zarr", "pyvips tiffsave", "pyvips dzsave"]
 
 
-def _size_of(path: str) -> int:
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+def bench_file(side: int) -> Path:
+    """The bench pyramid of ``side`` px (4096 and 8192: as bench/peers.py makes them;
+    larger: the 8192 one's level-0 tiles repeated, one level), made once."""
+    DATA.mkdir(exist_ok=True)
+    path = DATA / f"tissue-{side}-8ch.ome.tif"
+    if path.exists():
+        return path
+    print(f"making {path.name} ...", flush=True)
+    if side <= 8192:
+        return write_pyramid(path, "8ch", scale=8192 // side)
+    return _repeated(bench_file(8192), path, side // 8192)
+
+
+def _repeated(source: Path, target: Path, factor: int) -> Path:
+    """``source``'s level 0 repeated ``factor`` x ``factor``: its compressed tiles copied."""
+    import numpy as np
+    import tifffile
+
+    from minerva_dask.writers._tiff_file import ASCII, RATIONAL, SHORT, TiffTiles
+
+    with tifffile.TiffFile(source) as tif:
+        pages = tif.series[0].levels[0].pages
+        first = pages[0]
+        rows = -(-first.imagelength // first.tilelength)
+        cols = -(-first.imagewidth // first.tilewidth)
+        height, width = first.imagelength * factor, first.imagewidth * factor
+        common = {
+            258: (SHORT, [16]),
+            259: (SHORT, [int(first.compression)]),
+            262: (SHORT, [1]),
+            277: (SHORT, [1]),
+            282: (RATIONAL, [(1, 1)]),
+            283: (RATIONAL, [(1, 1)]),
+            284: (SHORT, [1]),
+            296: (SHORT, [1]),
+            305: (ASCII, "minerva-dask bench"),
+            317: (SHORT, [int(first.predictor)]),
+        }
+        ome = tifffile.OmeXml()
+        ome.addimage(
+            np.uint16,
+            (len(pages), height, width),
+            (len(pages), 1, 1, height, width, 1),
+            axes="CYX",
+            Name=target.name.split(".")[0],
+            PhysicalSizeX=0.65,
+            PhysicalSizeY=0.65,
+        )
+        with open(target.with_suffix(".partial"), "wb") as fh:
+            sink = TiffTiles(fh, [(height, width)], first.tilelength, len(pages), bigtiff=True)
+            for page_index, page in enumerate(pages):
+                for index, (offset, count) in enumerate(
+                    zip(page.dataoffsets, page.databytecounts, strict=True)
+                ):
+                    tif.filehandle.seek(offset)
+                    data = tif.filehandle.read(count)
+                    row, col = divmod(index, cols)
+                    for ry in range(factor):
+                        for rx in range(factor):
+                            sink.add(0, page_index, ry * rows + row, rx * cols + col, data)
+            sink.close(lambda level: common, ome.tostring(declaration=True))
+    os.replace(target.with_suffix(".partial"), target)
+    return target
+
+
+def run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one whole process."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *command], capture_output=True, text=True, env=env
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode:
+        raise RuntimeError(f"{command[:4]} failed: {result.stderr[-1500:]}")
+    return seconds, int(result.stderr.strip().splitlines()[-1]) / 1024
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.unlink(missing_ok=True)
+
+
+def _commands(name: str, image: Path, side: int, folder: Path, workers: int = 0) -> tuple:
+    import json
+
+    url = request_url(8, (0, 0, side, side), side)
+    if name.startswith("md"):
+        out = folder / ("o.ome.tif" if "TIFF" in name else "o.ome.zarr")
+        cluster = ["--local-cluster", str(workers)] if workers else []
+        command = [sys.executable, "-c", MINERVA, "crop", url, "--image", str(image)]
+        return [*command, "-o", str(out), "-q", *cluster], out
+    mode = name.split()[1]
+    out = folder / ("o.tif" if mode == "tiffsave" else "o")
+    spec = {"channels": 8, "window": WINDOW, "colours": [COLOURS[i] for i in range(8)]}
+    return [sys.executable, "-c", PYVIPS, str(image), str(out), mode, json.dumps(spec)], out
+
+
+def peers(side: int, rounds: int, folder: Path) -> None:
+    image = bench_file(side)
+    times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    peaks: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    for _ in range(rounds):
+        for name in CONTENDERS:  # alternating, round by round
+            command, out = _commands(name, image, side, folder)
+            seconds, peak = run(command)
+            times[name].append(seconds)
+            peaks[name].append(peak)
+            _remove(out)
+            _remove(folder / "o_files")
+            _remove(folder / "o.dzi")
+    base = statistics.median(times["pyvips tiffsave"])
+    print(f"\npeers, {side}^2 x 8 channels, full resolution, median of {rounds}:")
+    print(f"{'contender':16} {'seconds':>8} {'peak MB':>8} {'x tiffsave':>10}")
+    for name in CONTENDERS:
+        t = statistics.median(times[name])
+        print(f"{name:16} {t:8.2f} {statistics.median(peaks[name]):8.0f} {t / base:10.2f}")
+    tiff, zarr = (statistics.median(times[n]) for n in ("md OME-TIFF", "md OME-Zarr"))
+    print(
+        f"goals: OME-TIFF {tiff / base:.2f} x tiffsave (<= 0.6), OME-Zarr {zarr / base:.2f} "
+        f"(<= 0.5), OME-TIFF / OME-Zarr {tiff / zarr:.2f} (<= 1.2)",
+        flush=True,
+    )
+
+
+def workers(side: int, counts: list[int], rounds: int, folder: Path) -> None:
+    """The export call alone (cluster started before the clock), both formats."""
+    image = bench_file(side)
+    url = request_url(8, (0, 0, side, side), side)
+    script = folder / "cluster_export.py"  # a file: worker processes re-import __main__
+    script.write_text(CLUSTER)
+    times: dict[tuple[str, int], list[float]] = {}
+    for _ in range(rounds):
+        for kind in ("tiff", "zarr"):
+            for count in counts:
+                out = folder / ("w.ome.tif" if kind == "tiff" else "w.ome.zarr")
+                result = subprocess.run(
+                    [sys.executable, str(script), str(image), url, str(out), kind, str(count)],
+                    capture_output=True,
+                    text=True,
+                )
+                _remove(out)
+                if result.returncode:
+                    raise RuntimeError(result.stderr[-1500:])
+                times.setdefault((kind, count), []).append(float(result.stdout.split()[-1]))
+    print(f"\nworkers (LocalCluster, 2 threads each; export call alone), {side}^2, median:")
+    for kind in ("tiff", "zarr"):
+        row = [statistics.median(times[(kind, c)]) for c in counts]
+        cells = "  ".join(f"{c} workers {t:6.2f} s" for c, t in zip(counts, row, strict=True))
+        print(f"{kind:5} {cells}  speed-up {row[0] / row[-1]:.2f} (goal >= 1.6)", flush=True)
+
+
+def peak_table(sides: list[int], across: int, square: bool, folder: Path) -> None:
+    shapes = [("wide", s, across) for s in sides] + [("tall", across, s) for s in sides]
+    if square:
+        shapes = [("square", s, s) for s in sides] + shapes
+    print(f"\nwriting process peak (VmHWM, threaded scheduler), 8 channels, across = {across}:")
+    print(f"{'shape':7} {'width':>6} {'height':>6} {'OME-TIFF MB':>11} {'OME-Zarr MB':>11}")
+    first: dict[tuple[str, str], float] = {}
+    for label, width, height in shapes:
+        cells = []
+        for kind in ("tiff", "zarr"):
+            out = folder / ("p.ome.tif" if kind == "tiff" else "p.ome.zarr")
+            result = subprocess.run(
+                [sys.executable, "-c", PEAK, kind, str(out), str(width), str(height)],
+                capture_output=True,
+                text=True,
+            )
+            _remove(out)
+            if result.returncode:
+                raise RuntimeError(result.stderr[-1500:])
+            mb = int(result.stdout.split()[-1]) / 2**20
+            base = first.setdefault((label, kind), mb)
+            cells.append(f"{mb:6.0f} ({mb / base:4.2f})")
+        print(f"{label:7} {width:6d} {height:6d} {cells[0]:>11} {cells[1]:>11}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", type=int, default=32768)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--parts", nargs="+", default=["peers", "workers", "peaks"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 32768])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--formats", nargs="+", default=["zarr", "tiff"])
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    folder = tempfile.mkdtemp(prefix="minerva-dask-bench-")
-    rgb_mb = args.size * args.size * 3 / 1e6
-    print(f"8 channels, {args.size}^2 px, RGB level 0 = {rgb_mb:.0f} MB; {os.cpu_count()} cores")
-    print(
-        f"{'format':6} {'workers':>7} {'seconds':>8} {'MB/s':>7} {'client MB':>9} "
-        f"{'worker MB':>9} {'output MB':>9} {'speed-up':>8}"
-    )
+    sizes, rounds = ([4096], 1) if args.quick else (args.sizes, args.rounds)
+    folder = Path(tempfile.mkdtemp(prefix="minerva-dask-bench-export-"))
+    uptime = os.getloadavg()
+    print(f"{os.cpu_count()} cores, load {uptime[0]:.1f} {uptime[1]:.1f} {uptime[2]:.1f}")
     try:
-        for kind in args.formats:
-            first = None
-            for workers in args.workers:
-                target = os.path.join(
-                    folder, f"{kind}-{workers}." + ("ome.zarr" if kind == "zarr" else "ome.tif")
-                )
-                out = subprocess.run(
-                    [sys.executable, "-c", CHILD, str(args.size), str(workers), kind, target],
-                    capture_output=True,
-                    text=True,
-                )
-                if out.returncode:
-                    print(out.stderr[-2000:])
-                    raise SystemExit(1)
-                row = json.loads(out.stdout.strip().splitlines()[-1])
-                first = first or row["elapsed_s"]
-                print(
-                    f"{kind:6} {workers:7d} {row['elapsed_s']:8.1f} "
-                    f"{rgb_mb / row['elapsed_s']:7.1f} {row['client_peak'] / 2**20:9.0f} "
-                    f"{row['worker_peak'] / 2**20:9.0f} {_size_of(target) / 1e6:9.0f} "
-                    f"{first / row['elapsed_s']:8.2f}",
-                    flush=True,
-                )
-                shutil.rmtree(target, ignore_errors=True)
-                if os.path.exists(target):
-                    os.unlink(target)
+        if "peers" in args.parts:
+            for side in sizes:
+                peers(side, rounds, folder)
+        if "workers" in args.parts:
+            workers(sizes[0], args.workers, rounds, folder)
+        if "peaks" in args.parts:
+            if args.quick:
+                peak_table([4096, 16384], 1024, False, folder)
+            else:
+                peak_table([16384, 32768, 65536], 4096, True, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -22,6 +22,7 @@ __all__ = [
     "to_dzi",
     "to_dzi_groups",
     "to_ome_tiff",
+    "to_ome_tiff_planes",
     "to_ome_zarr",
     "to_png",
 ]
@@ -63,10 +64,10 @@ def __getattr__(name: str):  # the big writers import their libraries on first u
         from . import _meta
 
         return getattr(_meta, name)
-    if name == "to_ome_tiff":
-        from .ome_tiff import to_ome_tiff
+    if name in ("to_ome_tiff", "to_ome_tiff_planes"):
+        from . import ome_tiff
 
-        return to_ome_tiff
+        return getattr(ome_tiff, name)
     if name == "to_ome_zarr":
         from .ome_zarr import to_ome_zarr
 

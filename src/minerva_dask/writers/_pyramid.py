@@ -1,7 +1,8 @@
-"""Output pyramids: each level is the 2 x 2 mean of the level above, in ``(y, x, rgb)``.
+"""Output pyramids: each level is the 2 x 2 mean of the level above, in ``(y, x, ...)``.
 
 For odd sizes the last row or column is repeated before averaging (the level has
-``ceil(n / 2)`` rows or columns), and means round half up: ``(a + b + c + d + 2) // 4``.
+``ceil(n / 2)`` rows or columns), and means round half up: ``(a + b + c + d + 2) // 4``,
+for every unsigned integer type (uint8 sums in uint16, wider types in uint64).
 Levels go down until the longest side fits in one tile.
 """
 
@@ -15,16 +16,20 @@ __all__ = ["downsample_2x", "downsample_2x_any", "pyramid_shapes"]
 
 
 def downsample_2x(block: np.ndarray) -> np.ndarray:
-    """2 x 2 mean of a ``(y, x, ...)`` uint8 block; odd edges repeat their last pixel.
+    """2 x 2 mean of a ``(y, x, ...)`` unsigned integer block; odd edges repeat their last
+    pixel; halves round up.
 
     >>> downsample_2x(np.array([[0, 1, 9], [2, 3, 9]], np.uint8)[..., None])[..., 0].tolist()
     [[2, 9]]
+    >>> downsample_2x(np.array([[65535, 65535], [65535, 65534]], np.uint16))[0].tolist()
+    [65535]
     """
     height, width = block.shape[:2]
     pad = ((0, height % 2), (0, width % 2)) + ((0, 0),) * (block.ndim - 2)
     if height % 2 or width % 2:
         block = np.pad(block, pad, mode="edge")
-    total = block[0::2, 0::2].astype(np.uint16)  # one quarter-size uint16 sum, in place
+    wide = np.uint16 if block.dtype.itemsize == 1 else np.uint64  # no sum can overflow
+    total = block[0::2, 0::2].astype(wide)  # one quarter-size sum, in place
     for dy, dx in ((1, 0), (0, 1), (1, 1)):
         np.add(total, block[dy::2, dx::2], out=total)
     total += 2

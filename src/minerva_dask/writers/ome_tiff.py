@@ -1,36 +1,47 @@
-"""Pyramidal OME-TIFF output, streamed: one writer, tiles in order, bands computed ahead.
+"""Pyramidal OME-TIFF output: the pixel work on the workers, only tile bytes here.
 
-Level 0 is computed a band (a row of chunks) at a time, at most ``prefetch`` bands ahead
-of the writer, and written as tiles as it arrives. Each band is also downsampled into a
-temporary scratch folder beside the output, from which the lower levels (SubIFDs, 2 x 2
-means of the level above, as in the OME-Zarr writer) are streamed in turn. Scratch levels
-are stored in row bands of ``side / 2`` rows, one raw file each, written whole and once,
-synchronously from the writer's thread (so an interrupted export leaves no write in
-flight that could outlive the clean-up). Memory stays a few
-bands, whatever the slide size. The file appears under its name only when complete.
+Every task renders (or gathers) a block, compresses its tiles and those of the lower
+levels it can make by itself, and returns compressed bytes and one small downsampled block
+for the task above it (see :mod:`._tiff_encode`, :mod:`._tiff_run`): lower levels (SubIFDs,
+2 x 2 means of the level above, as in the OME-Zarr writer) are made on the workers from
+those, chunk-aligned, never from a copy of a whole level. This process appends the bytes
+to the file as they come back, in a fixed order, with a bounded number of blocks in
+flight, and writes the IFDs last (:mod:`._tiff_file`): its memory is flat in the slide's
+width and height. The file appears under its name only when complete.
+
+Memory (``side``: the block side; ``T``: threads; ``B``: bytes of one rendered block's
+pixels, ``side**2 * pages * samples * itemsize``; ``R``: the render working set of one
+level-0 chunk, ``side**2`` pixels of every channel read plus the composite's buffers).
+Each worker thread runs one task at a time: ``R + 4/3 B`` plus that block's compressed
+tiles, so a worker peaks near ``T x (R + 4/3 B)`` plus the results waiting for the client
+(at most the window: ``max(prefetch x fan**2, 4 x all threads)`` blocks' compressed tiles,
+``fan = 2**levels per stage``) and the small blocks waiting for their parent (at most
+``fan**2`` of ``B / fan**2`` each: one block's worth per stage). The writing process:
+that window and two integers per tile; with the threaded scheduler it runs the tasks
+too, ``T`` blocks at once with ``T`` more done and waiting. E.g. 8 uint16 channels, side
+1024, RGB: ``R`` about 60 MB, ``B`` 3 MB.
+
+``(y, x, 3)`` uint8 renderings are written as one RGB page (:func:`to_ome_tiff`);
+``(c, y, x)`` unsigned integer planes as ``c`` pages, one per channel, each with its
+SubIFDs (:func:`to_ome_tiff_planes`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import dask
 import numpy as np
 
 from ..errors import OutputError
 from ._atomic import check_output_path, create_temp_beside, disk_full, disk_full_error
-from ._bands import Progress, compute_in_order
-from ._meta import ExportResult, OutputMetadata, rgb_grid
-from ._pyramid import downsample_2x, pyramid_shapes
+from ._bands import Progress
+from ._meta import ExportResult, OutputMetadata, check_grid, regular_chunks, rgb_grid
+from ._pyramid import pyramid_shapes
 
-__all__ = ["COMPRESSIONS", "to_ome_tiff"]
+__all__ = ["COMPRESSIONS", "to_ome_tiff", "to_ome_tiff_planes"]
 
 COMPRESSIONS = {
     "deflate": ("zlib", {"level": 6}),
@@ -40,7 +51,7 @@ COMPRESSIONS = {
     "none": (None, None),
 }
 _TIFF_TILE = 512  # the largest TIFF tile side; the smallest is 16 (the TIFF rule)
-_COMPRESS_PASS_BYTES = 32 * 2**20
+CLASSIC_LIMIT = 2**32 - 2**25  # raw pyramid bytes above which the file is a BigTIFF
 
 
 def to_ome_tiff(
@@ -64,13 +75,15 @@ def to_ome_tiff(
     compression
         ``deflate`` (default), ``jpeg``, ``lzw``, ``zstd`` or ``none``.
     chunk
-        Rows per band and dask chunk side (default: the image's chunk), rounded up to a
-        multiple of the TIFF tile. The tile is the largest power of two from 16 to 512
+        Block side of every task (default: the image's chunk), rounded up to a multiple
+        of the TIFF tile. The tile is the largest power of two from 16 to 512
         that exceeds neither the image's shorter side rounded up to 16 nor ``chunk``:
         libvips refuses to open a file whose tile is larger than an image of at most
         128 pixels a side (see :func:`tiff_tile`).
     client, prefetch
-        A ``distributed.Client`` (default: threaded scheduler) and bands in flight.
+        A ``distributed.Client`` (default: threaded scheduler). On a client, ``prefetch``
+        groups of level-0 blocks (each the blocks under one block of the next stage) in
+        flight, or four blocks per worker thread if more; locally two blocks per thread.
     progress
         Report tiles done, rate and time left on stderr.
     overwrite
@@ -85,88 +98,175 @@ def to_ome_tiff(
     >>> result.shape, result.levels
     ((1024, 2048), 3)
     """
-    import tifffile
+    started = time.perf_counter()
+    _check_compression(compression)
+    meta = OutputMetadata.of(image)
+    target = check_output_path(path, overwrite=overwrite, inputs=meta.inputs)
+    data, side = rgb_grid(image, chunk, multiple=16)  # TIFF tiles: multiples of 16
+    tile = tiff_tile(data.shape[0], data.shape[1], side)
+    if side % tile:  # blocks of whole tiles: the side grows to a multiple of the tile
+        data, side = rgb_grid(data, -(-side // tile) * tile, multiple=tile)
+    return _export(
+        data,
+        "yxs",
+        side,
+        tile,
+        target,
+        meta,
+        None,
+        compression,
+        client,
+        prefetch,
+        progress,
+        compute_kwargs,
+        started,
+    )
+
+
+def to_ome_tiff_planes(
+    planes: Any,
+    path: str | os.PathLike[str],
+    *,
+    channel_names: list[str] | tuple[str, ...] | None = None,
+    metadata: OutputMetadata | None = None,
+    compression: str = "deflate",
+    chunk: int | None = None,
+    client: Any = None,
+    prefetch: int = 2,
+    progress: bool = False,
+    overwrite: bool = False,
+    compute_kwargs: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Write ``(c, y, x)`` planes of an unsigned integer type (uint8, uint16, uint32) as
+    a tiled, pyramidal OME-TIFF: one page per channel (``channel_names`` in the OME-XML),
+    each with SubIFDs for its lower levels, the 2 x 2 means of the level above rounded
+    half up (``(a + b + c + d + 2) // 4``; odd edges repeat their last pixel).
+
+    ``metadata``: name, pixel size, provenance and inputs (never overwritten). Other
+    parameters as :func:`to_ome_tiff` (JPEG only for uint8).
+    """
+    import dask.array as da
 
     started = time.perf_counter()
+    _check_compression(compression)
+    meta = metadata or OutputMetadata()
+    target = check_output_path(path, overwrite=overwrite, inputs=meta.inputs)
+    if not isinstance(planes, da.Array):
+        planes = np.asarray(planes)
+        planes = da.from_array(planes, chunks=(planes.shape[0], chunk or 1024, chunk or 1024))
+    if planes.ndim != 3 or planes.dtype.kind != "u":
+        raise OutputError(
+            f"cannot write {target}: expected (channels, height, width) unsigned integer "
+            f"planes, got {planes.shape} {planes.dtype}"
+        )
+    if compression == "jpeg" and planes.dtype != np.uint8:
+        raise OutputError(f"cannot write {target}: JPEG needs uint8 planes, got {planes.dtype}")
+    names = list(channel_names) if channel_names is not None else None
+    if names is not None and len(names) != planes.shape[0]:
+        raise OutputError(
+            f"cannot write {target}: {len(names)} channel names for {planes.shape[0]} planes"
+        )
+    _, height, width = planes.shape
+    side = -(-(chunk or max(planes.chunks[1][0], planes.chunks[2][0])) // 16) * 16
+    tile = tiff_tile(height, width, side)
+    side = -(-side // tile) * tile
+    wanted = ((planes.shape[0],), regular_chunks(height, side), regular_chunks(width, side))
+    if planes.chunks != wanted:
+        planes = planes.rechunk(wanted)
+    check_grid(planes.chunks[1:], side)
+    return _export(
+        planes,
+        "cyx",
+        side,
+        tile,
+        target,
+        meta,
+        names,
+        compression,
+        client,
+        prefetch,
+        progress,
+        compute_kwargs,
+        started,
+    )
+
+
+def _check_compression(compression: str) -> None:
     if compression not in COMPRESSIONS:
         raise OutputError(
             f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}"
         )
-    meta = OutputMetadata.of(image)
-    target = check_output_path(path, overwrite=overwrite, inputs=meta.inputs)
-    data, side = rgb_grid(image, chunk, multiple=16)  # TIFF tiles: multiples of 16
-    height, width = data.shape[:2]
-    tile = tiff_tile(height, width, side)
-    if side % tile:  # bands of whole tile rows: the side grows to a multiple of the tile
-        data, side = rgb_grid(data, -(-side // tile) * tile, multiple=tile)
+
+
+def _export(
+    data: Any,
+    layout: str,
+    side: int,
+    tile: int,
+    target: Any,
+    meta: OutputMetadata,
+    channel_names: list[str] | None,
+    compression: str,
+    client: Any,
+    prefetch: int,
+    progress: bool,
+    compute_kwargs: dict[str, Any] | None,
+    started: float,
+) -> ExportResult:
+    """The writer core, for either layout: tasks, then tiles, then IFDs, then rename."""
+    from ._tiff_encode import TileSpec
+    from ._tiff_file import TiffTiles
+    from ._tiff_run import run_stages
+
     if side % tile:
         raise RuntimeError(f"minerva-dask internal error: tile {tile} does not divide {side}")
+    if layout == "cyx":
+        pages, samples, (height, width) = data.shape[0], 1, data.shape[1:]
+    else:
+        pages, samples, (height, width) = 1, 3, data.shape[:2]
+    dtype = np.dtype(data.dtype)
     shapes = pyramid_shapes(height, width, tile)
     codec, codec_args = COMPRESSIONS[compression]
-    total = sum(math.ceil(h / tile) * math.ceil(w / tile) for h, w in shapes)
+    args = dict(codec_args or {})
+    if codec == "jpeg" and samples == 3:  # as tifffile writes RGB JPEG: YCbCr, 2 x 2
+        args.update(subsampling=(2, 2), colorspace="RGB", outcolorspace="YCBCR")
+    spec = TileSpec(
+        tile, side, tuple(shapes), pages, samples, dtype.str, codec, tuple(args.items()), layout
+    )
+    total = pages * sum(-(-h // tile) * -(-w // tile) for h, w in shapes)
     report = Progress(total, "OME-TIFF", enabled=progress)
-    scratch = partial = None
+    raw = height * width * samples * pages * dtype.itemsize
+    bigtiff = raw * 4 // 3 > CLASSIC_LIMIT  # pyramid + headroom > 4 GB
+    partial = None
     try:
-        scratch = tempfile.mkdtemp(prefix=f".{target.name[:200]}.levels-", dir=target.parent)
         fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
-        os.close(fd)
-        levels = {  # rows of side / 2: one band's 2 x 2 mean, whole width
-            str(index): _Scratch(os.path.join(scratch, str(index)), (h, w), side // 2)
-            for index, (h, w) in enumerate(shapes[1:], start=1)
-        }
-        options: dict[str, Any] = dict(
-            dtype=np.uint8,
-            tile=(tile, tile),
-            photometric="rgb",
-            compression=codec,
-            compressionargs=codec_args,
-            maxworkers=os.cpu_count() or 2,
-            # tifffile compresses this many bytes per pass (its default is 512 MB): the
-            # writer's memory is bounded by it, not by the slide
-            buffersize=_COMPRESS_PASS_BYTES,
-        )
-        bigtiff = height * width * 3 * 4 // 3 > 2**32 - 2**25  # pyramid + headroom > 4 GB
-        with tifffile.TiffWriter(partial, bigtiff=bigtiff, ome=True) as writer:
-            metadata = {"axes": "YXS", "Name": meta.name, "Description": meta.description()}
-            if meta.pixel_size_um:
-                metadata.update(
-                    PhysicalSizeX=meta.pixel_size_um[0],
-                    PhysicalSizeXUnit="µm",
-                    PhysicalSizeY=meta.pixel_size_um[1],
-                    PhysicalSizeYUnit="µm",
-                )
-            bands = _level0_bands(
-                data, levels if len(shapes) > 1 else None, client, prefetch, compute_kwargs
+        with os.fdopen(fd, "wb") as fh:
+            sink = TiffTiles(fh, shapes, tile, pages, bigtiff=bigtiff)
+
+            def write(item: Any) -> None:
+                sink.add(*item)
+                report.advance(1)
+
+            run_stages(
+                spec,
+                data,
+                write,
+                client=client,
+                compute_kwargs=compute_kwargs,
+                prefetch=prefetch,
             )
-            writer.write(
-                _tiles(bands, tile, report),
-                shape=(height, width, 3),
-                subifds=len(shapes) - 1,
-                metadata=metadata,
-                **_resolution(meta, 0),
-                **options,
+            sink.close(
+                lambda level: _tags(spec, meta, codec, level), _ome_xml(spec, meta, channel_names)
             )
-            for index in range(1, len(shapes)):
-                below = levels[str(index + 1)] if index + 1 < len(shapes) else None
-                writer.write(
-                    _tiles(_stored_bands(levels[str(index)], side, below), tile, report),
-                    shape=(*shapes[index], 3),
-                    subfiletype=1,
-                    **_resolution(meta, index),
-                    **options,
-                )
-        _fsync(partial)
+            os.fsync(fh.fileno())  # a full disk or failing device shows here, not later
         os.replace(partial, target)
     except BaseException as exc:
         if partial is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
-        if disk_full(exc):  # in tifffile, the scratch, the final fsync or rename
+        if disk_full(exc):  # in a write, the final fsync or rename
             raise disk_full_error(target) from None
         raise
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
     return ExportResult(
         str(target),
         (height, width),
@@ -197,94 +297,61 @@ def tiff_tile(height: int, width: int, side: int) -> int:
     return 1 << max(4, limit.bit_length() - 1)
 
 
-def _fsync(path: str | os.PathLike[str]) -> None:
-    """Flush a written file to the disk before it is renamed into place (a full disk or
-    a failing device shows here, not after the old output is gone)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _tags(
+    spec: Any, meta: OutputMetadata, codec: str | None, level: int
+) -> dict[int, tuple[int, Any]]:
+    """A level's tags besides its layout, as tifffile writes them (its default resolution
+    included)."""
+    from ._tiff_encode import CODECS
+    from ._tiff_file import ASCII, RATIONAL, SHORT
+
+    bits = np.dtype(spec.dtype).itemsize * 8
+    rgb = spec.samples == 3
+    tags: dict[int, tuple[int, Any]] = {
+        258: (SHORT, [bits] * spec.samples),
+        259: (SHORT, [CODECS[codec]]),
+        262: (SHORT, [2 if rgb else 1]),  # RGB, or MinIsBlack
+        277: (SHORT, [spec.samples]),
+        282: (RATIONAL, [(1, 1)]),
+        283: (RATIONAL, [(1, 1)]),
+        284: (SHORT, [1]),  # contiguous samples
+        296: (SHORT, [1]),  # no unit
+        305: (ASCII, "minerva-dask"),
+    }
+    if meta.pixel_size_um:  # pixels per centimetre of the level
+        px, py = (v * 2**level for v in meta.pixel_size_um)
+        tags.update({282: (RATIONAL, [1e4 / px]), 283: (RATIONAL, [1e4 / py]), 296: (SHORT, [3])})
+    if codec == "jpeg" and rgb:
+        tags.update(
+            {
+                262: (SHORT, [6]),  # YCbCr, subsampled 2 x 2, as tifffile writes it
+                530: (SHORT, [2, 2]),
+                532: (RATIONAL, [(0, 1), (255, 1), (128, 1), (255, 1), (128, 1), (255, 1)]),
+            }
+        )
+    return tags
 
 
-def _resolution(meta: OutputMetadata, level: int) -> dict[str, Any]:
-    """TIFF resolution tags (pixels per centimetre) of a level, when the size is known."""
-    if not meta.pixel_size_um:
-        return {}
-    px, py = (v * 2**level for v in meta.pixel_size_um)
-    return {"resolution": (1e4 / px, 1e4 / py), "resolutionunit": "CENTIMETER"}
+def _ome_xml(spec: Any, meta: OutputMetadata, channel_names: list[str] | None) -> str:
+    """The OME-XML of the first IFD, as tifffile's own OME writer makes it."""
+    import tifffile
 
-
-def _level0_bands(
-    data: Any, levels: Any, client: Any, prefetch: int, compute_kwargs: dict[str, Any] | None
-) -> Iterator[list[np.ndarray]]:
-    """Rows of level-0 chunks in order (a list of blocks each, never concatenated), each
-    block also downsampled into the scratch level 1."""
-    blocks = data.to_delayed(optimize_graph=True)
-    jobs = (list(blocks[row, :, 0]) for row in range(blocks.shape[0]))
-
-    def run(job: Any) -> list[np.ndarray]:
-        return list(dask.compute(*job, **(compute_kwargs or {})))
-
-    y = 0
-    for row in compute_in_order(jobs, client=client, prefetch=prefetch, compute=run):
-        if levels is not None:
-            half = np.concatenate([downsample_2x(block) for block in row], axis=1)
-            levels["1"].write(y // 2, half)
-        y += row[0].shape[0]
-        yield row
-
-
-class _Scratch:
-    """A scratch level ``(height, width, 3)`` uint8: row bands of ``rows`` rows, each a
-    raw file written whole, once. A write must be exactly one band (else an internal
-    error): no band is ever shared by two writes."""
-
-    def __init__(self, folder: str, shape: tuple[int, int], rows: int) -> None:
-        os.mkdir(folder)
-        self.folder, self.rows = folder, rows
-        self.shape = (*shape, 3)
-
-    def write(self, y: int, band: np.ndarray) -> None:
-        last = y + band.shape[0] == self.shape[0]
-        if (
-            y % self.rows
-            or (band.shape[0] != self.rows and not last)
-            or band.shape[1:] != self.shape[1:]
-        ):
-            raise RuntimeError(
-                f"minerva-dask internal error: scratch rows {y}:{y + band.shape[0]} "
-                f"{band.shape} are not one stored band of {self.rows} rows"
-            )
-        with open(os.path.join(self.folder, str(y // self.rows)), "wb") as fh:
-            fh.write(memoryview(np.ascontiguousarray(band)))  # a full disk: ENOSPC here
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        """Rows ``start:stop`` (band-aligned start) as one array."""
-        start, stop, _ = rows.indices(self.shape[0])
-        bands = []
-        for index in range(start // self.rows, -(-stop // self.rows)):
-            band = np.fromfile(os.path.join(self.folder, str(index)), np.uint8)
-            bands.append(band.reshape(-1, *self.shape[1:]))
-        return np.concatenate(bands)[start % self.rows : start % self.rows + stop - start]
-
-
-def _stored_bands(level: _Scratch, side: int, below: Any) -> Iterator[list[np.ndarray]]:
-    """Bands of a scratch level (``side`` rows: two of its chunks, whole tile rows), each
-    downsampled into one chunk of the next."""
-    for y in range(0, level.shape[0], side):
-        band = level[y : y + side]
-        if below is not None:
-            below.write(y // 2, downsample_2x(band))
-        yield [band]
-
-
-def _tiles(bands: Iterator[list[np.ndarray]], tile: int, report: Progress) -> Iterator[np.ndarray]:
-    """Tiles in TIFF order (rows of tiles, left to right) from bands of whole tile rows,
-    each band a list of blocks side by side."""
-    for blocks in bands:
-        for y in range(0, blocks[0].shape[0], tile):
-            for block in blocks:
-                for x in range(0, block.shape[1], tile):
-                    report.advance(1)  # before the yield: the writer stops at the last tile
-                    yield np.ascontiguousarray(block[y : y + tile, x : x + tile])
+    height, width = spec.shapes[0]
+    metadata: dict[str, Any] = {"Name": meta.name, "Description": meta.description()}
+    if meta.pixel_size_um:
+        metadata.update(
+            PhysicalSizeX=meta.pixel_size_um[0],
+            PhysicalSizeXUnit="µm",
+            PhysicalSizeY=meta.pixel_size_um[1],
+            PhysicalSizeYUnit="µm",
+        )
+    if spec.samples == 3:
+        shape, stored, axes = (height, width, 3), (1, 1, 1, height, width, 3), "YXS"
+    else:
+        shape, axes = (spec.pages, height, width), "CYX"
+        stored = (spec.pages, 1, 1, height, width, 1)
+        if channel_names is not None:
+            metadata["Channel"] = {"Name": list(channel_names)}
+    ome = tifffile.OmeXml()
+    ome.addimage(np.dtype(spec.dtype), shape, stored, axes=axes, **metadata)
+    return ome.tostring(declaration=True)
