@@ -14,7 +14,6 @@ import zarr
 import minerva_dask as md
 from minerva_dask.cli import main
 from minerva_dask.errors import OutputError, RequestError
-from minerva_dask.writers import ome_tiff
 from minerva_dask.writers._meta import OutputMetadata
 
 CYCIF = "ome-tiff/cycif-reactive-core-48ch-subifd.ome.tiff"
@@ -25,10 +24,6 @@ WINDOWS = [(100, 2000), (0, 3000), (10, 900), (5, 60000), (0, 1000)]
 C = ",".join(f"{i + 1}|{s}:{e}${c}" for i, (s, e), c in zip(SHOWN, WINDOWS, COLORS, strict=True))
 # (max_size, level read, level-pixel box x0, y0, x1, y1) for region 10,20,70,60
 LEVELS = {"full": (5000, 0, (10, 20, 80, 80)), "level-1": (35, 1, (5, 10, 40, 40))}
-TIFF_PLANES = hasattr(ome_tiff, "to_ome_tiff_planes")
-needs_tiff_planes = pytest.mark.skipif(
-    not TIFF_PLANES, reason="the (c, y, x) planes TIFF writer (to_ome_tiff_planes) is not merged"
-)
 
 
 def request(max_size: int) -> str:
@@ -72,7 +67,7 @@ def test_raw_ome_zarr_of_5_of_48_channels_equals_tifffiles_read(
 
 
 def test_raw_ome_zarr_lower_levels_are_2x2_means_in_the_source_dtype(cycif, tmp_path) -> None:
-    from minerva_dask.writers._pyramid import downsample_2x_any
+    from minerva_dask.writers._pyramid import downsample_2x
 
     out = tmp_path / "levels.ome.zarr"
     md.crop(f"/0/0/0/?c={C}&region=0,0,100,100", out, image=cycif, raw=True, chunk=32)
@@ -80,7 +75,7 @@ def test_raw_ome_zarr_lower_levels_are_2x2_means_in_the_source_dtype(cycif, tmp_
     assert len(group) == 3  # 100 -> 50 -> 25 in 32 px chunks
     for level in (1, 2):
         above = np.moveaxis(group[str(level - 1)][...], 0, 2)
-        expected = np.moveaxis(downsample_2x_any(above), 2, 0)
+        expected = np.moveaxis(downsample_2x(above), 2, 0)
         np.testing.assert_array_equal(group[str(level)][...], expected)
 
 
@@ -124,7 +119,6 @@ def test_the_raw_ome_xml_validates_and_names_and_colours_the_channels(cycif) -> 
     assert ome.images[0].pixels.type.value == "uint16"
 
 
-@needs_tiff_planes
 @pytest.mark.parametrize("case", LEVELS)
 def test_raw_ome_tiff_of_5_of_48_channels_equals_tifffiles_read(cycif, tmp_path, case) -> None:
     ome_types = pytest.importorskip("ome_types")
@@ -139,19 +133,6 @@ def test_raw_ome_tiff_of_5_of_48_channels_equals_tifffiles_read(cycif, tmp_path,
     assert [c.name for c in pixels.channels] == [f"Channel {i}" for i in SHOWN]
     assert [c.color.as_hex(format="long")[1:7].upper() for c in pixels.channels] == COLORS
     assert pixels.physical_size_x == pytest.approx(10000.0 * 2**level)
-
-
-def test_raw_ome_tiff_is_one_clear_error_until_the_planes_writer_is_there(
-    cycif, tmp_path, capsys
-) -> None:
-    if TIFF_PLANES:
-        pytest.skip("the planes TIFF writer is there")
-    out = tmp_path / "raw.ome.tif"
-    argv = ["crop", request(35), "--image", str(cycif), "--raw", "-o", str(out)]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("minerva-dask: error: raw OME-TIFF export needs") and err.count("\n") == 1
-    assert not out.exists()
 
 
 def test_png_is_refused_for_a_raw_export(cycif, tmp_path, capsys) -> None:

@@ -22,14 +22,6 @@ def check_raw_options(fmt: str, preset: str, gamma: Any, background: Any) -> Non
             f"a raw export keeps the image's pixel type and one plane per channel, which {name} "
             f"cannot hold: write .ome.tif or .ome.zarr (or drop --raw for a rendered {name})"
         )
-    if fmt == "ome-tiff":
-        from .writers import ome_tiff
-
-        if not hasattr(ome_tiff, "to_ome_tiff_planes"):  # not part of this build yet
-            raise OutputError(
-                "raw OME-TIFF export needs the TIFF writer for (c, y, x) planes, which this "
-                "build lacks: write .ome.zarr instead"
-            )
     if preset != "linear" or gamma is not None:
         raise RequestError("--preset and --gamma shape a rendering; a raw export has none")
     if background not in ("black", None):
@@ -46,21 +38,31 @@ def write_raw(region: Any, output: str | os.PathLike[str], fmt: str, **options: 
 
         options.pop("compression", None)
         return to_ome_zarr(region, output, **options)
-    for key in ("version", "shard", "resume", "storage_options"):
+    storage_options = options.pop("storage_options", None)
+    for key in ("version", "shard", "resume"):
         options.pop(key, None)
-    from .writers import ome_tiff
+    from functools import partial
 
-    planes_writer = ome_tiff.to_ome_tiff_planes  # checked by check_raw_options
+    from .writers._upload import to_file
+    from .writers.ome_tiff import to_ome_tiff_planes
+
     meta = OutputMetadata.of(region)
     if region.dtype.kind != "u":
         raise OutputError(
             f"raw OME-TIFF holds unsigned integer planes; this image is {region.dtype}: "
             "write .ome.zarr instead"
         )
-    return planes_writer(
+    write = partial(
+        to_ome_tiff_planes,
         region.data,
-        output,
         channel_names=[name for name, _, _ in meta.channels],
         metadata=meta,
         **options,
+    )
+    return to_file(  # a URL: written here, uploaded whole
+        write,
+        output,
+        inputs=region.inputs,
+        storage_options=storage_options,
+        overwrite=options.get("overwrite", False),
     )

@@ -269,20 +269,15 @@ def crop(
                 overwrite=overwrite,
                 compute_kwargs=options,
             )
-            from ._paths import is_url
+            from .writers._upload import to_file  # a URL: written here, uploaded whole
 
-            if is_url(os.fspath(output)):  # written here, uploaded whole (writers/_upload)
-                from .writers._upload import to_remote_file
-
-                result = to_remote_file(
-                    write,
-                    os.fspath(output),
-                    inputs=tuple(rendering.inputs),
-                    storage_options=output_storage_options,
-                    overwrite=overwrite,
-                )
-            else:
-                result = write(output)
+            result = to_file(
+                write,
+                output,
+                inputs=tuple(rendering.inputs),
+                storage_options=output_storage_options,
+                overwrite=overwrite,
+            )
         elif fmt == "dzi":
             from .writers.dzi import to_dzi
 

@@ -7,58 +7,12 @@ bands in flight so memory stays flat, and yields the results in order.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TextIO
+from typing import Any
 
-__all__ = ["Progress", "compute_in_order"]
-
-
-class Progress:
-    """A one-line progress report: tiles done / total, rate, time left.
-
-    On a terminal the line is redrawn; elsewhere a line is printed every ``every_s``.
-    """
-
-    def __init__(
-        self,
-        total: int,
-        label: str = "tiles",
-        *,
-        enabled: bool = True,
-        stream: TextIO | None = None,
-        every_s: float = 10.0,
-    ) -> None:
-        self.total, self.label, self.enabled = max(total, 1), label, enabled
-        self.stream = stream or sys.stderr
-        self.done = 0
-        self.started = time.perf_counter()
-        self._last = 0.0
-        self.every_s = every_s
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        if not self.enabled or count == 0:
-            return
-        now = time.perf_counter()
-        finished = self.done >= self.total
-        if not self._tty and not finished and now - self._last < self.every_s:
-            return
-        self._last = now
-        elapsed = now - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else float("nan")
-        eta = f"{left:.0f} s left" if left == left else "-"
-        text = f"{self.label}: {self.done}/{self.total} tiles, {rate:.1f} tiles/s, {eta}"
-        if self._tty:
-            self.stream.write("\r" + text + ("\n" if finished else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+__all__ = ["compute_in_order"]
 
 
 def compute_in_order(

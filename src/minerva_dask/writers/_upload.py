@@ -27,7 +27,7 @@ from ._atomic import check_not_input
 from ._meta import ExportResult
 from ._store import open_destination
 
-__all__ = ["UPLOAD_SCHEMES", "to_remote_file"]
+__all__ = ["UPLOAD_SCHEMES", "to_file", "to_remote_file"]
 
 logger = logging.getLogger("minerva_dask.writers")
 
@@ -77,3 +77,24 @@ def to_remote_file(
         return replace(result, path=url)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def to_file(
+    write: Callable[[str], ExportResult],
+    output: str | os.PathLike[str],
+    *,
+    inputs: tuple[str, ...] = (),
+    storage_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    """``write(output)`` for a local path; for a URL, :func:`to_remote_file` (written
+    here, then uploaded whole)."""
+    if is_url(os.fspath(output)):
+        return to_remote_file(
+            write,
+            os.fspath(output),
+            inputs=inputs,
+            storage_options=storage_options,
+            overwrite=overwrite,
+        )
+    return write(os.fspath(output))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._paths import is_url
-from ._pyramid import downsample_2x_any
+from ._pyramid import downsample_2x
 from ._shard_codec import encode_chunk, shard_bytes
 from ._store import store_fs
 
@@ -136,7 +136,7 @@ def write_downsampled(target: Target, level: int, row: int, col: int) -> int:
         for xs in range(x0, x1, step):
             xe = min(xs + step, x1)
             piece = above[:, 2 * ys : 2 * ye, 2 * xs : 2 * xe]  # clipped at the level's edge
-            means = np.moveaxis(downsample_2x_any(np.moveaxis(piece, 0, 2)), 2, 0)
+            means = np.moveaxis(downsample_2x(np.moveaxis(piece, 0, 2)), 2, 0)
             if target.unit == step:  # unsharded: the unit is this one chunk
                 array[:, ys:ye, xs:xe] = means
             else:

@@ -41,10 +41,10 @@ import numpy as np
 from .._paths import is_url
 from ..errors import OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
-from ._bands import Progress
 from ._dzi_place import STATE, open_partial, place
 from ._dzi_tiles import SUFFIX, BlockJob, dz_shapes, load_carry, tile_block
 from ._meta import ExportResult, OutputMetadata, rgb_grid
+from ._progress import Progress
 
 __all__ = ["STATE", "DziOptions", "dzi_xml", "open_partial", "to_dzi", "write_pyramid"]
 

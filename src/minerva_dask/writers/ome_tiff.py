@@ -37,8 +37,8 @@ import numpy as np
 
 from ..errors import OutputError
 from ._atomic import check_output_path, create_temp_beside, disk_full, disk_full_error
-from ._bands import Progress
 from ._meta import ExportResult, OutputMetadata, check_grid, regular_chunks, rgb_grid
+from ._progress import Progress
 from ._pyramid import pyramid_shapes
 
 __all__ = ["COMPRESSIONS", "to_ome_tiff", "to_ome_tiff_planes"]
@@ -350,7 +350,9 @@ def _ome_xml(spec: Any, meta: OutputMetadata, channel_names: list[str] | None) -
     else:
         shape, axes = (spec.pages, height, width), "CYX"
         stored = (spec.pages, 1, 1, height, width, 1)
-        if channel_names is not None:
+        if meta.channels:  # a raw export: each plane's name and colour
+            metadata["Channel"] = meta.ome_channels()
+        elif channel_names is not None:
             metadata["Channel"] = {"Name": list(channel_names)}
     ome = tifffile.OmeXml()
     ome.addimage(np.dtype(spec.dtype), shape, stored, axes=axes, **metadata)
