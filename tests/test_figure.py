@@ -469,3 +469,33 @@ def test_older_versions_name_things_as_they_did() -> None:
     assert (before.shapes[0].image_units, after.shapes[0].image_units) == (True, False)
     unversioned = md.read_figure({"panels": [panel(pixel_size=0.5)]})  # before version 1
     assert (unversioned.version, unversioned.panels[0].pixel_size_x) == (0, 0.5)
+
+
+@pytest.mark.parametrize("count", [0.5, -1, "x", [2], 10**9])
+def test_a_page_count_that_is_not_a_small_whole_number_is_refused(count) -> None:
+    figure = v6_figure()
+    figure["page_count"] = count
+    with pytest.raises(md.RequestError, match=r"^figure: page_count .* whole number"):
+        md.read_figure(figure)
+    figure.update(page_count=1, page_col_count=count)
+    with pytest.raises(md.RequestError, match=r"^figure: page_col_count .* whole number"):
+        md.read_figure(figure)
+
+
+@pytest.mark.parametrize(
+    "bar",
+    [
+        {"length": 1e-6},  # under a pixel
+        {"length": 1e30},  # far beyond the page
+        {"length": 10, "height": 1e30},
+        {"length": 10, "units": "PARSEC"},  # unknown unit: the pixel unit, 1/65 of a pixel
+    ],
+)
+def test_a_scalebar_too_short_or_too_long_to_draw_is_cut_to_the_page(
+    tmp_path, tiny_ome_tiff, bar
+) -> None:
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    figure["panels"][0]["scalebar"].update(bar)
+    result = md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff})
+    assert result.page().shape == (500, 700, 3)
