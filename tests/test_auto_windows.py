@@ -130,3 +130,14 @@ def test_auto_windows_from_minervas_raw_tiles_match_the_files(minerva, tiny_ome_
     source = md.open_minerva(TINY, **minerva.settings)
     local = with_auto_windows(md.open_image(tiny_ome_tiff), request)
     assert with_auto_windows(source, request) == local
+
+
+def test_auto_windows_reach_every_channel_group(capsys, demo_path, tmp_path) -> None:
+    out = tmp_path / "viewer"
+    group = "/0/0/0/?c=1|0:65535$0000FF&region=0,0,4096,3072&max_size=256"
+    argv = ["crop", "--image", str(demo_path), "--group", f"DNA={group}", "--auto-windows"]
+    assert main([*argv, "-o", str(out), "-q"]) == 0
+    url = capsys.readouterr().out.strip()
+    assert url.startswith("/0/0/0/?c=1|") and "|0:65535$" not in url
+    page = (out / "index.html").read_text()
+    assert '"window": "0-65535"' not in page

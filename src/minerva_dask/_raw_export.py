@@ -17,10 +17,14 @@ __all__ = ["check_raw_options", "write_raw"]
 def check_raw_options(fmt: str, preset: str, gamma: Any, background: Any) -> None:
     """Refuse, before anything is read, what a raw export cannot honour."""
     if fmt in ("png", "dzi"):
+        from .writers import ome_tiff
+
         name = "PNG" if fmt == "png" else "Deep Zoom"
+        tiff = hasattr(ome_tiff, "to_ome_tiff_planes")
+        formats = ".ome.tif or .ome.zarr" if tiff else ".ome.zarr"
         raise OutputError(
             f"a raw export keeps the image's pixel type and one plane per channel, which {name} "
-            f"cannot hold: write .ome.tif or .ome.zarr (or drop --raw for a rendered {name})"
+            f"cannot hold: write {formats} (or drop --raw for a rendered {name})"
         )
     if fmt == "ome-tiff":
         from .writers import ome_tiff

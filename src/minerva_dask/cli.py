@@ -155,6 +155,12 @@ def _run_groups(args: argparse.Namespace, started: float) -> int:
         raise RequestError("give either REQUEST or --group NAME=REQUEST options, not both")
     if args.output == "out.png":  # the default: a file name, where groups need a folder
         raise RequestError("--group writes a folder: name it with -o FOLDER")
+    if args.raw or args.format not in (None, "dzi"):
+        what = "--raw" if args.raw else f"--format {args.format}"
+        raise RequestError(
+            f"--group writes rendered Deep Zoom pyramids; {what} cannot apply to it: "
+            "drop one of them"
+        )
     requests = [parse_request(text) for _, text in args.group]
     names = [name for name, _ in args.group]
     groups: Any = dict(zip(names, requests, strict=True)) if all(names) else requests
@@ -163,6 +169,14 @@ def _run_groups(args: argparse.Namespace, started: float) -> int:
     if all(names) and len(groups) != len(args.group):
         raise RequestError("two --group options have the same name")
     source = _open_source(args, requests[0])
+    if args.auto_windows is not None:
+        from .auto_contrast import parse_percentiles, with_auto_windows
+
+        percentiles = parse_percentiles(args.auto_windows)
+        requests = [with_auto_windows(source, r, percentiles) for r in requests]
+        for request in requests:
+            print(request.to_url(), flush=True)  # one line per group, in order
+        groups = dict(zip(names, requests, strict=True)) if all(names) else requests
     background = args.background or ("omero" if args.omero_compatible else "black")
     result = crop_groups(
         groups,
