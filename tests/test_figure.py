@@ -499,3 +499,31 @@ def test_a_scalebar_too_short_or_too_long_to_draw_is_cut_to_the_page(
     figure["panels"][0]["scalebar"].update(bar)
     result = md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff})
     assert result.page().shape == (500, 700, 3)
+
+
+@pytest.mark.parametrize("where", ["panel", "manifest"])
+def test_a_full_disk_names_the_output_folder_and_keeps_the_old_one(
+    tmp_path, tiny_ome_tiff, monkeypatch, where
+) -> None:
+    import errno
+
+    from minerva_dask.figure import _output
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "panel":
+        from PIL import Image as PILImage
+
+        monkeypatch.setattr(PILImage.Image, "save", full)
+    else:
+        monkeypatch.setattr(_output.json, "dump", full)
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("keep")
+    with pytest.raises(md.OutputError, match=f"^cannot write {out}: no space left on device$"):
+        md.render_figure(figure, out, images={1: tiny_ome_tiff}, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
