@@ -527,3 +527,9 @@ def test_a_full_disk_names_the_output_folder_and_keeps_the_old_one(
         md.render_figure(figure, out, images={1: tiny_ome_tiff}, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert [p.name for p in out.iterdir()] == ["old.txt"]
+
+
+@pytest.mark.parametrize("dpi", [0, -5, float("nan"), 1e9])
+def test_a_dpi_out_of_range_says_the_range(tmp_path, dpi) -> None:
+    with pytest.raises(md.RequestError, match=r"^dpi must be a number > 0 and < 100000, got"):
+        md.render_figure(v6_figure(), tmp_path / "out", images={}, dpi=dpi)
