@@ -533,3 +533,15 @@ def test_a_full_disk_names_the_output_folder_and_keeps_the_old_one(
 def test_a_dpi_out_of_range_says_the_range(tmp_path, dpi) -> None:
     with pytest.raises(md.RequestError, match=r"^dpi must be a number > 0 and < 100000, got"):
         md.render_figure(v6_figure(), tmp_path / "out", images={}, dpi=dpi)
+
+
+def test_a_figure_file_with_a_bom_reads_and_odd_files_are_one_clear_error(tmp_path) -> None:
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(v6_figure()).encode())
+    assert len(md.read_figure(bom).panels) == 4
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"panels": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(md.RequestError, match="nested too deep"):
+        md.read_figure(deep)
+    with pytest.raises(md.RequestError, match="is not a file"):
+        md.read_figure(tmp_path)

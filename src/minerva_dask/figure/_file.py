@@ -147,13 +147,19 @@ def read_figure(figure: str | os.PathLike[str] | dict[str, Any]) -> Figure:
         data, where = figure, "figure"
     else:
         where = os.fspath(figure)
-        if not os.path.isfile(where):
+        if not os.path.exists(where):
             raise SourceNotFoundError(f"no such figure file: {where}")
+        if not os.path.isfile(where):  # a folder, a device, a pipe
+            raise RequestError(f"{where} is not a file: give the figure's JSON file")
         try:
-            with open(where, encoding="utf-8") as fh:
+            with open(where, encoding="utf-8-sig") as fh:  # a BOM, as some editors save
                 data = json.load(fh)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestError(f"{where} is not an OMERO.figure JSON file: {exc}") from None
+        except RecursionError:
+            raise RequestError(
+                f"{where} is not an OMERO.figure JSON file: nested too deep to read"
+            ) from None
     if not isinstance(data, dict) or not isinstance(data.get("panels"), list):
         raise RequestError(f"{where} is not an OMERO.figure file: no list of 'panels'")
     version = data.get("version") or 0
