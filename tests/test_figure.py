@@ -545,3 +545,35 @@ def test_a_figure_file_with_a_bom_reads_and_odd_files_are_one_clear_error(tmp_pa
         md.read_figure(deep)
     with pytest.raises(md.RequestError, match="is not a file"):
         md.read_figure(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"strokeWidth": "x"}, r"Rectangle shape: a value it cannot be drawn with \(could not"),
+        ({"strokeWidth": float("nan")}, r"strokeWidth nan is not a finite number >= 0"),
+        ({"strokeWidth": float("inf")}, r"strokeWidth inf is not a finite number >= 0"),
+        ({"fillOpacity": "x"}, r"a value it cannot be drawn with"),
+        ({"strokeColor": "red"}, r"Rectangle shape: shape colour 'red' is not"),
+        ({"type": "Polygon", "points": "1 2 3"}, r"Polygon shape: a value it cannot be drawn"),
+    ],
+)
+def test_a_shape_with_unusable_values_is_one_error_naming_the_panel(change, message) -> None:
+    figure = v6_figure()
+    shape = {"type": "Rectangle", "x": 300, "y": 300, "width": 100, "height": 50}
+    figure["panels"][0]["shapes"] = [{**shape, **change}]
+    with pytest.raises(md.RequestError, match=r"^panel 1 .*" + message):
+        md.read_figure(figure)
+
+
+def test_a_stroke_wider_than_the_page_is_drawn_not_an_overflow(tmp_path, tiny_ome_tiff) -> None:
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    figure["panels"][0].update(labels=[], scalebar={"show": False})
+    figure["panels"][0]["shapes"] = [
+        {"type": "Rectangle", "x": 300, "y": 300, "width": 100, "height": 50,
+         "strokeWidth": 1e12, "strokeColor": "#FFFF00", "fillOpacity": 7}
+    ]  # fmt: skip
+    page = md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff}).page()
+    yellow = (page[40:215, 20:295] == (255, 255, 0)).all(axis=-1)
+    assert yellow.mean() > 0.5  # the panel, mostly under the stroke
