@@ -577,3 +577,19 @@ def test_a_stroke_wider_than_the_page_is_drawn_not_an_overflow(tmp_path, tiny_om
     page = md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff}).page()
     yellow = (page[40:215, 20:295] == (255, 255, 0)).all(axis=-1)
     assert yellow.mean() > 0.5  # the panel, mostly under the stroke
+
+
+@pytest.mark.parametrize("change", [{"zoom": 1e-300}, {"dx": 1e20}])
+def test_a_zoom_or_offset_beyond_any_image_is_refused_not_a_hang(tmp_path, tiny_ome_tiff, change):
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    figure["panels"][0].update(change)
+    with pytest.raises(md.RequestError, match=r"^panel 1 .*beyond 1e\+15 pixels"):
+        md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff})
+
+
+def test_a_window_that_is_not_finite_says_finite_only() -> None:
+    figure = v6_figure()
+    figure["panels"][0]["channels"] = [{**CH1[0], "window": {"start": -5, "end": 1e400}}]
+    with pytest.raises(md.RequestError, match=r"window end inf must be a finite number$"):
+        md.read_figure(figure)

@@ -198,7 +198,8 @@ def _number(value: Any, name: str, where: str, *, positive: bool = False) -> flo
     except (TypeError, ValueError):
         raise RequestError(f"{where}: {name} {value!r} is not a number") from None
     if not math.isfinite(number) or (positive and number <= 0):
-        raise RequestError(f"{where}: {name} {value!r} must be a finite number > 0")
+        wanted = "a finite number > 0" if positive else "a finite number"
+        raise RequestError(f"{where}: {name} {value!r} must be {wanted}")
     return number
 
 
