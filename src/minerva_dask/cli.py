@@ -148,7 +148,7 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
 
 def _run_groups(args: argparse.Namespace, started: float) -> int:
     """``crop --group NAME=REQUEST ...``: one Deep Zoom pyramid per group and a viewer."""
-    from .groups import crop_groups
+    from .groups import check_one_image, crop_groups
     from .request_url import parse_request
 
     if args.request is not None:
@@ -168,6 +168,7 @@ def _run_groups(args: argparse.Namespace, started: float) -> int:
         raise RequestError("name every --group NAME=REQUEST, or none (named after channels)")
     if all(names) and len(groups) != len(args.group):
         raise RequestError("two --group options have the same name")
+    check_one_image(requests)  # before a login to the first one's server
     source = _open_source(args, requests[0])
     if args.auto_windows is not None:
         from .auto_contrast import parse_percentiles, with_auto_windows
