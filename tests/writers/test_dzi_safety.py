@@ -267,3 +267,12 @@ def test_a_full_disk_removes_the_partial_folder_after_the_writes_in_flight(
         to_dzi(data, tmp_path / "s.dzi", compute_kwargs={"num_workers": 5})
     assert len(calls) > 1 and at_removal and max(at_removal) == 0
     assert os.listdir(tmp_path) == []
+
+
+def test_resume_and_overwrite_over_a_complete_pyramid_say_to_drop_resume(tmp_path) -> None:
+    data = da.zeros((300, 300, 3), dtype=np.uint8, chunks=(1016, 1016, 3))
+    to_dzi(data, tmp_path / "s.dzi")
+    with pytest.raises(md.OutputError, match=r"--overwrite alone\) replaces it"):
+        to_dzi(data, tmp_path / "s.dzi", overwrite=True, resume=True)
+    with pytest.raises(md.OutputError, match=r"complete export \(overwrite=True, CLI"):
+        to_dzi(data, tmp_path / "s.dzi", resume=True)
