@@ -593,3 +593,16 @@ def test_a_window_that_is_not_finite_says_finite_only() -> None:
     figure["panels"][0]["channels"] = [{**CH1[0], "window": {"start": -5, "end": 1e400}}]
     with pytest.raises(md.RequestError, match=r"window end inf must be a finite number$"):
         md.read_figure(figure)
+
+
+def test_a_linked_output_folder_is_written_through_and_the_link_kept(
+    tmp_path, tiny_ome_tiff
+) -> None:
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    real, link = tmp_path / "real", tmp_path / "link"
+    md.render_figure(figure, real, images={1: tiny_ome_tiff})
+    link.symlink_to(real)
+    md.render_figure(figure, link, images={1: tiny_ome_tiff}, overwrite=True)
+    assert link.is_symlink() and (real / "manifest.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # nothing beside

@@ -49,6 +49,8 @@ def check_output_dir(
         raise OutputError(f"a figure is written to a local folder, not {text}")
     check_not_input(text, inputs)
     target = Path(text)
+    if target.is_symlink():  # written through, the link kept (it was swapped for a folder)
+        target = Path(os.path.realpath(target))
     if target.exists() and not target.is_dir():
         raise OutputError(f"output {target} exists and is not a folder; give a folder name")
     if target.exists() and not overwrite:
