@@ -130,3 +130,38 @@ def test_auto_windows_from_minervas_raw_tiles_match_the_files(minerva, tiny_ome_
     source = md.open_minerva(TINY, **minerva.settings)
     local = with_auto_windows(md.open_image(tiny_ome_tiff), request)
     assert with_auto_windows(source, request) == local
+
+
+def test_auto_windows_reach_every_channel_group(capsys, demo_path, tmp_path) -> None:
+    out = tmp_path / "viewer"
+    group = "/0/0/0/?c=1|0:65535$0000FF&region=0,0,4096,3072&max_size=256"
+    argv = ["crop", "--image", str(demo_path), "--group", f"DNA={group}", "--auto-windows"]
+    assert main([*argv, "-o", str(out), "-q"]) == 0
+    url = capsys.readouterr().out.strip()
+    assert url.startswith("/0/0/0/?c=1|") and "|0:65535$" not in url
+    page = (out / "index.html").read_text()
+    assert '"window": "0-65535"' not in page
+
+
+def test_constant_and_non_finite_channels_get_windows_that_show_them(tmp_path, caplog) -> None:
+    """A channel all at the dtype's top stays white (its window was top:top+1: black); one
+    of NaN keeps its window with a warning (it was a 'window (nan, nan)' error), and NaN
+    or inf among finite values do not spoil the percentiles."""
+    import tifffile
+
+    top = np.full((64, 64), 65535, np.uint16)
+    tifffile.imwrite(tmp_path / "top.ome.tif", np.stack([top, top]), ome=True)
+    source = md.open_image(tmp_path / "top.ome.tif")
+    request = with_auto_windows(source, md.default_request(source.info))
+    assert [c.window for c in request.channels] == [(65534.0, 65535.0)] * 2
+    floats = np.full((2, 64, 64), np.nan, np.float32)
+    floats[1, :32] = np.linspace(0, 1, 32 * 64).reshape(32, 64)
+    floats[1, 40] = np.inf
+    tifffile.imwrite(tmp_path / "nan.ome.tif", floats, ome=True)
+    source = md.open_image(tmp_path / "nan.ome.tif")
+    before = md.default_request(source.info)
+    request = with_auto_windows(source, before)
+    assert request.channels[0].window == before.channels[0].window
+    assert "channel 1 holds no finite value" in caplog.text
+    low, high = request.channels[1].window
+    assert 0 <= low < 0.01 and 0.99 < high <= 1

@@ -469,3 +469,140 @@ def test_older_versions_name_things_as_they_did() -> None:
     assert (before.shapes[0].image_units, after.shapes[0].image_units) == (True, False)
     unversioned = md.read_figure({"panels": [panel(pixel_size=0.5)]})  # before version 1
     assert (unversioned.version, unversioned.panels[0].pixel_size_x) == (0, 0.5)
+
+
+@pytest.mark.parametrize("count", [0.5, -1, "x", [2], 10**9])
+def test_a_page_count_that_is_not_a_small_whole_number_is_refused(count) -> None:
+    figure = v6_figure()
+    figure["page_count"] = count
+    with pytest.raises(md.RequestError, match=r"^figure: page_count .* whole number"):
+        md.read_figure(figure)
+    figure.update(page_count=1, page_col_count=count)
+    with pytest.raises(md.RequestError, match=r"^figure: page_col_count .* whole number"):
+        md.read_figure(figure)
+
+
+@pytest.mark.parametrize(
+    "bar",
+    [
+        {"length": 1e-6},  # under a pixel
+        {"length": 1e30},  # far beyond the page
+        {"length": 10, "height": 1e30},
+        {"length": 10, "units": "PARSEC"},  # unknown unit: the pixel unit, 1/65 of a pixel
+    ],
+)
+def test_a_scalebar_too_short_or_too_long_to_draw_is_cut_to_the_page(
+    tmp_path, tiny_ome_tiff, bar
+) -> None:
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    figure["panels"][0]["scalebar"].update(bar)
+    result = md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff})
+    assert result.page().shape == (500, 700, 3)
+
+
+@pytest.mark.parametrize("where", ["panel", "manifest"])
+def test_a_full_disk_names_the_output_folder_and_keeps_the_old_one(
+    tmp_path, tiny_ome_tiff, monkeypatch, where
+) -> None:
+    import errno
+
+    from minerva_dask.figure import _output
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "panel":
+        from PIL import Image as PILImage
+
+        monkeypatch.setattr(PILImage.Image, "save", full)
+    else:
+        monkeypatch.setattr(_output.json, "dump", full)
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("keep")
+    with pytest.raises(md.OutputError, match=f"^cannot write {out}: no space left on device$"):
+        md.render_figure(figure, out, images={1: tiny_ome_tiff}, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+
+
+@pytest.mark.parametrize("dpi", [0, -5, float("nan"), 1e9])
+def test_a_dpi_out_of_range_says_the_range(tmp_path, dpi) -> None:
+    with pytest.raises(md.RequestError, match=r"^dpi must be a number > 0 and < 100000, got"):
+        md.render_figure(v6_figure(), tmp_path / "out", images={}, dpi=dpi)
+
+
+def test_a_figure_file_with_a_bom_reads_and_odd_files_are_one_clear_error(tmp_path) -> None:
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(v6_figure()).encode())
+    assert len(md.read_figure(bom).panels) == 4
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"panels": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(md.RequestError, match="nested too deep"):
+        md.read_figure(deep)
+    with pytest.raises(md.RequestError, match="is not a file"):
+        md.read_figure(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"strokeWidth": "x"}, r"Rectangle shape: a value it cannot be drawn with \(could not"),
+        ({"strokeWidth": float("nan")}, r"strokeWidth nan is not a finite number >= 0"),
+        ({"strokeWidth": float("inf")}, r"strokeWidth inf is not a finite number >= 0"),
+        ({"fillOpacity": "x"}, r"a value it cannot be drawn with"),
+        ({"strokeColor": "red"}, r"Rectangle shape: shape colour 'red' is not"),
+        ({"type": "Polygon", "points": "1 2 3"}, r"Polygon shape: a value it cannot be drawn"),
+    ],
+)
+def test_a_shape_with_unusable_values_is_one_error_naming_the_panel(change, message) -> None:
+    figure = v6_figure()
+    shape = {"type": "Rectangle", "x": 300, "y": 300, "width": 100, "height": 50}
+    figure["panels"][0]["shapes"] = [{**shape, **change}]
+    with pytest.raises(md.RequestError, match=r"^panel 1 .*" + message):
+        md.read_figure(figure)
+
+
+def test_a_stroke_wider_than_the_page_is_drawn_not_an_overflow(tmp_path, tiny_ome_tiff) -> None:
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    figure["panels"][0].update(labels=[], scalebar={"show": False})
+    figure["panels"][0]["shapes"] = [
+        {"type": "Rectangle", "x": 300, "y": 300, "width": 100, "height": 50,
+         "strokeWidth": 1e12, "strokeColor": "#FFFF00", "fillOpacity": 7}
+    ]  # fmt: skip
+    page = md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff}).page()
+    yellow = (page[40:215, 20:295] == (255, 255, 0)).all(axis=-1)
+    assert yellow.mean() > 0.5  # the panel, mostly under the stroke
+
+
+@pytest.mark.parametrize("change", [{"zoom": 1e-300}, {"dx": 1e20}])
+def test_a_zoom_or_offset_beyond_any_image_is_refused_not_a_hang(tmp_path, tiny_ome_tiff, change):
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    figure["panels"][0].update(change)
+    with pytest.raises(md.RequestError, match=r"^panel 1 .*beyond 1e\+15 pixels"):
+        md.render_figure(figure, tmp_path / "out", images={1: tiny_ome_tiff})
+
+
+def test_a_window_that_is_not_finite_says_finite_only() -> None:
+    figure = v6_figure()
+    figure["panels"][0]["channels"] = [{**CH1[0], "window": {"start": -5, "end": 1e400}}]
+    with pytest.raises(md.RequestError, match=r"window end inf must be a finite number$"):
+        md.read_figure(figure)
+
+
+def test_a_linked_output_folder_is_written_through_and_the_link_kept(
+    tmp_path, tiny_ome_tiff
+) -> None:
+    figure = v6_figure()
+    figure["panels"] = figure["panels"][:1]
+    real, link = tmp_path / "real", tmp_path / "link"
+    md.render_figure(figure, real, images={1: tiny_ome_tiff})
+    link.symlink_to(real)
+    md.render_figure(figure, link, images={1: tiny_ome_tiff}, overwrite=True)
+    assert link.is_symlink() and (real / "manifest.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # nothing beside

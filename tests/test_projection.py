@@ -157,3 +157,32 @@ def test_plain_omero_web_ignores_p_so_a_projection_is_refused(zstack_servers) ->
     with pytest.raises(RequestError, match="cannot project z planes"):
         md.render(source, request)
     assert web.state.counts["tiles"] == before
+
+
+def test_a_projection_over_more_planes_than_the_read_budget_is_refused_before_any_read(
+    tmp_path,
+) -> None:
+    """A store claiming 10^9 z planes: p=intmax over all of them read plane after plane
+    for hours, deaf to SIGTERM; the planes now count in max_read_pixels."""
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "deep.zarr"), mode="w", zarr_format=2)
+    group.create_array(
+        "0", shape=(1, 1, 10**9, 512, 512), chunks=(1, 1, 1, 512, 512), dtype="uint16"
+    )
+    kinds = ["time", "channel", "space", "space", "space"]
+    axes = [{"name": n, "type": t} for n, t in zip("tczyx", kinds, strict=True)]
+    scale = [{"type": "scale", "scale": [1.0] * 5}]
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": scale}],
+        }
+    ]
+    source = md.open_image(tmp_path / "deep.zarr")
+    request = md.parse_request("/0/0/0/?c=1|0:100$FF0000&region=0,0,512,512&p=intmax|0:999999999")
+    with pytest.raises(RequestError, match=r"projecting 1,000,000,000 z planes reads 512 x 512"):
+        md.render(source, request)
+    small = md.parse_request("/0/0/0/?c=1|0:100$FF0000&region=0,0,512,512&p=intmax|0:3")
+    assert md.render(source, small).compute().shape == (512, 512, 3)

@@ -256,3 +256,20 @@ def test_an_interrupted_raw_export_resumes_skipping_written_chunks(cycif, tmp_pa
     assert result.chunks_skipped >= 8  # the two rows of four chunks written before
     stored = zarr.open_group(str(out), mode="r")["0"][...]
     np.testing.assert_array_equal(stored, tifffile_region(cycif, 0, (0, 0, 100, 100)))
+
+
+def test_a_refused_raw_format_suggests_the_formats_a_raw_export_writes(cycif, tmp_path) -> None:
+    with pytest.raises(OutputError, match=r"cannot hold: write \.ome\.tif or \.ome\.zarr"):
+        md.crop(request(35), tmp_path / "raw.png", image=cycif, raw=True)
+
+
+@pytest.mark.parametrize("option", [["--raw"], ["--format", "ome-zarr"]])
+def test_groups_refuse_a_raw_or_non_deep_zoom_export_rather_than_ignore_it(
+    cycif, tmp_path, capsys, option
+) -> None:
+    out = tmp_path / "viewer"
+    argv = ["crop", "--image", str(cycif), "--group", f"A={request(35)}", "-o", str(out)]
+    assert main([*argv, *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minerva-dask: error: --group") and err.count("\n") == 1
+    assert not out.exists()

@@ -150,3 +150,22 @@ def test_the_viewer_page_lists_every_group_as_a_button(viewer, tmp_path) -> None
     assert 'aria-selected="true">DNA</button>' in dom
     assert 'aria-selected="false">Keratin and CD8</button>' in dom
     assert "openseadragon-container" in dom  # OpenSeadragon started
+
+
+def test_groups_naming_different_images_are_refused_not_shown_as_the_first(
+    demo_path, tmp_path, capsys
+) -> None:
+    """One image is opened for all groups: a group asking for another image (another id
+    or server) would have shown the first image under its name."""
+    from minerva_dask.cli import main
+
+    one, two = f"/1/0/0/?c=1|600:24000$0000FF{REGION}", f"/2/0/0/?c=2|0:9000$00FF00{REGION}"
+    with pytest.raises(md.RequestError, match=r"several \( image 1, 2\)"):
+        md.crop_groups({"A": one, "B": two}, tmp_path / "v", image=demo_path)
+    argv = ["crop", "--image", str(demo_path), "--group", f"A={one}", "--group", f"B={two}"]
+    assert main([*argv, "-o", str(tmp_path / "v")]) == 2
+    assert "channel groups show one image" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
+    a, b = (f"https://{host}/figure/render_scaled_region{one}" for host in ("a.org", "b.org"))
+    with pytest.raises(md.RequestError, match=r"several \(https://a.org, https://b.org image 1\)"):
+        md.crop_groups({"A": a, "B": b}, tmp_path / "v", image=demo_path)

@@ -16,6 +16,7 @@ refused.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from typing import Any
@@ -29,6 +30,7 @@ from .sources.base import capabilities, default_window, tile_mode
 
 __all__ = ["DEFAULT_PERCENTILES", "OVERVIEW_SIDE", "parse_percentiles", "with_auto_windows"]
 
+logger = logging.getLogger(__name__)
 DEFAULT_PERCENTILES = (0.1, 99.9)
 OVERVIEW_SIDE = 2048
 
@@ -65,17 +67,26 @@ def _overview(source: Any, request: RenderRequest, mode: str, styles: Any = None
 
 def _window(
     values: np.ndarray, percentiles: tuple[float, float], dtype: np.dtype
-) -> tuple[float, float]:
+) -> tuple[float, float] | None:
+    """The window from ``values``' percentiles; None where none is finite (NaN, inf)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
     low, high = (float(v) for v in np.percentile(values, percentiles))
     if dtype.kind in "ui":
         low, high = float(math.floor(low)), float(math.ceil(high))
-        return (low, high if high > low else low + 1)
+        if high > low:
+            return (low, high)
+        top = float(np.iinfo(dtype).max)
+        return (low, low + 1) if low < top else (low - 1, low)  # a constant at the top: white
     return (low, high if high > low else low + max(abs(low) * 1e-6, 1e-12))
 
 
 def _windowed_percentiles(
     source: Any, request: RenderRequest, shown: tuple[ResolvedChannel, ...], percentiles: Any
-) -> dict[int, tuple[float, float]]:
+) -> dict[int, tuple[float, float] | None]:
     """Percentiles of raw values from 8-bit windowed tiles, in two passes (see above)."""
     dtype = np.dtype(source.info.dtype)
     ranges = {c.index: default_window(dtype) for c in shown}
@@ -135,6 +146,12 @@ def with_auto_windows(
             f"{source!r} sends rendered tiles only: their pixel values are not the image's, "
             "so windows cannot be measured from them (use raw tiles, e.g. Minerva mode raw)"
         )
+    for index in [i for i, window in windows.items() if window is None]:
+        logger.warning(
+            "auto windows: channel %d holds no finite value in the overview; its window is kept",
+            index + 1,
+        )
+        del windows[index]
     channels = tuple(
         replace(c, window=windows[c.index]) if c.index in windows else c for c in request.channels
     )

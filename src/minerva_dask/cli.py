@@ -144,13 +144,19 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
 def _run_groups(args: argparse.Namespace, started: float) -> int:
     """``crop --group NAME=REQUEST ...``: one Deep Zoom pyramid per group and a viewer."""
     from .api import open_for_request
-    from .groups import crop_groups
+    from .groups import check_one_image, crop_groups
     from .request_url import parse_request
 
     if args.request is not None:
         raise RequestError("give either REQUEST or --group NAME=REQUEST options, not both")
     if args.output == "out.png":  # the default: a file name, where groups need a folder
         raise RequestError("--group writes a folder: name it with -o FOLDER")
+    if args.raw or args.format not in (None, "dzi"):
+        what = "--raw" if args.raw else f"--format {args.format}"
+        raise RequestError(
+            f"--group writes rendered Deep Zoom pyramids; {what} cannot apply to it: "
+            "drop one of them"
+        )
     requests = [parse_request(text) for _, text in args.group]
     names = [name for name, _ in args.group]
     groups: Any = dict(zip(names, requests, strict=True)) if all(names) else requests
@@ -158,9 +164,18 @@ def _run_groups(args: argparse.Namespace, started: float) -> int:
         raise RequestError("name every --group NAME=REQUEST, or none (named after channels)")
     if all(names) and len(groups) != len(args.group):
         raise RequestError("two --group options have the same name")
+    check_one_image(requests)  # before a login to the first one's server
     image = _image_arguments(args, requests[0])
     options = image.pop("source_options")
     source = open_for_request(requests[0], **image, **options)
+    if args.auto_windows is not None:
+        from .auto_contrast import parse_percentiles, with_auto_windows
+
+        percentiles = parse_percentiles(args.auto_windows)
+        requests = [with_auto_windows(source, r, percentiles) for r in requests]
+        for request in requests:
+            print(request.to_url(), flush=True)  # one line per group, in order
+        groups = dict(zip(names, requests, strict=True)) if all(names) else requests
     background = args.background or ("omero" if args.omero_compatible else "black")
     result = crop_groups(
         groups,

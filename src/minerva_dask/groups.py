@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from ._redact import redact_url
 from .api import CropResult, _check_arguments, describe_plan
 from .compute import check_cluster_options, compute_context, compute_options
 from .errors import OutputError, RequestError
@@ -28,11 +29,23 @@ from .request import RenderRequest
 from .request_url import default_request, parse_request
 from .sources import Source, open_source
 
-__all__ = ["crop_groups"]
+__all__ = ["check_one_image", "crop_groups"]
 
 logger = logging.getLogger(__name__)
 
 _FILE_SUFFIXES = (".png", ".tif", ".tiff", ".zarr", ".dzi", ".html")
+
+
+def check_one_image(requests: Sequence[RenderRequest]) -> None:
+    """Refuse groups whose requests name different images or servers: one image is opened,
+    and another group's image would be shown silently in its place."""
+    ids = sorted({r.image_id for r in requests if r.image_id is not None})
+    servers = sorted({redact_url(r.server) for r in requests if r.server})
+    if len(ids) > 1 or len(servers) > 1:
+        raise RequestError(
+            f"channel groups show one image; the requests name several ({', '.join(servers)} "
+            f"image {', '.join(ids)}): give every group the same image (a folder per image)"
+        )
 
 
 def crop_groups(
@@ -86,12 +99,12 @@ def crop_groups(
         )
     check_cluster_options(scheduler, local_cluster, memory_limit)
     options = DziOptions(tile_size, overlap, tile_format, tile_quality)  # checked before reading
+    items = [(g, parse_request(r) if isinstance(r, str) else r) for g, r in items]
+    check_one_image([r for _, r in items if r is not None])
     source = open_source(image, storage_options=storage_options)  # an open source as it is
     renderings = {}
     for group, request in items:
-        if isinstance(request, str):
-            request = parse_request(request)
-        elif request is None:
+        if request is None:
             request = default_request(source.info)
         if max_size is not None:
             request = replace(request, max_size=max_size)

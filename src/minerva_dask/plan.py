@@ -206,6 +206,16 @@ def plan_render(
             "use an image with a pyramid, a smaller region or a larger max_size, or raise the "
             "budget with max_read_pixels= (render, crop)",
         )
+    if request.projection is not None and inside is not None:
+        planes = len(request.projection.planes(info.size_z))
+        _check_budget(  # every plane is read: 10^9 planes of a chunk each ran for hours
+            out_w * out_h * k * k * planes,
+            max_read_pixels,
+            f"projecting {planes:,} z planes reads {out_w * k:,} x {out_h * k:,} level px "
+            "from each; that",
+            "project fewer planes (p=KIND|START:END), a smaller region or a smaller max_size, "
+            "or raise the budget with max_read_pixels= (render, crop)",
+        )
     if isinstance(chunk_size, tuple):
         chunk_w, chunk_h = chunk_size
     else:

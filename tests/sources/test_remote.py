@@ -168,3 +168,19 @@ def test_short_remote_reads_are_retried(slow_http, tiny_ome_tiff) -> None:
     assert httpd.short_reads == 0
     expected = md.render(md.open_image(tiny_ome_tiff), request).compute()
     np.testing.assert_array_equal(got, expected)
+
+
+def test_a_remote_folder_or_bucket_root_is_one_clear_error() -> None:
+    """``s3://`` or a remote folder where an image file was expected: the format cannot be
+    read from it, said as such (s3fs raised ValueError, fsspec IsADirectoryError)."""
+    import fsspec
+
+    from minerva_dask.errors import SourceError
+    from minerva_dask.sources import guess_format
+
+    memory = fsspec.filesystem("memory")
+    memory.mkdir("/md-folder")
+    memory.pipe("/md-folder/a.txt", b"x")
+    for ref in ("memory://md-folder", "memory://"):
+        with pytest.raises(SourceError, match="is a folder, not an image file"):
+            guess_format(ref)

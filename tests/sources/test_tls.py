@@ -97,3 +97,19 @@ def test_https_index_advertising_http_is_refused_and_no_password_goes_in_clear(
     assert plain_requests == 0 and plain_passwords == []
     assert tls_passwords == []  # nothing was posted anywhere
     assert "wonderland" not in err
+
+
+def test_a_refused_plain_connection_is_retried_and_not_called_a_certificate_problem() -> None:
+    """aiohttp names the TLS setting of every connection it fails to make (``ssl:default``
+    even for http://): that alone is no certificate problem, and a refusal is retried."""
+    aiohttp = pytest.importorskip("aiohttp")
+    from aiohttp.client_reqrep import ConnectionKey
+
+    from minerva_dask.sources._http import describe_network_error, is_transient
+
+    key = ConnectionKey("127.0.0.1", 1, False, True, None, None, None)
+    refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)")
+    exc = aiohttp.ClientConnectorError(key, refused)
+    assert "ssl:" in str(exc)
+    assert describe_network_error(exc).startswith("connection refused")
+    assert is_transient(exc)

@@ -222,3 +222,57 @@ def test_an_interrupted_group_export_resumes_and_keeps_the_old_folder(tmp_path, 
     assert result.chunks_skipped == 2 + 1 and result.chunks_written == 2 + 1  # A done before
     assert not (target / "old.txt").exists() and (target / "B.dzi").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v"]
+
+
+def test_a_full_disk_removes_the_partial_folder_after_the_writes_in_flight(
+    tmp_path, monkeypatch
+) -> None:
+    """A block failing with ENOSPC while its neighbours still write tiles: the partial
+    folder is removed once they are done, not while they write into it (a tile made
+    during the removal kept the folder: 1 run in 8 on a full tmpfs)."""
+    import errno
+    import threading
+    import time
+
+    from minerva_dask.writers import dzi
+
+    real, lock, calls, running, at_removal = dzi.tile_block, threading.Lock(), [], set(), []
+
+    def full_disk_first(padded, job):
+        with lock:
+            calls.append(job)
+            first = len(calls) == 1
+            running.add(id(job))
+        try:
+            time.sleep(0.1)  # the others start
+            if first:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            time.sleep(0.3)  # still writing when the first has failed
+            return real(padded, job)
+        finally:
+            with lock:
+                running.discard(id(job))
+
+    real_rmtree = shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        with lock:
+            at_removal.append(len(running))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(dzi, "tile_block", full_disk_first)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    data = da.zeros((600, 4100, 3), dtype=np.uint8, chunks=(1016, 1016, 3))
+    with pytest.raises(md.OutputError, match="no space left on device"):
+        to_dzi(data, tmp_path / "s.dzi", compute_kwargs={"num_workers": 5})
+    assert len(calls) > 1 and at_removal and max(at_removal) == 0
+    assert os.listdir(tmp_path) == []
+
+
+def test_resume_and_overwrite_over_a_complete_pyramid_say_to_drop_resume(tmp_path) -> None:
+    data = da.zeros((300, 300, 3), dtype=np.uint8, chunks=(1016, 1016, 3))
+    to_dzi(data, tmp_path / "s.dzi")
+    with pytest.raises(md.OutputError, match=r"--overwrite alone\) replaces it"):
+        to_dzi(data, tmp_path / "s.dzi", overwrite=True, resume=True)
+    with pytest.raises(md.OutputError, match=r"complete export \(overwrite=True, CLI"):
+        to_dzi(data, tmp_path / "s.dzi", resume=True)

@@ -144,7 +144,7 @@ def render_figure(
     if page_format not in PAGE_FORMATS:
         raise RequestError(f"page_format must be one of {PAGE_FORMATS}, got {page_format!r}")
     if dpi is not None and not (isinstance(dpi, int | float) and 0 < dpi < 1e5):
-        raise RequestError(f"dpi must be a number > 0, got {dpi!r}")
+        raise RequestError(f"dpi must be a number > 0 and < 100000, got {dpi!r}")
     from ._page import pillow
 
     pillow()  # before anything is read: one line if Pillow is missing

@@ -129,6 +129,9 @@ class Figure:
     paper_spacing: float = 50.0
 
 
+MAX_PAGES = 1000
+
+
 def read_figure(figure: str | os.PathLike[str] | dict[str, Any]) -> Figure:
     """Read an OMERO.figure file (a path, or the JSON already loaded) into a :class:`Figure`.
 
@@ -144,13 +147,19 @@ def read_figure(figure: str | os.PathLike[str] | dict[str, Any]) -> Figure:
         data, where = figure, "figure"
     else:
         where = os.fspath(figure)
-        if not os.path.isfile(where):
+        if not os.path.exists(where):
             raise SourceNotFoundError(f"no such figure file: {where}")
+        if not os.path.isfile(where):  # a folder, a device, a pipe
+            raise RequestError(f"{where} is not a file: give the figure's JSON file")
         try:
-            with open(where, encoding="utf-8") as fh:
+            with open(where, encoding="utf-8-sig") as fh:  # a BOM, as some editors save
                 data = json.load(fh)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestError(f"{where} is not an OMERO.figure JSON file: {exc}") from None
+        except RecursionError:
+            raise RequestError(
+                f"{where} is not an OMERO.figure JSON file: nested too deep to read"
+            ) from None
     if not isinstance(data, dict) or not isinstance(data.get("panels"), list):
         raise RequestError(f"{where} is not an OMERO.figure file: no list of 'panels'")
     version = data.get("version") or 0
@@ -175,9 +184,11 @@ def read_figure(figure: str | os.PathLike[str] | dict[str, Any]) -> Figure:
         paper_height=_number(data.get("paper_height", 842), "paper_height", where, positive=True),
         panels=panels,
         page_color=_hex(data.get("page_color") or "FFFFFF", "page_color", where),
-        page_count=int(data.get("page_count") or 1),
-        page_col_count=int(data.get("page_col_count") or 1),
-        paper_spacing=float(data.get("paper_spacing") or 50),
+        page_count=_count(data.get("page_count") or 1, "page_count", where),
+        page_col_count=_count(data.get("page_col_count") or 1, "page_col_count", where),
+        paper_spacing=_number(
+            data.get("paper_spacing") or 50, "paper_spacing", where, positive=True
+        ),
     )
 
 
@@ -187,8 +198,19 @@ def _number(value: Any, name: str, where: str, *, positive: bool = False) -> flo
     except (TypeError, ValueError):
         raise RequestError(f"{where}: {name} {value!r} is not a number") from None
     if not math.isfinite(number) or (positive and number <= 0):
-        raise RequestError(f"{where}: {name} {value!r} must be a finite number > 0")
+        wanted = "a finite number > 0" if positive else "a finite number"
+        raise RequestError(f"{where}: {name} {value!r} must be {wanted}")
     return number
+
+
+def _count(value: Any, name: str, where: str) -> int:
+    """A page count: a whole number from 1 to ``MAX_PAGES`` (a figure file of unknown
+    origin must not make us write a billion pages)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PAGES:
+        raise RequestError(f"{where}: {name} {value!r} is not a whole number from 1 to {MAX_PAGES}")
+    return value
 
 
 def _hex(value: Any, name: str, where: str) -> str:

@@ -49,6 +49,8 @@ def check_output_dir(
         raise OutputError(f"a figure is written to a local folder, not {text}")
     check_not_input(text, inputs)
     target = Path(text)
+    if target.is_symlink():  # written through, the link kept (it was swapped for a folder)
+        target = Path(os.path.realpath(target))
     if target.exists() and not target.is_dir():
         raise OutputError(f"output {target} exists and is not a folder; give a folder name")
     if target.exists() and not overwrite:
@@ -94,8 +96,8 @@ def write_outputs(
     page_dpi = dpi or max(job.dpi for job in jobs)
     pixel_sizes = {job.panel.number: _pixel_size(job, sources) for job in jobs}
     tmp = target.with_name(f".{target.name[:200]}.{os.urandom(6).hex()}.partial")
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         names, records = [], []
         for job, rgb in zip(jobs, pixels, strict=True):
             name = panel_file_name(job.panel.number, job.panel.name)
@@ -127,8 +129,12 @@ def write_outputs(
             json.dump(manifest, fh, indent=2, ensure_ascii=False)
             fh.write("\n")
         _swap(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        from ..writers._atomic import disk_full, disk_full_error
+
+        if disk_full(exc):  # named by the output asked for, not our hidden folder
+            raise disk_full_error(target) from None
         raise
     for record in records:
         for what in record["not_drawn"]:
@@ -173,14 +179,7 @@ def _save(rgb: np.ndarray, path: Path, fmt: str, dpi: float) -> None:
     options: dict[str, Any] = {"dpi": (dpi, dpi)}
     if fmt == "tiff":
         options["compression"] = "tiff_deflate"
-    try:
-        image.save(path, format="PNG" if fmt == "png" else "TIFF", **options)
-    except OSError as exc:
-        from ..writers._atomic import disk_full, disk_full_error
-
-        if disk_full(exc):
-            raise disk_full_error(path.parent) from None
-        raise
+    image.save(path, format="PNG" if fmt == "png" else "TIFF", **options)
 
 
 def _swap(tmp: Path, target: Path) -> None:

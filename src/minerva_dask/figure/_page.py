@@ -115,7 +115,10 @@ class _Canvas:
         self.draw = pillow().ImageDraw.Draw(image)
 
     def px(self, value: float) -> int:
-        return round(value * self.scale)
+        """Pixels, held within a margin of the page (a scalebar of a figure file may
+        reach any distance: Pillow cannot draw beyond a C int)."""
+        limit = 4 * max(self.image.size)
+        return round(min(max(value * self.scale, -limit), limit))
 
     def text(self, text: str, x: float, y: float, size: float, colour: str, align: str) -> None:
         """``text`` with its top at ``y``; ``x`` its left, centre or right (``align``),
@@ -142,7 +145,8 @@ class _Canvas:
         left, right = sorted((self.px(x0), self.px(x1)))
         thick = max(1, self.px(height))
         top = self.px(y) - thick // 2
-        self.draw.rectangle((left, top, right - 1, top + thick - 1), fill=_rgb(colour))
+        if right > left:  # under half a pixel long: nothing to draw
+            self.draw.rectangle((left, top, right - 1, top + thick - 1), fill=_rgb(colour))
 
 
 def _labels(canvas: _Canvas, panel: FigurePanel, crop: Rect, x: float, y: float, page: str) -> None:

@@ -24,7 +24,7 @@ from ..errors import MinervaDaskError, RequestError
 from ..geometry import Rect
 from ..graph import Rendering, render
 from ..plan import PNG_MAX_PIXELS
-from ..request import ChannelSetting, RenderRequest
+from ..request import MAX_COORDINATE, ChannelSetting, RenderRequest
 from ..sources import Source, open_source
 from ..sources.base import capabilities
 from ._file import Figure, FigurePanel
@@ -200,6 +200,11 @@ def plan_panels(
                     f"{info.height} px: not the figure's image (or not at full resolution)"
                 )
             _check_pixels(size, max_pixels)
+            if max(abs(region.x), abs(region.y), region.width, region.height) > MAX_COORDINATE:
+                raise RequestError(  # before any arithmetic on it (a zoom of 1e-300 hung)
+                    f"zoom {panel.zoom:g}, dx {panel.dx:g}, dy {panel.dy:g} put the panel's "
+                    f"region beyond {MAX_COORDINATE:g} pixels"
+                )
             max_size = render_max_size(info, region, *before)
             request = panel_request(panel, region, max_size)
             rendering = render(

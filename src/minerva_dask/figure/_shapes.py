@@ -52,6 +52,13 @@ def _rgba(text: Any, default: str) -> tuple[int, int, int, int]:
     return (*rgba[:3], rgba[3] if len(rgba) > 3 else 255)  # type: ignore[return-value]
 
 
+def _finite(value: Any, name: str) -> float:
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} {value!r} is not a finite number >= 0")
+    return number
+
+
 def _turned(point: tuple[float, float], centre: tuple[float, float], degrees: float):
     """``point`` turned ``degrees`` clockwise (screen axes, y down) about ``centre``."""
     angle = math.radians(degrees)
@@ -114,23 +121,31 @@ def parse_shapes(raws: Sequence[Any], version: int, where: str) -> tuple[tuple[S
     for raw in raws:
         if not isinstance(raw, dict):
             raise RequestError(f"{where}: a shape is not a JSON object")
+        what = f"{where}: {raw.get('type')} shape"
         try:
             kind, points = _outline(raw, version)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise RequestError(f"{where}: {raw.get('type')} shape without {exc}") from None
-        if not kind or not points:
-            skipped += 1
-            continue
-        width = raw.get("strokeWidth", raw.get("lineWidth", 2) if version < 4 else 2)
-        fill = _rgba(raw.get("fillColor"), "#00000000")
-        if "fillOpacity" in raw:
-            fill = (*fill[:3], int(float(raw["fillOpacity"]) * 255))
+            if not kind or not points:
+                skipped += 1
+                continue
+            width = raw.get("strokeWidth", raw.get("lineWidth", 2) if version < 4 else 2)
+            width = _finite(width, "strokeWidth")
+            fill = _rgba(raw.get("fillColor"), "#00000000")
+            if "fillOpacity" in raw:
+                opacity = min(max(_finite(raw["fillOpacity"], "fillOpacity"), 0.0), 1.0)
+                fill = (*fill[:3], round(opacity * 255))
+            stroke = _rgba(raw.get("strokeColor"), "#FFFFFF")
+        except KeyError as exc:
+            raise RequestError(f"{what} without {exc}") from None
+        except RequestError as exc:  # a colour
+            raise RequestError(f"{what}: {exc}") from None
+        except (ValueError, TypeError, ArithmeticError) as exc:  # ours, float('x'), math
+            raise RequestError(f"{what}: a value it cannot be drawn with ({exc})") from None
         shapes.append(
             Shape(
                 kind=kind,
                 points=tuple(points),
-                stroke=_rgba(raw.get("strokeColor"), "#FFFFFF"),
-                stroke_width=float(width),
+                stroke=stroke,
+                stroke_width=width,
                 fill=fill if fill[3] and kind in ("polygon", "point") else None,
                 image_units=version < 3,
             )
@@ -171,8 +186,9 @@ def draw_shapes(
             tuple(v * px_per_pt for v in panel_point(p, crop, panel.rotation, flips, scale))
             for p in shape.points
         ]
-        width_pt = shape.stroke_width * (scale if shape.image_units else 1.0)
-        width = max(1, round(width_pt * px_per_pt))
+        limit = 2 * max(box)  # wider strokes cover the panel all the same (Pillow: a C int)
+        width_pt = min(shape.stroke_width * (scale if shape.image_units else 1.0), limit)
+        width = max(1, round(min(width_pt * px_per_pt, limit)))
         if shape.kind == "point":
             (x, y), r = pts[0], POINT_RADIUS * px_per_pt
             draw.ellipse(

@@ -59,8 +59,14 @@ def guess_format(ref: str, storage_options: dict[str, Any] | None = None) -> str
     else:
         import fsspec
 
-        with fsspec.open(ref, "rb", **fs_storage_options(ref, storage_options)) as fh:
-            head = fh.read(4)
+        try:
+            with fsspec.open(ref, "rb", **fs_storage_options(ref, storage_options)) as fh:
+                head = fh.read(4)
+        except (IsADirectoryError, ValueError):  # s3fs: "Attempt to open non key-like path"
+            raise SourceError(
+                f"{redact_url(ref)} is a folder, not an image file: name the OME-TIFF, or "
+                "the OME-Zarr (.zarr)"
+            ) from None
     if head in _TIFF_MAGIC:
         return "ome-tiff"
     raise SourceError(

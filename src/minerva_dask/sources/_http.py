@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -337,7 +338,7 @@ def describe_network_error(exc: BaseException, url: str | None = None) -> str:
             "AWS_SECRET_ACCESS_KEY or AWS_PROFILE; for a public bucket pass "
             "storage_options={'anon': True} (CLI: --storage-option anon=true)"
         )
-    if "certificate" in lowered or "ssl" in lowered:
+    if _about_tls(lowered):
         return (
             f"TLS certificate verification failed{where}: {text}; if you trust this server, "
             "verify=False (CLI: --insecure) turns verification off for it"
@@ -369,11 +370,19 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(status, int):
         return status in _RETRY_STATUS
     lowered = f"{type(exc).__name__} {exc}".lower()
-    if "certificate" in lowered or "ssl" in lowered or "nocredentials" in lowered:
+    if _about_tls(lowered) or "nocredentials" in lowered:
         return False
     if isinstance(exc, OSError | TimeoutError | ValueError):
         return True
     return any(word in lowered for word in ("connection", "payload", "disconnected", "timeout"))
+
+
+def _about_tls(lowered: str) -> bool:
+    """Whether an error's text is about TLS; aiohttp names the TLS setting of every
+    connection it could not make (``Cannot connect to host h:80 ssl:default [Connect
+    call failed]``): a refused plain connection is not a certificate problem."""
+    lowered = re.sub(r"\bssl:\S+", "", lowered)
+    return "certificate" in lowered or "ssl" in lowered
 
 
 def _first_line(exc: BaseException) -> str:

@@ -75,9 +75,14 @@ def open_partial(
             raise OutputError(f"output {target} exists; pass overwrite=True to replace it")
         return work
     if resume and exists:
+        how = (  # with both flags, saying "--overwrite replaces it" sent the user in a circle
+            "nothing is left to resume; overwrite=True without resume=True (CLI: --overwrite "
+            "alone) replaces it"
+            if overwrite
+            else "overwrite=True, CLI: --overwrite, replaces it"
+        )
         raise OutputError(
-            f"cannot resume into {target}: it is a complete export (overwrite=True, CLI: "
-            "--overwrite, replaces it); it was left untouched"
+            f"cannot resume into {target}: it is a complete export ({how}); it was left untouched"
         )
     if os.path.lexists(work):
         if state is None:

@@ -33,6 +33,7 @@ import math
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,6 +296,8 @@ def _run_stage(
     ``data`` is computed once (persisted) and kept while a row next to it needs it."""
     import dask
     import dask.array as da
+    import dask.threaded
+    from dask.base import get_scheduler
 
     rows = len(data.chunks[0])
     held: dict[int, Any] = {}
@@ -316,8 +319,15 @@ def _run_stage(
         ]
         if client is not None:
             counts = client.gather(client.compute(tasks, retries=2))
-        else:
+        elif "pool" in kwargs or get_scheduler(scheduler=kwargs.get("scheduler")) not in (
+            None,  # the default: dask's threaded scheduler
+            dask.threaded.get,
+        ):
             counts = dask.compute(*tasks, **kwargs)
+        else:  # a pool of our own, joined: no tile is written after a failure leaves here
+            threads = kwargs.get("num_workers") or os.cpu_count() or 1
+            with ThreadPoolExecutor(threads, thread_name_prefix="dzi") as pool:
+                counts = dask.compute(*tasks, **{**kwargs, "pool": pool})
         yield list(counts)
 
 
