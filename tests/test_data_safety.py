@@ -452,3 +452,36 @@ def test_a_rewritten_input_is_another_render_to_resume(kind, tmp_path, inputs) -
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     after = md.render(md.open_image(copy), request, align="output").name
     assert before == again != after
+
+
+@pytest.mark.parametrize("kind", ["ome-zarr", "figure", "groups"])
+def test_overwrite_never_replaces_a_folder_of_someone_elses_files(
+    kind, tmp_path, demo_path
+) -> None:
+    """--overwrite replaces an earlier output, not a folder that merely bears its name."""
+    from minerva_dask.errors import OutputError
+    from minerva_dask.figure._output import check_output_dir
+
+    name = {"ome-zarr": "mydocs.ome.zarr", "figure": "mydocs", "groups": "viewer"}[kind]
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("four years of work")
+    with pytest.raises(OutputError, match="--overwrite replaces only an earlier output"):
+        if kind == "figure":
+            check_output_dir(folder, overwrite=True, inputs=())
+        elif kind == "groups":
+            md.crop_groups(
+                {"DNA": "/0/0/0/?c=1&region=0,0,512,512&max_size=64"},
+                folder,
+                image=demo_path,
+                overwrite=True,
+            )
+        else:
+            md.crop(
+                "/0/0/0/?c=1&region=0,0,512,512&max_size=64",
+                folder,
+                image=demo_path,
+                overwrite=True,
+            )
+    assert (folder / "thesis.txt").read_text() == "four years of work"
+    assert sorted(p.name for p in folder.iterdir()) == ["thesis.txt"]

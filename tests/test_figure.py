@@ -315,12 +315,13 @@ def test_an_existing_folder_is_replaced_whole_only_when_asked(
     tmp_path, tiny_ome_tiff, zstack
 ) -> None:
     out = tmp_path / "out"
-    out.mkdir()
+    out.mkdir()  # an earlier figure output: its manifest says so
     (out / "old.txt").write_text("keep")
+    (out / "manifest.json").write_text("{}")
     images = {1: tiny_ome_tiff, 2: zstack[0]}
     with pytest.raises(md.OutputError, match="exists; pass overwrite=True"):
         md.render_figure(v6_figure(), out, images=images)
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "old.txt"]
     md.render_figure(v6_figure(), out, images=images, overwrite=True, page_format="tiff")
     assert sorted(p.name for p in out.iterdir()) == [
         "01-tiny.png", "02-tiny.png", "03-zstack.png", "04-tiny.png", "manifest.json", "page.tif"
@@ -521,12 +522,13 @@ def test_a_full_disk_names_the_output_folder_and_keeps_the_old_one(
     figure = v6_figure()
     figure["panels"] = figure["panels"][:1]
     out = tmp_path / "out"
-    out.mkdir()
+    out.mkdir()  # an earlier figure output
     (out / "old.txt").write_text("keep")
+    (out / "manifest.json").write_text("{}")
     with pytest.raises(md.OutputError, match=f"^cannot write {out}: no space left on device$"):
         md.render_figure(figure, out, images={1: tiny_ome_tiff}, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "old.txt"]
 
 
 @pytest.mark.parametrize("dpi", [0, -5, float("nan"), 1e9])

@@ -203,8 +203,9 @@ def test_an_interrupted_group_export_resumes_and_keeps_the_old_folder(tmp_path, 
     rng = np.random.default_rng(5)
     groups = {name: rng.integers(0, 256, (300, 1100, 3), dtype=np.uint8) for name in "AB"}
     target = tmp_path / "v"
-    target.mkdir()
+    target.mkdir()  # an earlier viewer folder
     (target / "old.txt").write_text("old")
+    (target / "index.html").write_text("<html></html>")
     real = dzi_viewer.write_pyramid
 
     def second_fails(data, work, name, *args):
@@ -215,7 +216,7 @@ def test_an_interrupted_group_export_resumes_and_keeps_the_old_folder(tmp_path, 
     monkeypatch.setattr(dzi_viewer, "write_pyramid", second_fails)
     with pytest.raises(KeyboardInterrupt):
         dzi_viewer.to_dzi_groups(groups, target, overwrite=True)
-    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]  # the old folder, as it was
+    assert sorted(p.name for p in target.iterdir()) == ["index.html", "old.txt"]  # as it was
     assert (tmp_path / ".v.partial" / "A.dzi").exists()
     monkeypatch.setattr(dzi_viewer, "write_pyramid", real)
     result = dzi_viewer.to_dzi_groups(groups, target, resume=True)

@@ -42,7 +42,7 @@ def check_output_dir(
 ) -> Path:
     """The output folder, checked before anything is read: a local path, not an input nor
     inside or around one, its parent writable, and absent unless ``overwrite``."""
-    from ..writers._atomic import check_not_input
+    from ..writers._atomic import check_not_input, check_replaceable
 
     text = os.fspath(output)
     if is_url(text):
@@ -57,6 +57,7 @@ def check_output_dir(
         raise OutputError(
             f"output {target} exists; pass overwrite=True (CLI: --overwrite) to replace it"
         )
+    check_replaceable(target, "figure output", ("manifest.json",))
     parent = target.absolute().parent
     if not parent.is_dir():
         raise OutputError(f"cannot write {target}: folder {parent} does not exist")

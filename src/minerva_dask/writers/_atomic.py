@@ -78,6 +78,27 @@ def check_not_input(output: str | os.PathLike[str], inputs: Iterable[str]) -> No
         raise OutputError(f"output {shown} {how} the input {name}; choose another output")
 
 
+ZARR_MARKERS = ("zarr.json", ".zgroup", ".zattrs", ".zarray")
+
+
+def check_replaceable(folder: str | os.PathLike[str], what: str, markers: Iterable[str]) -> None:
+    """Refuse, even with ``overwrite``, to replace a local ``folder`` that is not empty and
+    holds none of ``markers`` (the files every ``what`` has): ``--overwrite`` replaces an
+    output, never a folder of someone's files that happens to bear the output's name."""
+    try:
+        names = set(os.listdir(folder))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot replace {folder}: {exc.strerror or exc}") from None
+    if names and not names & set(markers):
+        raise OutputError(
+            f"output {folder} is a folder that holds no {what} (none of "
+            f"{', '.join(sorted(markers))}); --overwrite replaces only an earlier output: "
+            "remove the folder yourself or choose another name"
+        )
+
+
 def disk_full(exc: BaseException | None) -> bool:
     """Whether ``exc``, or an exception it was raised from, says the disk is full."""
     seen = 0

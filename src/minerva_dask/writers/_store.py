@@ -31,6 +31,7 @@ from typing import Any
 
 from .._paths import is_url
 from ..errors import OutputError
+from ._atomic import ZARR_MARKERS, check_replaceable
 
 __all__ = [
     "KEY",
@@ -152,6 +153,8 @@ def plan_store(
     partial = os.path.join(folder, f".{name}.partial")
     if exists and not (overwrite or resume):
         raise _exists_error(url)
+    if exists and overwrite:
+        check_replaceable(root, "zarr store", ZARR_MARKERS)
     if resume and os.path.lexists(partial):
         entry = _check_resumable(fs, partial, f"{url} (its unfinished export {partial})", token)
         if exists and not (overwrite or entry.get("overwrite")):

@@ -29,7 +29,7 @@ from typing import Any
 
 from .._paths import is_url
 from ..errors import OutputError
-from ._atomic import check_not_input, disk_full, disk_full_error
+from ._atomic import check_not_input, check_replaceable, disk_full, disk_full_error
 from ._dzi_tiles import dz_shapes
 from ._meta import ExportResult, OutputMetadata, rgb_grid
 from ._store import StorePlan, finish
@@ -223,6 +223,8 @@ def to_dzi_groups(
     if title is None:
         title = str(first.provenance.get("image") or "minerva-dask")
     exists = os.path.lexists(target)
+    if exists and overwrite:
+        check_replaceable(target, "channel-group viewer", ("index.html",))
     work = open_partial(target, token, first, exists, overwrite=overwrite, resume=resume)
     written = skipped = 0
     try:
