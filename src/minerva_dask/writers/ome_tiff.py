@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .._memory import reuse_freed_memory
 from ..errors import OutputError
 from ._atomic import check_output_path, create_temp_beside, disk_full, disk_full_error
 from ._meta import ExportResult, OutputMetadata, check_grid, regular_chunks, rgb_grid
@@ -219,6 +220,8 @@ def _export(
     from ._tiff_file import TiffTiles
     from ._tiff_run import run_stages
 
+    if client is None:  # this process renders: its buffers reused (_memory), from block 1
+        reuse_freed_memory()
     if side % tile:
         raise RuntimeError(f"minerva-dask internal error: tile {tile} does not divide {side}")
     if layout == "cyx":
