@@ -11,9 +11,13 @@ writing), peak RSS from ``/usr/bin/time`` (the process, not its parent):
            pyvips: the same additive composite, then ``tiffsave(pyramid=True, tile=True,
            compression="deflate")`` or ``dzsave``. Contenders alternate, round by round;
            medians. Goals: OME-TIFF <= 0.6 x and OME-Zarr <= 0.5 x pyvips' tiffsave time.
-``workers`` the same export on a LocalCluster of 1 then 2 worker processes (2 threads
-           each), both formats, alternating; the export call alone (the cluster is
-           started before the clock). Goal: 2 workers >= 1.6 x faster.
+``workers`` the same export on a LocalCluster of 1 then 2 worker processes, both formats,
+           alternating; the export call alone (the cluster is started before the
+           clock), wall and CPU seconds (workers + client). One thread per worker by
+           default (``--threads``): 1 worker of 2 threads already has both cores of a
+           2-core machine, so "1 vs 2 workers" of 2 threads each (as ``--local-cluster``
+           makes them) measures oversubscription, not scaling. Goal: 2 workers >= 1.6 x
+           faster.
 ``peaks``  synthetic 8-channel slides (no storage), threaded scheduler, the writing
            process's VmHWM: square, wide (side x 4096) and tall (4096 x side) at 16k, 32k
            and 64k. Goals: <= 300 MB at 64k^2, within 20 % of 16k.
@@ -75,19 +79,29 @@ print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
            if line.startswith("VmHWM")))
 """
 CLUSTER = r"""
-import sys, time
+import logging, resource, sys, time
+import distributed
 import minerva_dask as md
-from minerva_dask.compute import compute_context
 from minerva_dask.writers.ome_tiff import to_ome_tiff
 from minerva_dask.writers.ome_zarr import to_ome_zarr
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 def main():
-    image, url, out, kind, workers = sys.argv[1:6]
+    image, url, out, kind, workers, threads = sys.argv[1:7]
     rendering = md.render(md.open_image(image), md.parse_request(url), align="output",
                           chunk_size=1024)
-    with compute_context(local_cluster=int(workers)) as client:
+    # compute_context's LocalCluster, but threads per worker chosen by the bench
+    with distributed.LocalCluster(n_workers=int(workers), threads_per_worker=int(threads),
+                                  processes=True, dashboard_address=":0",
+                                  silence_logs=logging.CRITICAL) as cluster, \
+            distributed.Client(cluster) as client:
+        before = sum(client.run(cpu).values()) + cpu()
         started = time.perf_counter()  # the export alone: the cluster is up
         (to_ome_tiff if kind == "tiff" else to_ome_zarr)(rendering, out, client=client)
-        print(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        spent = sum(client.run(cpu).values()) + cpu() - before
+        print(seconds, spent)
 if __name__ == "__main__":
     main()
 """
@@ -218,30 +232,38 @@ def peers(side: int, rounds: int, folder: Path) -> None:
     )
 
 
-def workers(side: int, counts: list[int], rounds: int, folder: Path) -> None:
-    """The export call alone (cluster started before the clock), both formats."""
+def workers(side: int, counts: list[int], threads: int, rounds: int, folder: Path) -> None:
+    """The export call alone (cluster started before the clock), both formats, each
+    worker ``threads`` threads; counts alternate within a round. CPU: user + sys of the
+    workers and the client during the call (``getrusage`` in each, before and after)."""
     image = bench_file(side)
     url = request_url(8, (0, 0, side, side), side)
     script = folder / "cluster_export.py"  # a file: worker processes re-import __main__
     script.write_text(CLUSTER)
-    times: dict[tuple[str, int], list[float]] = {}
+    times: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for _ in range(rounds):
         for kind in ("tiff", "zarr"):
             for count in counts:
                 out = folder / ("w.ome.tif" if kind == "tiff" else "w.ome.zarr")
+                command = [sys.executable, str(script), str(image), url, str(out), kind]
                 result = subprocess.run(
-                    [sys.executable, str(script), str(image), url, str(out), kind, str(count)],
-                    capture_output=True,
-                    text=True,
+                    [*command, str(count), str(threads)], capture_output=True, text=True
                 )
                 _remove(out)
                 if result.returncode:
                     raise RuntimeError(result.stderr[-1500:])
-                times.setdefault((kind, count), []).append(float(result.stdout.split()[-1]))
-    print(f"\nworkers (LocalCluster, 2 threads each; export call alone), {side}^2, median:")
+                seconds, cpu = (float(v) for v in result.stdout.split()[-2:])
+                times.setdefault((kind, count), []).append((seconds, cpu))
+    print(
+        f"\nworkers (LocalCluster, {threads} thread(s) each; export call alone), {side}^2, "
+        f"median of {rounds}: wall s / CPU s (workers + client)"
+    )
     for kind in ("tiff", "zarr"):
-        row = [statistics.median(times[(kind, c)]) for c in counts]
-        cells = "  ".join(f"{c} workers {t:6.2f} s" for c, t in zip(counts, row, strict=True))
+        row = [statistics.median(t for t, _ in times[(kind, c)]) for c in counts]
+        cpus = [statistics.median(c for _, c in times[(kind, n)]) for n in counts]
+        cells = "  ".join(
+            f"{c} workers {t:6.2f} / {u:6.2f}" for c, t, u in zip(counts, row, cpus, strict=True)
+        )
         print(f"{kind:5} {cells}  speed-up {row[0] / row[-1]:.2f} (goal >= 1.6)", flush=True)
 
 
@@ -276,6 +298,9 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["peers", "workers", "peaks"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 32768])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per worker (workers part; default 1)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     sizes, rounds = ([4096], 1) if args.quick else (args.sizes, args.rounds)
@@ -287,7 +312,7 @@ def main() -> None:
             for side in sizes:
                 peers(side, rounds, folder)
         if "workers" in args.parts:
-            workers(sizes[0], args.workers, rounds, folder)
+            workers(sizes[0], args.workers, args.threads, rounds, folder)
         if "peaks" in args.parts:
             if args.quick:
                 peak_table([4096, 16384], 1024, False, folder)

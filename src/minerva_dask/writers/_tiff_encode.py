@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._memory import reuse_freed_memory
 from ._pyramid import downsample_2x
 
 __all__ = ["TileSpec", "encode_leaf", "encode_node", "fan_out"]
@@ -76,6 +77,7 @@ def fan_out(spec: TileSpec) -> int:
 
 def encode_leaf(block: np.ndarray, spec: TileSpec, row: int, col: int) -> tuple[list, object]:
     """A rendered level-0 block ``(row, col)``: its tiles, and the small block it leaves."""
+    reuse_freed_memory()  # in this task's process (a worker's): once
     if spec.layout == "cyx":
         block = np.moveaxis(np.asarray(block), 0, -1)[..., None]  # (y, x, c, 1)
     else:
