@@ -38,14 +38,15 @@ _mode: str | None = None
 
 
 def keep_heap_flat() -> bool:
-    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD`, once per process; whether
-    it is in effect (``False`` off glibc, or when the environment sets it)."""
-    return _set("flat", {_M_MMAP_THRESHOLD: MMAP_THRESHOLD})
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` (and its trim threshold at
+    glibc's default, 128 kB, in case :func:`reuse_freed_memory` raised it); whether it is
+    in effect (``False`` off glibc, or when the environment sets either)."""
+    return _set("flat", {_M_MMAP_THRESHOLD: MMAP_THRESHOLD, _M_TRIM_THRESHOLD: 128 << 10})
 
 
 def reuse_freed_memory() -> bool:
     """Fix glibc's mmap threshold at :data:`REUSE_MMAP_THRESHOLD` and its trim threshold
-    at twice that, once per process: freed block-sized buffers are reused, not returned
+    at twice that: freed block-sized buffers are reused, not returned
     and faulted in again; whether it is in effect."""
     return _set(
         "reuse",
