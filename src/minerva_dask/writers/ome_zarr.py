@@ -136,6 +136,9 @@ def to_ome_zarr(
     grid = band_grid if meta.channels else rgb_grid  # raw planes, or a rendered RGB
     data, side = grid(image, chunk)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
+    # a shard never spans more chunks than level 0 has along its longer side: a bigger
+    # one holds nothing more, only a bigger index (16 bytes per chunk slot, squared)
+    shard = min(shard, max(math.ceil(n / side) for n in shapes[0]))
     token = f"{data.name}:{version}:{side}" + (f":shard{shard}" if shard > 1 else "")
     fs, root = open_destination(url, options)
     plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
