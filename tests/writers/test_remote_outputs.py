@@ -67,3 +67,29 @@ def test_cli_writes_both_formats_to_s3_and_refuses_other_remote_tiffs(
     # (moto's server runs in this process: its werkzeug request log is not ours)
     err = [line for line in capsys.readouterr().err.splitlines() if "werkzeug" not in line]
     assert len(err) == 1 and "s3://" in err[0] and "write it locally" in err[0]
+
+
+def test_refused_s3_credentials_are_not_reported_as_a_missing_bucket(monkeypatch) -> None:
+    from minerva_dask.writers import _store
+
+    class Refusing:  # s3fs with a key id S3 does not know: exists() False, ls() refused
+        def exists(self, path):
+            return False
+
+        def invalidate_cache(self, path=None):
+            pass
+
+        def ls(self, path):
+            raise PermissionError("The AWS Access Key Id you provided does not exist")
+
+    class Missing(Refusing):
+        def ls(self, path):
+            raise FileNotFoundError("The specified bucket does not exist")
+
+    for fs, words in (
+        (Refusing(), "access denied: The AWS Access Key Id"),
+        (Missing(), "bucket 'lab' does not exist"),
+    ):
+        monkeypatch.setattr(_store, "store_fs", lambda url, options, fs=fs: (fs, "lab/a.ome.zarr"))
+        with pytest.raises(md.OutputError, match=words):
+            _store.open_destination("s3://lab/a.ome.zarr", {})

@@ -254,8 +254,13 @@ def open_destination(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     else:
         bucket = root.split("/", 1)[0]
         try:
-            if not fs.exists(bucket):
-                raise OutputError(f"cannot write {url}: bucket {bucket!r} does not exist")
-        except PermissionError as exc:
-            raise OutputError(f"cannot write {url}: {exc}") from None
+            if not fs.exists(bucket):  # s3fs's exists() is False on any error: ask which
+                fs.invalidate_cache(bucket)
+                fs.ls(bucket)
+        except FileNotFoundError:
+            raise OutputError(f"cannot write {url}: bucket {bucket!r} does not exist") from None
+        except Exception as exc:  # refused credentials, none, an endpoint not answering
+            from ..sources._http import describe_network_error
+
+            raise OutputError(f"cannot write {url}: {describe_network_error(exc)}") from None
     return fs, root
