@@ -87,7 +87,7 @@ def test_refused_s3_credentials_are_not_reported_as_a_missing_bucket(monkeypatch
             raise FileNotFoundError("The specified bucket does not exist")
 
     for fs, words in (
-        (Refusing(), "access denied: The AWS Access Key Id"),
+        (Refusing(), "access to bucket 'lab' denied: The AWS Access Key Id"),
         (Missing(), "bucket 'lab' does not exist"),
     ):
         monkeypatch.setattr(_store, "store_fs", lambda url, options, fs=fs: (fs, "lab/a.ome.zarr"))

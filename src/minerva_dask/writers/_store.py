@@ -257,10 +257,22 @@ def open_destination(url: str, options: dict[str, Any]) -> tuple[Any, str]:
             if not fs.exists(bucket):  # s3fs's exists() is False on any error: ask which
                 fs.invalidate_cache(bucket)
                 fs.ls(bucket)
-        except FileNotFoundError:
-            raise OutputError(f"cannot write {url}: bucket {bucket!r} does not exist") from None
         except Exception as exc:  # refused credentials, none, an endpoint not answering
-            from ..sources._http import describe_network_error
-
-            raise OutputError(f"cannot write {url}: {describe_network_error(exc)}") from None
+            raise OutputError(f"cannot write {url}: {_bucket_problem(bucket, exc)}") from None
     return fs, root
+
+
+def _bucket_problem(bucket: str, exc: Exception) -> str:
+    """What stops writing into ``bucket``, in a user's terms (never chained: a remote
+    library's text may quote a URL)."""
+    text = (str(exc).splitlines() or [""])[0]
+    if isinstance(exc, FileNotFoundError):
+        return f"bucket {bucket!r} does not exist"
+    if type(exc).__name__ == "NoCredentialsError":
+        return (
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or AWS_PROFILE"
+        )
+    if isinstance(exc, PermissionError):
+        return f"access to bucket {bucket!r} denied: {text}"
+    return f"{type(exc).__name__}: {text}"
