@@ -452,3 +452,12 @@ def test_a_rewritten_input_is_another_render_to_resume(kind, tmp_path, inputs) -
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     after = md.render(md.open_image(copy), request, align="output").name
     assert before == again != after
+
+
+def test_a_png_to_a_url_is_refused_as_local_only_not_as_a_missing_folder(tmp_path) -> None:
+    from minerva_dask.writers._atomic import check_output_path
+
+    for url in ("s3://lab/figure.png", "https://example.org/figure.png"):
+        with pytest.raises(md.OutputError, match="goes to a local path") as info:
+            check_output_path(url)
+        assert ":/lab" not in str(info.value).replace("://", "")  # no s3:/lab folder

@@ -98,6 +98,11 @@ def check_output_path(
 ) -> Path:
     """Fail early, naming the problem, if ``path`` cannot be written or is an input."""
     check_not_input(path, inputs)
+    if is_url(path):  # Path() would make s3://b/x.png the local s3:/b/x.png
+        raise OutputError(
+            f"cannot write {os.fspath(path)}: this output goes to a local path; write it "
+            "here and copy it there (only OME-TIFF and OME-Zarr go to s3:// directly)"
+        )
     target = Path(local_path(path))
     if target.is_symlink():  # write the file it names, and keep the link
         target = Path(os.path.realpath(target))
