@@ -133,8 +133,10 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         print(result.request.to_url(), flush=True)
     if not args.quiet:
         height, width = result.shape
+        remote = "://" in str(result.path) and not str(result.path).startswith("file://")
+        size = "" if remote and not result.size_bytes else f", {_human(result.size_bytes)}"
         print(
-            f"Wrote {result.path} ({width} x {height} px, {_human(result.size_bytes)}) in "
+            f"Wrote {result.path} ({width} x {height} px{size}) in "
             f"{time.perf_counter() - started:.1f} s",
             file=sys.stderr,
         )

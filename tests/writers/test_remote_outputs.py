@@ -63,6 +63,9 @@ def test_cli_writes_both_formats_to_s3_and_refuses_other_remote_tiffs(
     assert main([*args, "-o", "s3://tiff-out/cli.ome.zarr"]) == 0, capsys.readouterr()
     fs.invalidate_cache()
     assert fs.exists("tiff-out/cli.ome.tiff") and fs.exists("tiff-out/cli.ome.zarr/zarr.json")
+    capsys.readouterr()
+    assert main([*args[:-1], "-o", "s3://tiff-out/cli2.ome.zarr"]) == 0  # a remote store's
+    assert "px, 0 B)" not in capsys.readouterr().err  # size is not measured: not "0 B"
     assert main([*args, "-o", "https://example.org/x.ome.tif"]) == 2
     # (moto's server runs in this process: its werkzeug request log is not ours)
     err = [line for line in capsys.readouterr().err.splitlines() if "werkzeug" not in line]
