@@ -96,3 +96,41 @@ def test_refused_s3_credentials_are_not_reported_as_a_missing_bucket(monkeypatch
         monkeypatch.setattr(_store, "store_fs", lambda url, options, fs=fs: (fs, "lab/a.ome.zarr"))
         with pytest.raises(md.OutputError, match=words):
             _store.open_destination("s3://lab/a.ome.zarr", {})
+
+
+def test_a_stopped_upload_aborts_its_own_multipart_upload(monkeypatch, tmp_path) -> None:
+    from minerva_dask.writers import _upload
+    from minerva_dask.writers._meta import ExportResult
+
+    class Bucket:  # s3fs stopped mid-upload (SIGTERM raises in the main thread)
+        def __init__(self) -> None:
+            self.uploads = {"someone-else": "lab/a.ome.tif"}
+            self.aborted: list[str] = []
+
+        def exists(self, key):
+            return False
+
+        def split_path(self, key):
+            return key.split("/", 1)[0], key.split("/", 1)[1], None
+
+        def call_s3(self, method, **kw):
+            if method == "abort_multipart_upload":
+                self.aborted.append(kw["UploadId"])
+                return {}
+            found = [{"Key": k.split("/", 1)[1], "UploadId": u} for u, k in self.uploads.items()]
+            return {"Uploads": found}
+
+        def put_file(self, local, key):
+            self.uploads["ours"] = key
+            raise KeyboardInterrupt
+
+    fs = Bucket()
+    monkeypatch.setattr(_upload, "open_destination", lambda url, options: (fs, "lab/a.ome.tif"))
+
+    def write(path):
+        open(path, "wb").close()
+        return ExportResult(path, (1, 1), 1, 1, 0, 0, 0.0)
+
+    with pytest.raises(KeyboardInterrupt):
+        _upload.to_remote_file(write, "s3://lab/a.ome.tif")
+    assert fs.aborted == ["ours"]  # its parts gone; another upload to the key untouched
