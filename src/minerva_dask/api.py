@@ -42,6 +42,30 @@ class CropResult:
     request: Any = None  # the RenderRequest written (auto windows filled in)
 
 
+# An option of one output format: the formats it applies to and its default. Another
+# value for another format is refused (it was ignored: --compression jpeg gave a PNG).
+_FORMAT_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "compression": (("ome-tiff",), "deflate"),
+    "zarr_version": (("ome-zarr",), "0.5"),
+    "resume": (("ome-zarr", "dzi"), False),
+    "tile_size": (("dzi",), 254),
+    "overlap": (("dzi",), 1),
+    "tile_format": (("dzi",), "jpeg"),
+    "tile_quality": (("dzi",), 75),
+}
+
+
+def _check_format_options(fmt: str, output: Any, **values: Any) -> None:
+    for name, value in values.items():
+        formats, default = _FORMAT_OPTIONS[name]
+        if fmt not in formats and value != default:
+            flag = "--" + name.replace("_", "-")
+            raise OutputError(
+                f"{name} (CLI: {flag}) applies to {' and '.join(formats)} output, not {fmt} "
+                f"({output})"
+            )
+
+
 def crop(
     request: RenderRequest | str | None,
     output: str | os.PathLike[str],
@@ -148,6 +172,17 @@ def crop(
         raise OutputError(f"png_level applies to PNG output, not {fmt} ({output})")
     if shard is not None and fmt != "ome-zarr":
         raise OutputError(f"shard (CLI: --shard) applies to OME-Zarr output, not {fmt} ({output})")
+    _check_format_options(
+        fmt,
+        output,
+        compression=compression,
+        zarr_version=zarr_version,
+        resume=resume,
+        tile_size=tile_size,
+        overlap=overlap,
+        tile_format=tile_format,
+        tile_quality=tile_quality,
+    )
     overwrite = (fmt == "png") if overwrite is None else overwrite
     if raw:
         from ._raw_export import check_raw_options
