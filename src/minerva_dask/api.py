@@ -17,7 +17,7 @@ from .plan import MAX_PIXELS, MAX_READ_PIXELS, PNG_MAX_PIXELS
 from .request import RenderRequest
 from .request_url import default_request, parse_request
 from .sources import Source, open_source
-from .writers import output_format
+from .writers import check_format_options, output_format
 
 __all__ = ["CropResult", "compute_context", "crop", "describe_plan", "output_format"]
 
@@ -40,30 +40,6 @@ class CropResult:
     levels: int = 1
     chunks_skipped: int = 0
     request: Any = None  # the RenderRequest written (auto windows filled in)
-
-
-# An option of one output format: the formats it applies to and its default. Another
-# value for another format is refused (it was ignored: --compression jpeg gave a PNG).
-_FORMAT_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
-    "compression": (("ome-tiff",), "deflate"),
-    "zarr_version": (("ome-zarr",), "0.5"),
-    "resume": (("ome-zarr", "dzi"), False),
-    "tile_size": (("dzi",), 254),
-    "overlap": (("dzi",), 1),
-    "tile_format": (("dzi",), "jpeg"),
-    "tile_quality": (("dzi",), 75),
-}
-
-
-def _check_format_options(fmt: str, output: Any, **values: Any) -> None:
-    for name, value in values.items():
-        formats, default = _FORMAT_OPTIONS[name]
-        if fmt not in formats and value != default:
-            flag = "--" + name.replace("_", "-")
-            raise OutputError(
-                f"{name} (CLI: {flag}) applies to {' and '.join(formats)} output, not {fmt} "
-                f"({output})"
-            )
 
 
 def crop(
@@ -172,7 +148,7 @@ def crop(
         raise OutputError(f"png_level applies to PNG output, not {fmt} ({output})")
     if shard is not None and fmt != "ome-zarr":
         raise OutputError(f"shard (CLI: --shard) applies to OME-Zarr output, not {fmt} ({output})")
-    _check_format_options(
+    check_format_options(
         fmt,
         output,
         compression=compression,
