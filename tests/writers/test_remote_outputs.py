@@ -134,3 +134,33 @@ def test_a_stopped_upload_aborts_its_own_multipart_upload(monkeypatch, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         _upload.to_remote_file(write, "s3://lab/a.ome.tif")
     assert fs.aborted == ["ours"]  # its parts gone; another upload to the key untouched
+
+
+def test_an_endpoint_lost_mid_upload_is_one_error_not_an_unexpected_one(monkeypatch) -> None:
+    from minerva_dask.writers import _upload
+    from minerva_dask.writers._meta import ExportResult
+
+    class EndpointConnectionError(Exception):  # botocore's: not an OSError
+        pass
+
+    class Bucket:
+        def exists(self, key):
+            return False
+
+        def split_path(self, key):
+            return "lab", "a.ome.tif", None
+
+        def call_s3(self, method, **kw):
+            return {}
+
+        def put_file(self, local, key):
+            raise EndpointConnectionError('Could not connect to the endpoint URL: "http://s3"')
+
+    monkeypatch.setattr(_upload, "open_destination", lambda url, options: (Bucket(), "lab/a"))
+
+    def write(path):
+        open(path, "wb").close()
+        return ExportResult(path, (1, 1), 1, 1, 0, 0, 0.0)
+
+    with pytest.raises(md.OutputError, match=r"cannot upload s3://lab/a\.ome\.tif: Endpoint"):
+        _upload.to_remote_file(write, "s3://lab/a.ome.tif")

@@ -71,9 +71,10 @@ def to_remote_file(
         before = _uploads_of(fs, key)
         try:
             fs.put_file(local, key)  # multipart above s3fs's block size; visible when whole
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # OSError, or botocore's own (the endpoint went away)
+            text = (str(exc).splitlines() or [""])[0]
             raise OutputError(
-                f"cannot upload {url}: {type(exc).__name__}: {exc} (the old object, if any, "
+                f"cannot upload {url}: {type(exc).__name__}: {text} (the old object, if any, "
                 "is unchanged)"
             ) from None
         except BaseException:  # stopped (SIGTERM, Ctrl-C): s3fs aborts only on Exception
