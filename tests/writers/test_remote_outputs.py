@@ -164,3 +164,20 @@ def test_an_endpoint_lost_mid_upload_is_one_error_not_an_unexpected_one(monkeypa
 
     with pytest.raises(md.OutputError, match=r"cannot upload s3://lab/a\.ome\.tif: Endpoint"):
         _upload.to_remote_file(write, "s3://lab/a.ome.tif")
+
+
+def test_a_store_endpoint_lost_mid_export_is_one_error_saying_resume(
+    tiny_ome_tiff, bucket, monkeypatch
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from minerva_dask.writers import ome_zarr
+
+    def lost(*args, **kwargs):
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1/tiff-out/z/0/c/0/0/0")
+
+    monkeypatch.setattr(ome_zarr, "_write_store", lost)
+    _, options = bucket
+    rendering = md.render(md.open_image(tiny_ome_tiff), md.parse_request(REQUEST))
+    with pytest.raises(md.OutputError, match=r"Could not connect.*--resume"):
+        ome_zarr.to_ome_zarr(rendering, "s3://tiff-out/z.ome.zarr", storage_options=options)

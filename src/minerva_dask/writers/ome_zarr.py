@@ -164,6 +164,12 @@ def to_ome_zarr(
         if disk_full(exc):  # the partial store holds the space: remove it; old store kept
             discard(plan)
             raise disk_full_error(url) from None
+        if is_url(url) and type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore"):
+            text = (str(exc).splitlines() or [""])[0]  # the store's endpoint went away
+            raise OutputError(
+                f"cannot write {url}: {type(exc).__name__}: {text}; the unfinished export "
+                "stays there, marked in-progress: rerun with resume=True (CLI: --resume)"
+            ) from None
         raise  # an unfinished local export stays in its partial sibling, for resume
     size = sum(fs.du(root, total=False).values()) if not is_url(url) else 0
     return ExportResult(
