@@ -65,3 +65,5 @@ def test_a_local_cluster_too_big_for_the_machine_or_beside_a_scheduler_is_refuse
     with pytest.raises(md.RequestError, match="give one of them"):
         check_cluster_options("tcp://127.0.0.1:8786", 2, None)
     check_cluster_options(None, 8, None)  # 8 always allowed
+    with pytest.raises(md.RequestError, match="not a int"):  # was an AttributeError
+        check_cluster_options(5, None, None)

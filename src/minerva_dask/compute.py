@@ -124,6 +124,12 @@ def check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any)
                 f"memory_limit (CLI: --memory-limit) {memory_limit!r} is not a size such as 2GB, "
                 "4GiB or 500MB, nor 'auto'"
             ) from None
+    client_like = isinstance(scheduler, str) or hasattr(scheduler, "submit")
+    if scheduler is not None and not client_like:
+        raise RequestError(
+            "scheduler (CLI: --scheduler) is an address such as tcp://10.0.0.5:8786 or a "
+            f"distributed.Client, not a {type(scheduler).__name__}"
+        )
     if isinstance(scheduler, str):
         scheme, sep, rest = scheduler.rpartition("://")
         host, colon, port = rest.rpartition(":")
