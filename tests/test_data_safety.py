@@ -461,3 +461,11 @@ def test_a_png_to_a_url_is_refused_as_local_only_not_as_a_missing_folder(tmp_pat
         with pytest.raises(md.OutputError, match="goes to a local path") as info:
             check_output_path(url)
         assert ":/lab" not in str(info.value).replace("://", "")  # no s3:/lab folder
+
+
+def test_a_folder_that_takes_no_new_file_is_one_error_not_an_unexpected_one() -> None:
+    from minerva_dask.writers._atomic import create_temp_beside
+
+    # /proc looks writable to root (os.access) but creates no file: FileNotFoundError
+    with pytest.raises(md.OutputError, match="cannot create a file in /proc"):
+        create_temp_beside(Path("/proc/x.ome.tif"))

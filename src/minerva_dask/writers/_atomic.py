@@ -140,6 +140,12 @@ def create_temp_beside(target: Path) -> tuple[int, Path]:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:  # 48 random bits: practically never
             continue
+        except OSError as exc:  # a folder that takes no new file (/proc, /sys)
+            if exc.errno == errno.ENOSPC:
+                raise
+            raise OutputError(
+                f"cannot write {target}: cannot create a file in {target.parent} ({exc.strerror})"
+            ) from None
 
 
 @contextlib.contextmanager
