@@ -469,3 +469,16 @@ def test_a_folder_that_takes_no_new_file_is_one_error_not_an_unexpected_one() ->
     # /proc looks writable to root (os.access) but creates no file: FileNotFoundError
     with pytest.raises(md.OutputError, match="cannot create a file in /proc"):
         create_temp_beside(Path("/proc/x.ome.tif"))
+
+
+def test_an_input_named_by_another_scheme_of_its_store_is_not_written() -> None:
+    # -o s3a://lab/in/demo.ome.tif --overwrite replaced the input s3://lab/in/demo.ome.tif
+    for output in (
+        "s3a://lab/in/demo.ome.tif",
+        "s3n://lab/in/demo.ome.tif",
+        "s3://lab//in/demo.ome.tif",
+    ):
+        with pytest.raises(md.OutputError, match="is the input"):
+            check_not_input(output, ["s3://lab/in/demo.ome.tif"])
+    with pytest.raises(md.OutputError, match="lies inside"):
+        check_not_input("gcs://b/in.ome.zarr/0", ["gs://b/in.ome.zarr"])

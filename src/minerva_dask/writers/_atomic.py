@@ -30,17 +30,23 @@ __all__ = [
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
+# fsspec's other names for one store: s3a://b/k is the object s3://b/k
+_SAME_SCHEME = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
+
+
 def _location(ref: str | os.PathLike[str]) -> tuple[str, str]:
-    """``("url", normalised URL)`` or ``("path", real path)``: URLs with the scheme and
-    host lower-case, no ``user:pass@``, query, fragment or trailing slash; paths (and
-    ``file://``) with symlinks resolved."""
+    """``("url", normalised URL)`` or ``("path", real path)``: URLs with the scheme (one
+    name for each store) and host lower-case, no ``user:pass@``, query, fragment, empty
+    path segment or trailing slash; paths (and ``file://``) with symlinks resolved."""
     text = os.fspath(ref)
     if is_url(text):
         from urllib.parse import urlsplit
 
         parts = urlsplit(text)
         host = parts.netloc.rsplit("@", 1)[-1].lower()
-        return "url", f"{parts.scheme.lower()}://{host}{parts.path.rstrip('/')}"
+        scheme = _SAME_SCHEME.get(parts.scheme.lower(), parts.scheme.lower())
+        path = "/".join(p for p in parts.path.split("/") if p)  # s3://b//k is b/k to some
+        return "url", f"{scheme}://{host}/{path}".rstrip("/")
     return "path", os.path.normcase(os.path.realpath(local_path(text)))
 
 
