@@ -395,3 +395,12 @@ def test_an_option_of_another_output_format_is_refused_not_ignored(
     with pytest.raises(md.OutputError, match=f"{next(iter(option))} .* applies to"):
         md.crop(None, tmp_path / output, image=data, **option)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_malformed_storage_option_says_the_form_unmasked(capsys) -> None:
+    from minerva_dask.cli import main
+
+    # "expected KEY=VALUE" reached the user as "expected KEY=***" (a key= credential mask)
+    assert main(["crop", "--storage-option", "anon"]) == 2
+    err = capsys.readouterr().err
+    assert "***" not in err and "NAME=VALUE (e.g. anon=true)" in err
