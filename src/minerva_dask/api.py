@@ -168,7 +168,7 @@ def crop(
         from .writers._atomic import check_output_path
 
         check_output_path(output, overwrite=overwrite)
-    if isinstance(request, str):
+    if not isinstance(request, RenderRequest | None):  # a URL, or refused in one line
         request = parse_request(request)
     source = open_for_request(
         request,
