@@ -418,3 +418,9 @@ def test_a_request_that_is_neither_a_url_nor_a_render_request_is_one_error(tmp_p
     with pytest.raises(md.RequestError, match="not a int"):
         md.crop(5, tmp_path / "x.png", image="slide.ome.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_storage_options_that_are_not_a_dict_are_one_error(tmp_path) -> None:
+    # storage_options="anon" was a ValueError (dictionary update sequence element #0...)
+    with pytest.raises(md.RequestError, match="storage_options is a dict"):
+        md.open_source("s3://lab/slide.ome.tif", storage_options="anon")
