@@ -181,3 +181,13 @@ def test_a_store_endpoint_lost_mid_export_is_one_error_saying_resume(
     rendering = md.render(md.open_image(tiny_ome_tiff), md.parse_request(REQUEST))
     with pytest.raises(md.OutputError, match=r"Could not connect.*--resume"):
         ome_zarr.to_ome_zarr(rendering, "s3://tiff-out/z.ome.zarr", storage_options=options)
+
+
+def test_resuming_a_complete_remote_store_does_not_suggest_overwrite(tiny_ome_tiff, bucket) -> None:
+    # it said "overwrite=True replaces it", which a remote store then refuses
+    _, options = bucket
+    url = "s3://tiff-out/complete.ome.zarr"
+    md.crop(REQUEST, url, image=tiny_ome_tiff, output_storage_options=options)
+    with pytest.raises(md.OutputError, match="complete export; delete it first") as info:
+        md.crop(REQUEST, url, image=tiny_ome_tiff, output_storage_options=options, resume=True)
+    assert "overwrite" not in str(info.value)

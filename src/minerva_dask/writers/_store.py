@@ -96,7 +96,11 @@ def _check_resumable(fs: Any, root: str, shown: str, token: str) -> dict[str, An
     """The entry of the unfinished export of this render at ``root``, or refuse."""
     entry, why = _entry(fs, root)
     if entry is not None and entry.get("state") != "in-progress":
-        why = "it is a complete export (overwrite=True, CLI: --overwrite, replaces it)"
+        why = "it is a complete export" + (  # a remote store is never replaced
+            "; delete it first to write it again"
+            if is_url(shown)
+            else " (overwrite=True, CLI: --overwrite, replaces it)"
+        )
     elif entry is not None and entry.get("token") != token:
         why = "it is an unfinished export of another request or image"
         theirs = str(entry.get("token", ""))
