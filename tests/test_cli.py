@@ -407,3 +407,13 @@ def test_a_malformed_storage_option_says_the_form_unmasked() -> None:
     with pytest.raises(argparse.ArgumentTypeError) as info:
         storage_option("anon")
     assert "NAME=VALUE (e.g. anon=true)" in redact(str(info.value))
+
+
+def test_a_raw_export_takes_omero_compatible_without_a_background_error(
+    tmp_path, shared_data, capsys
+) -> None:
+    # it said "--background colours a rendering", which was not given
+    data = str(shared_data / "ome-tiff/4ch-uint16-64x64.ome.tif")
+    out = str(tmp_path / "raw.ome.zarr")
+    args = ["crop", "/0/0/0/?c=1|0:9$FF0000&region=0,0,64,64", "--image", data, "-q"]
+    assert main([*args, "--raw", "--omero-compatible", "-o", out]) == 0, capsys.readouterr().err
