@@ -375,3 +375,45 @@ def test_whole_file_max_bytes_reaches_the_input_but_not_fsspec_or_the_output(
     assert main(["crop", "--image", str(tiny_ome_tiff), "-o", out, "-q", *option]) == 0
     assert seen == {"input": {"whole_file_max_bytes": "1000"}, "output": None}
     assert "whole_file_max_bytes" not in fs_storage_options("http://h/x.tif", seen["input"])
+
+
+@pytest.mark.parametrize(
+    ("output", "option"),
+    [
+        ("x.png", {"compression": "jpeg"}),
+        ("x.ome.zarr", {"compression": "none"}),
+        ("x.png", {"zarr_version": "0.4"}),
+        ("x.ome.tif", {"resume": True}),
+        ("x.png", {"tile_size": 256}),
+        ("x.ome.zarr", {"tile_format": "png"}),
+    ],
+)
+def test_an_option_of_another_output_format_is_refused_not_ignored(
+    tmp_path, shared_data, output, option
+) -> None:
+    data = str(shared_data / "ome-tiff/4ch-uint16-64x64.ome.tif")
+    with pytest.raises(md.OutputError, match=f"{next(iter(option))} .* applies to"):
+        md.crop(None, tmp_path / output, image=data, **option)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_malformed_storage_option_says_the_form_unmasked() -> None:
+    import argparse
+
+    from minerva_dask._cli_types import storage_option
+    from minerva_dask._redact import redact
+
+    # "expected KEY=VALUE" reached the user as "expected KEY=***" (a key= credential mask)
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        storage_option("anon")
+    assert "NAME=VALUE (e.g. anon=true)" in redact(str(info.value))
+
+
+def test_a_raw_export_takes_omero_compatible_without_a_background_error(
+    tmp_path, shared_data, capsys
+) -> None:
+    # it said "--background colours a rendering", which was not given
+    data = str(shared_data / "ome-tiff/4ch-uint16-64x64.ome.tif")
+    out = str(tmp_path / "raw.ome.zarr")
+    args = ["crop", "/0/0/0/?c=1|0:9$FF0000&region=0,0,64,64", "--image", data, "-q"]
+    assert main([*args, "--raw", "--omero-compatible", "-o", out]) == 0, capsys.readouterr().err

@@ -485,3 +485,33 @@ def test_overwrite_never_replaces_a_folder_of_someone_elses_files(
             )
     assert (folder / "thesis.txt").read_text() == "four years of work"
     assert sorted(p.name for p in folder.iterdir()) == ["thesis.txt"]
+
+
+def test_a_png_to_a_url_is_refused_as_local_only_not_as_a_missing_folder(tmp_path) -> None:
+    from minerva_dask.writers._atomic import check_output_path
+
+    for url in ("s3://lab/figure.png", "https://example.org/figure.png"):
+        with pytest.raises(md.OutputError, match="goes to a local path") as info:
+            check_output_path(url)
+        assert ":/lab" not in str(info.value).replace("://", "")  # no s3:/lab folder
+
+
+def test_a_folder_that_takes_no_new_file_is_one_error_not_an_unexpected_one() -> None:
+    from minerva_dask.writers._atomic import create_temp_beside
+
+    # /proc looks writable to root (os.access) but creates no file: FileNotFoundError
+    with pytest.raises(md.OutputError, match="cannot create a file in /proc"):
+        create_temp_beside(Path("/proc/x.ome.tif"))
+
+
+def test_an_input_named_by_another_scheme_of_its_store_is_not_written() -> None:
+    # -o s3a://lab/in/demo.ome.tif --overwrite replaced the input s3://lab/in/demo.ome.tif
+    for output in (
+        "s3a://lab/in/demo.ome.tif",
+        "s3n://lab/in/demo.ome.tif",
+        "s3://lab//in/demo.ome.tif",
+    ):
+        with pytest.raises(md.OutputError, match="is the input"):
+            check_not_input(output, ["s3://lab/in/demo.ome.tif"])
+    with pytest.raises(md.OutputError, match="lies inside"):
+        check_not_input("gcs://b/in.ome.zarr/0", ["gs://b/in.ome.zarr"])

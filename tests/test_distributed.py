@@ -53,3 +53,17 @@ def test_a_cluster_with_another_minerva_dask_is_refused_in_one_line(cluster_clie
     with refused as caught, compute_context(address):
         pass
     assert "\n" not in str(caught.value)
+
+
+def test_a_local_cluster_too_big_for_the_machine_or_beside_a_scheduler_is_refused() -> None:
+    from minerva_dask.compute import check_cluster_options
+
+    # --local-cluster 99999 started worker processes until distributed fell over
+    with pytest.raises(md.RequestError, match="more worker processes than this machine"):
+        check_cluster_options(None, 99999, None)
+    # with --scheduler too, the scheduler was silently ignored
+    with pytest.raises(md.RequestError, match="give one of them"):
+        check_cluster_options("tcp://127.0.0.1:8786", 2, None)
+    check_cluster_options(None, 8, None)  # 8 always allowed
+    with pytest.raises(md.RequestError, match="not a int"):  # was an AttributeError
+        check_cluster_options(5, None, None)

@@ -309,3 +309,11 @@ def test_a_read_failing_ahead_surfaces_in_its_chunk(tiny_ome_tiff) -> None:
     rendering = md.render(source, md.parse_request("/0/0/0/?c=1,2,3&region=0,0,500,500"))
     with ThreadPoolExecutor(2) as reads, pytest.raises(md.TileReadError, match="channel 3"):
         rendering.compute_chunk(0, 0, reads=reads, ahead=2)
+
+
+def test_a_chunk_too_big_to_hold_is_refused_before_any_read(tiny_ome_tiff) -> None:
+    # chunk=10**9 was an unexpected MemoryError (2.6 EiB) when the export wrote it
+    source = md.open_image(tiny_ome_tiff)
+    request = md.parse_request("/0/0/0/?c=1|0:65535$FF0000&region=0,0,300,200")
+    with pytest.raises(md.RequestError, match=r"within 1\.\.16384 pixels, got 1000000000"):
+        md.render(source, request, chunk_size=10**9)

@@ -411,3 +411,16 @@ def test_whole_image_requests_round_trip_as_render_image_urls(url: str) -> None:
     req = md.parse_request(url)
     assert "/webgateway/render_image/5/" in req.to_url()
     assert md.parse_request(req.to_url()) == req
+
+
+def test_a_request_that_is_neither_a_url_nor_a_render_request_is_one_error(tmp_path) -> None:
+    # md.crop(5, ...) was an AttributeError ('int' object has no attribute 'server')
+    with pytest.raises(md.RequestError, match="not a int"):
+        md.crop(5, tmp_path / "x.png", image="slide.ome.tif")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_storage_options_that_are_not_a_dict_are_one_error(tmp_path) -> None:
+    # storage_options="anon" was a ValueError (dictionary update sequence element #0...)
+    with pytest.raises(md.RequestError, match="storage_options is a dict"):
+        md.open_source("s3://lab/slide.ome.tif", storage_options="anon")

@@ -9,5 +9,5 @@ def storage_option(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` of ``--storage-option``: ``true``/``false`` become booleans."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. anon=true), got {text!r}")
     return key, {"true": True, "false": False}.get(value.lower(), value)

@@ -17,7 +17,7 @@ from .plan import MAX_PIXELS, MAX_READ_PIXELS, PNG_MAX_PIXELS
 from .request import RenderRequest
 from .request_url import default_request, parse_request
 from .sources import Source, open_source
-from .writers import output_format
+from .writers import check_format_options, output_format
 
 __all__ = ["CropResult", "compute_context", "crop", "describe_plan", "output_format"]
 
@@ -148,6 +148,17 @@ def crop(
         raise OutputError(f"png_level applies to PNG output, not {fmt} ({output})")
     if shard is not None and fmt != "ome-zarr":
         raise OutputError(f"shard (CLI: --shard) applies to OME-Zarr output, not {fmt} ({output})")
+    check_format_options(
+        fmt,
+        output,
+        compression=compression,
+        zarr_version=zarr_version,
+        resume=resume,
+        tile_size=tile_size,
+        overlap=overlap,
+        tile_format=tile_format,
+        tile_quality=tile_quality,
+    )
     overwrite = (fmt == "png") if overwrite is None else overwrite
     if raw:
         from ._raw_export import check_raw_options
@@ -157,7 +168,7 @@ def crop(
         from .writers._atomic import check_output_path
 
         check_output_path(output, overwrite=overwrite)
-    if isinstance(request, str):
+    if not isinstance(request, RenderRequest | None):  # a URL, or refused in one line
         request = parse_request(request)
     source = open_for_request(
         request,

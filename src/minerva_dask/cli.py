@@ -94,7 +94,8 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         args.request, args.auto_windows = args.auto_windows, "0.1,99.9"  # --auto-windows URL
     request = parse_request(args.request) if args.request is not None else None
     image = _image_arguments(args, request)
-    background = args.background or ("omero" if args.omero_compatible else "black")
+    grey = args.omero_compatible and not args.raw  # a raw export is 0 outside the image
+    background = args.background or ("omero" if grey else "black")
     output = args.output
     if os.path.isdir(output) and not output.rstrip("/").lower().endswith(".zarr"):
         output = os.path.join(output, "out.png")  # -o FOLDER, as the 2018 scripts took it
@@ -133,8 +134,10 @@ def _run_crop(args: argparse.Namespace, started: float) -> int:
         print(result.request.to_url(), flush=True)
     if not args.quiet:
         height, width = result.shape
+        remote = "://" in str(result.path) and not str(result.path).startswith("file://")
+        size = "" if remote and not result.size_bytes else f", {_human(result.size_bytes)}"
         print(
-            f"Wrote {result.path} ({width} x {height} px, {_human(result.size_bytes)}) in "
+            f"Wrote {result.path} ({width} x {height} px{size}) in "
             f"{time.perf_counter() - started:.1f} s",
             file=sys.stderr,
         )

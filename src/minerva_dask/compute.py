@@ -102,6 +102,18 @@ def check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any)
             f"local_cluster (CLI: --local-cluster) must be a number of worker processes >= 1, "
             f"got {local_cluster!r}"
         )
+    most = max(8, 4 * (os.cpu_count() or 1))  # 4 a core: more only exhaust the machine
+    if local_cluster is not None and local_cluster > most:
+        raise RequestError(
+            f"local_cluster (CLI: --local-cluster) {local_cluster} is more worker processes "
+            f"than this machine can run (at most {most}, 4 per core); for more, start a "
+            "cluster and pass scheduler= (CLI: --scheduler)"
+        )
+    if local_cluster is not None and scheduler is not None:
+        raise RequestError(
+            "local_cluster (CLI: --local-cluster) starts a cluster here and scheduler "
+            "(CLI: --scheduler) names one elsewhere: give one of them"
+        )
     if isinstance(memory_limit, str) and memory_limit.lower() != "auto":
         from dask.utils import parse_bytes
 
@@ -112,6 +124,12 @@ def check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any)
                 f"memory_limit (CLI: --memory-limit) {memory_limit!r} is not a size such as 2GB, "
                 "4GiB or 500MB, nor 'auto'"
             ) from None
+    client_like = isinstance(scheduler, str) or hasattr(scheduler, "submit")
+    if scheduler is not None and not client_like:
+        raise RequestError(
+            "scheduler (CLI: --scheduler) is an address such as tcp://10.0.0.5:8786 or a "
+            f"distributed.Client, not a {type(scheduler).__name__}"
+        )
     if isinstance(scheduler, str):
         scheme, sep, rest = scheduler.rpartition("://")
         host, colon, port = rest.rpartition(":")

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 # Source tiles smaller than this are grouped so that a chunk is at least this many pixels
 # a side: a 100k x 100k slide in 256-pixel OMERO tiles would otherwise make 150k tasks.
 MIN_CHUNK_SIDE = 512
+MAX_CHUNK_SIDE = 2**14  # 805 MB of RGB a chunk; 10**9 was an unexpected MemoryError
 # Smallest default chunk side of a level reduced on the fly (see _chunk_side).
 MIN_REDUCED_CHUNK_SIDE = 64
 LEVEL_RULES = ("general", "omero-figure")
@@ -98,8 +99,10 @@ def _chunk_side(tile: int, requested: int | None, reduction: int = 1) -> int:
     block sums (memory: the chunk and one tile, whatever it reads), and one-pixel chunks
     would make a task per output pixel."""
     if requested is not None:
-        if requested < 1:
-            raise RequestError(f"chunk size must be >= 1 pixel, got {requested}")
+        if not 1 <= requested <= MAX_CHUNK_SIDE:  # one chunk is held whole in memory
+            raise RequestError(
+                f"chunk size must be within 1..{MAX_CHUNK_SIDE} pixels, got {requested}"
+            )
         return requested
     side = tile * max(1, math.ceil(MIN_CHUNK_SIDE / tile))
     if reduction == 1:

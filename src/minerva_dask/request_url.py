@@ -200,7 +200,12 @@ def parse_request(url: str) -> RenderRequest:
     >>> req.region, req.max_size
     (Rect(x=0.0, y=0.0, width=512.0, height=256.0), 2000)
     """
-    if not isinstance(url, str) or not url.strip():
+    if not isinstance(url, str):
+        raise RequestError(
+            f"a request is a URL string or a RenderRequest, not a {type(url).__name__}: "
+            "expected /{image_id}/{z}/{t}/?c=...&region=..."
+        )
+    if not url.strip():
         raise RequestError("the request is empty: expected /{image_id}/{z}/{t}/?c=...&region=...")
     text = url.strip()
     parts = urlsplit(text)

@@ -178,3 +178,17 @@ def test_a_server_that_never_answers_is_given_up_on_within_the_total_time() -> N
     elapsed = time.monotonic() - started
     assert 1.0 < elapsed < 3.0  # the total, not 51 attempts of 0.3 s
     assert len(accepted) >= 3  # it did try again in between
+
+
+def test_a_refused_or_unknown_plain_http_host_is_not_called_a_certificate_failure() -> None:
+    from minerva_dask.sources._http import describe_network_error
+
+    # aiohttp says "ssl:default" of every connection it could not make, TLS or not
+    refused = OSError("Cannot connect to host 127.0.0.1:1 ssl:default [Connect call failed]")
+    unknown = OSError("Cannot connect to host x.invalid ssl:default [Name or service not known]")
+    unreachable = OSError("Cannot connect to host 10.9.9.9:80 ssl:default [Network is unreachable]")
+    assert describe_network_error(refused).startswith("connection refused")
+    assert describe_network_error(unknown).startswith("unknown host")
+    assert "certificate" not in describe_network_error(unreachable)
+    bad_cert = OSError("Cannot connect to host x:443 ssl:True [SSLCertVerificationError]")
+    assert describe_network_error(bad_cert).startswith("TLS certificate verification failed")

@@ -79,6 +79,18 @@ def test_shard_options_are_checked_before_writing(rendering, tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_shard_wider_than_the_image_is_one_shard_of_the_whole_level(rendering, tmp_path) -> None:
+    # 1400 x 900 px in 256-px chunks: 6 x 4 chunks; a shard of 10**9 chunks a side once
+    # allocated its whole index (an unexpected MemoryError, or 16 MB a shard at 1000)
+    to_ome_zarr(rendering, tmp_path / "s.ome.zarr", shard=10**9)
+    level0 = zarr.open_group(str(tmp_path / "s.ome.zarr"), mode="r")["0"]
+    assert level0.shards == (3, 6 * 256, 6 * 256)
+    assert _objects(tmp_path / "s.ome.zarr") == {str(n): 1 for n in range(4)}
+    expected = expected_levels(rendering.compute(), 4)
+    for got, want in zip(zarr_levels(tmp_path / "s.ome.zarr"), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.fixture
 def rendering(tiny_ome_tiff):
     return md.render(

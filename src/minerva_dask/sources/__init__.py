@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -159,6 +160,11 @@ def open_source(
         raise RequestError(
             "no image given: image=PATH_OR_URL (OME-TIFF or OME-Zarr), omero=SERVER with "
             "image_id=ID, or minerva=UUID"
+        )
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise RequestError(
+            "storage_options is a dict of fsspec options, e.g. {'anon': True}, not a "
+            f"{type(storage_options).__name__}"
         )
     if storage_options and image is None:
         raise RequestError(

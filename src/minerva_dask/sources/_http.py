@@ -338,6 +338,11 @@ def describe_network_error(exc: BaseException, url: str | None = None) -> str:
             "AWS_SECRET_ACCESS_KEY or AWS_PROFILE; for a public bucket pass "
             "storage_options={'anon': True} (CLI: --storage-option anon=true)"
         )
+    # before TLS: aiohttp says "ssl:default" of every connection it could not make
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return f"unknown host{where}: {text}"
+    if "connection refused" in lowered or "connect call failed" in lowered:
+        return f"connection refused{where}: nothing is listening there"
     if _about_tls(lowered):
         return (
             f"TLS certificate verification failed{where}: {text}; if you trust this server, "
@@ -347,10 +352,6 @@ def describe_network_error(exc: BaseException, url: str | None = None) -> str:
         return f"cannot reach the endpoint{where}: {text}"
     if "timeout" in lowered or "timed out" in lowered:
         return f"timed out{where}: {text}"
-    if "name or service not known" in lowered or "nodename nor servname" in lowered:
-        return f"unknown host{where}: {text}"
-    if "connection refused" in lowered or "connect call failed" in lowered:
-        return f"connection refused{where}: nothing is listening there"
     if isinstance(exc, PermissionError) or status in (401, 403) or "accessdenied" in lowered:
         return f"access denied{where}: {text}"
     if isinstance(status, int):

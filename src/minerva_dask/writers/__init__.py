@@ -9,6 +9,7 @@ from a file name.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..errors import OutputError
 from .png import encode_png, to_png
@@ -17,6 +18,7 @@ __all__ = [
     "FORMATS",
     "ExportResult",
     "OutputMetadata",
+    "check_format_options",
     "encode_png",
     "output_format",
     "to_dzi",
@@ -77,3 +79,28 @@ def __getattr__(name: str):  # the big writers import their libraries on first u
 
         return getattr(dzi if name == "to_dzi" else dzi_viewer, name)
     raise AttributeError(name)
+
+
+# An option of one output format: the formats it applies to and its default. Another
+# value for another format is refused (it was ignored: --compression jpeg gave a PNG).
+_FORMAT_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "compression": (("ome-tiff",), "deflate"),
+    "zarr_version": (("ome-zarr",), "0.5"),
+    "resume": (("ome-zarr", "dzi"), False),
+    "tile_size": (("dzi",), 254),
+    "overlap": (("dzi",), 1),
+    "tile_format": (("dzi",), "jpeg"),
+    "tile_quality": (("dzi",), 75),
+}
+
+
+def check_format_options(fmt: str, output: Any, **values: Any) -> None:
+    """Refuse a value other than its default of an option of another format."""
+    for name, value in values.items():
+        formats, default = _FORMAT_OPTIONS[name]
+        if fmt not in formats and value != default:
+            flag = "--" + name.replace("_", "-")
+            raise OutputError(
+                f"{name} (CLI: {flag}) applies to {' and '.join(formats)} output, not {fmt} "
+                f"({output})"
+            )

@@ -30,17 +30,23 @@ __all__ = [
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
+# fsspec's other names for one store: s3a://b/k is the object s3://b/k
+_SAME_SCHEME = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
+
+
 def _location(ref: str | os.PathLike[str]) -> tuple[str, str]:
-    """``("url", normalised URL)`` or ``("path", real path)``: URLs with the scheme and
-    host lower-case, no ``user:pass@``, query, fragment or trailing slash; paths (and
-    ``file://``) with symlinks resolved."""
+    """``("url", normalised URL)`` or ``("path", real path)``: URLs with the scheme (one
+    name for each store) and host lower-case, no ``user:pass@``, query, fragment, empty
+    path segment or trailing slash; paths (and ``file://``) with symlinks resolved."""
     text = os.fspath(ref)
     if is_url(text):
         from urllib.parse import urlsplit
 
         parts = urlsplit(text)
         host = parts.netloc.rsplit("@", 1)[-1].lower()
-        return "url", f"{parts.scheme.lower()}://{host}{parts.path.rstrip('/')}"
+        scheme = _SAME_SCHEME.get(parts.scheme.lower(), parts.scheme.lower())
+        path = "/".join(p for p in parts.path.split("/") if p)  # s3://b//k is b/k to some
+        return "url", f"{scheme}://{host}/{path}".rstrip("/")
     return "path", os.path.normcase(os.path.realpath(local_path(text)))
 
 
@@ -119,6 +125,11 @@ def check_output_path(
 ) -> Path:
     """Fail early, naming the problem, if ``path`` cannot be written or is an input."""
     check_not_input(path, inputs)
+    if is_url(path):  # Path() would make s3://b/x.png the local s3:/b/x.png
+        raise OutputError(
+            f"cannot write {os.fspath(path)}: this output goes to a local path; write it "
+            "here and copy it there (only OME-TIFF and OME-Zarr go to s3:// directly)"
+        )
     target = Path(local_path(path))
     if target.is_symlink():  # write the file it names, and keep the link
         target = Path(os.path.realpath(target))
@@ -156,6 +167,12 @@ def create_temp_beside(target: Path) -> tuple[int, Path]:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:  # 48 random bits: practically never
             continue
+        except OSError as exc:  # a folder that takes no new file (/proc, /sys)
+            if exc.errno == errno.ENOSPC:
+                raise
+            raise OutputError(
+                f"cannot write {target}: cannot create a file in {target.parent} ({exc.strerror})"
+            ) from None
 
 
 @contextlib.contextmanager

@@ -97,7 +97,11 @@ def _check_resumable(fs: Any, root: str, shown: str, token: str) -> dict[str, An
     """The entry of the unfinished export of this render at ``root``, or refuse."""
     entry, why = _entry(fs, root)
     if entry is not None and entry.get("state") != "in-progress":
-        why = "it is a complete export (overwrite=True, CLI: --overwrite, replaces it)"
+        why = "it is a complete export" + (  # a remote store is never replaced
+            "; delete it first to write it again"
+            if is_url(shown)
+            else " (overwrite=True, CLI: --overwrite, replaces it)"
+        )
     elif entry is not None and entry.get("token") != token:
         why = "it is an unfinished export of another request or image"
         theirs = str(entry.get("token", ""))
@@ -257,8 +261,25 @@ def open_destination(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     else:
         bucket = root.split("/", 1)[0]
         try:
-            if not fs.exists(bucket):
-                raise OutputError(f"cannot write {url}: bucket {bucket!r} does not exist")
-        except PermissionError as exc:
-            raise OutputError(f"cannot write {url}: {exc}") from None
+            if not fs.exists(bucket):  # s3fs's exists() is False on any error: ask which
+                fs.invalidate_cache(bucket)
+                fs.ls(bucket)
+        except Exception as exc:  # refused credentials, none, an endpoint not answering
+            raise OutputError(f"cannot write {url}: {_bucket_problem(bucket, exc)}") from None
     return fs, root
+
+
+def _bucket_problem(bucket: str, exc: Exception) -> str:
+    """What stops writing into ``bucket``, in a user's terms (never chained: a remote
+    library's text may quote a URL)."""
+    text = (str(exc).splitlines() or [""])[0]
+    if isinstance(exc, FileNotFoundError):
+        return f"bucket {bucket!r} does not exist"
+    if type(exc).__name__ == "NoCredentialsError":
+        return (
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or AWS_PROFILE"
+        )
+    if isinstance(exc, PermissionError):
+        return f"access to bucket {bucket!r} denied: {text}"
+    return f"{type(exc).__name__}: {text}"

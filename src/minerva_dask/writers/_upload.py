@@ -13,6 +13,7 @@ promise that an upload appears whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -67,16 +68,41 @@ def to_remote_file(
         local = os.path.join(folder, os.path.basename(key.rstrip("/"))[:200] or "out.ome.tif")
         result = write(local)
         logger.info("Uploading %s (%.1f MB)", url, os.path.getsize(local) / 1e6)
+        before = _uploads_of(fs, key)
         try:
             fs.put_file(local, key)  # multipart above s3fs's block size; visible when whole
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # OSError, or botocore's own (the endpoint went away)
+            text = (str(exc).splitlines() or [""])[0]
             raise OutputError(
-                f"cannot upload {url}: {type(exc).__name__}: {exc} (the old object, if any, "
+                f"cannot upload {url}: {type(exc).__name__}: {text} (the old object, if any, "
                 "is unchanged)"
             ) from None
+        except BaseException:  # stopped (SIGTERM, Ctrl-C): s3fs aborts only on Exception
+            _abort_new_uploads(fs, key, before)
+            raise
         return replace(result, path=url)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _uploads_of(fs: Any, key: str) -> set[str] | None:
+    """The ids of the multipart uploads in progress to ``key`` (None: not known)."""
+    try:
+        bucket, path, _ = fs.split_path(key)
+        answer = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=path)
+        return {u["UploadId"] for u in answer.get("Uploads", []) if u.get("Key") == path}
+    except Exception:  # no permission to list them, or not S3: nothing will be aborted
+        return None
+
+
+def _abort_new_uploads(fs: Any, key: str, before: set[str] | None) -> None:
+    """Abort the multipart uploads to ``key`` begun since ``before`` (ours), so a stopped
+    upload leaves no parts in the bucket; best effort."""
+    now = _uploads_of(fs, key) if before is not None else None
+    for upload in sorted((now or set()) - (before or set())):
+        with contextlib.suppress(Exception):
+            bucket, path, _ = fs.split_path(key)
+            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=path, UploadId=upload)
 
 
 def to_file(

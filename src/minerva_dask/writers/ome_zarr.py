@@ -136,6 +136,9 @@ def to_ome_zarr(
     grid = band_grid if meta.channels else rgb_grid  # raw planes, or a rendered RGB
     data, side = grid(image, chunk)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
+    # a shard never spans more chunks than level 0 has along its longer side: a bigger
+    # one holds nothing more, only a bigger index (16 bytes per chunk slot, squared)
+    shard = min(shard, max(math.ceil(n / side) for n in shapes[0]))
     token = f"{data.name}:{version}:{side}" + (f":shard{shard}" if shard > 1 else "")
     fs, root = open_destination(url, options)
     plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
@@ -161,6 +164,12 @@ def to_ome_zarr(
         if disk_full(exc):  # the partial store holds the space: remove it; old store kept
             discard(plan)
             raise disk_full_error(url) from None
+        if is_url(url) and type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore"):
+            text = (str(exc).splitlines() or [""])[0]  # the store's endpoint went away
+            raise OutputError(
+                f"cannot write {url}: {type(exc).__name__}: {text}; the unfinished export "
+                "stays there, marked in-progress: rerun with resume=True (CLI: --resume)"
+            ) from None
         raise  # an unfinished local export stays in its partial sibling, for resume
     size = sum(fs.du(root, total=False).values()) if not is_url(url) else 0
     return ExportResult(
