@@ -466,23 +466,14 @@ def test_overwrite_never_replaces_a_folder_of_someone_elses_files(
     folder = tmp_path / name
     folder.mkdir()
     (folder / "thesis.txt").write_text("four years of work")
+    url = "/0/0/0/?c=1&region=0,0,512,512&max_size=64"
+    write = {
+        "figure": lambda: check_output_dir(folder, overwrite=True, inputs=()),
+        "groups": lambda: md.crop_groups({"DNA": url}, folder, image=demo_path, overwrite=True),
+        "ome-zarr": lambda: md.crop(url, folder, image=demo_path, overwrite=True),
+    }[kind]
     with pytest.raises(OutputError, match="--overwrite replaces only an earlier output"):
-        if kind == "figure":
-            check_output_dir(folder, overwrite=True, inputs=())
-        elif kind == "groups":
-            md.crop_groups(
-                {"DNA": "/0/0/0/?c=1&region=0,0,512,512&max_size=64"},
-                folder,
-                image=demo_path,
-                overwrite=True,
-            )
-        else:
-            md.crop(
-                "/0/0/0/?c=1&region=0,0,512,512&max_size=64",
-                folder,
-                image=demo_path,
-                overwrite=True,
-            )
+        write()
     assert (folder / "thesis.txt").read_text() == "four years of work"
     assert sorted(p.name for p in folder.iterdir()) == ["thesis.txt"]
 
