@@ -179,9 +179,18 @@ def _old_output(path: Path, demo_path: Path) -> dict[str, str]:
 
 
 def _start_and_kill(args: list[str], folder: Path, sig: int) -> subprocess.CompletedProcess:
-    """Start the CLI; once its temporary appears in ``folder``, send ``sig``."""
+    """Start the CLI; once its temporary appears in ``folder``, send ``sig``. A run started
+    in the background (``nohup``, ``&``) inherits SIGINT ignored, and Python then keeps it
+    ignored, as a user's nohup asks: the child is given Python's own handler back first."""
+    command = _cli(*args)
+    if sig == signal.SIGINT:
+        command[1:3] = [
+            "-c",
+            "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "runpy.run_module('minerva_dask.cli', run_name='__main__', alter_sys=True)",
+        ]
     process = subprocess.Popen(
-        _cli(*args), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 120

@@ -278,9 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(str(exc))
         return 2
     except Stopped as exc:
+        _quiet_abandoned_work()
         print(f"minerva-dask: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
+        _quiet_abandoned_work()
         print("minerva-dask: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, or a failure we did not foresee: still one line
@@ -294,6 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig, old in previous.items():
             signal.signal(sig, old)
         restore()
+
+
+def _quiet_abandoned_work() -> None:
+    """After a stop, the reads and writes left in flight (zarr's and fsspec's coroutines)
+    are never awaited; Python would say so at exit, in lines after our last one."""
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
+    warnings.filterwarnings("ignore", message="Enable tracemalloc")
 
 
 def run() -> None:

@@ -62,10 +62,13 @@ def _levels(path, kind: str) -> list[np.ndarray]:
     attrs = dict(group.attrs)
     multiscale = (attrs.get("ome") or attrs)["multiscales"][0]
     arrays = [group[d["path"]] for d in multiscale["datasets"]]
-    for array in arrays:  # the stored grid is the one chunk side; shards of 4 x 4 chunks
+    # the stored grid is the one chunk side; shards of 4 x 4 chunks, or fewer where level 0
+    # spans fewer chunks (a one-chunk image is not sharded)
+    span = min(4, max(-(-n // CHUNK) for n in arrays[0].shape[1:]))
+    for array in arrays:
         assert tuple(array.chunks) == (3, CHUNK, CHUNK)
-        sharded = kind == "zarr-0.5"
-        assert array.shards == ((3, 4 * CHUNK, 4 * CHUNK) if sharded else None)
+        sharded = kind == "zarr-0.5" and span > 1
+        assert array.shards == ((3, span * CHUNK, span * CHUNK) if sharded else None)
     return [np.moveaxis(array[...], 0, 2) for array in arrays]
 
 
