@@ -26,6 +26,7 @@ def lit_fraction(rgb: np.ndarray) -> float:
     return float((rgb.max(axis=2) >= 128).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DIM)
 def test_auto_windows_light_a_dim_sample_and_the_printed_url_reproduces_it(
     capsys, shared_data, tmp_path, name
@@ -88,6 +89,7 @@ def test_auto_windows_change_only_shown_channels(demo_path) -> None:
     assert got.channels[0].window != (0, 7)
 
 
+@pytest.mark.slow
 def test_auto_windows_from_an_omero_server_match_the_files_windows(tiny_ome_tiff) -> None:
     from tests.servers.omero import OmeroServer, ServedImage
 
@@ -123,6 +125,7 @@ def test_bad_percentiles_are_one_clear_error(capsys, demo_path, text) -> None:
     assert capsys.readouterr().err.startswith("minerva-dask: error: auto windows")
 
 
+@pytest.mark.slow
 def test_auto_windows_from_minervas_raw_tiles_match_the_files(minerva, tiny_ome_tiff) -> None:
     from tests.conftest import TINY
 

@@ -89,6 +89,7 @@ def test_info_text_names_levels_channels_and_the_request(capsys, shared_data) ->
     assert out.strip().splitlines()[-1].startswith("Request:     /0/0/0/?c=1|0:65535$0000FF")
 
 
+@pytest.mark.slow
 def test_info_of_every_sample_over_http(capsys, shared_data) -> None:
     with StaticServer(str(shared_data)) as url:
         for name in SAMPLES:
@@ -97,6 +98,7 @@ def test_info_of_every_sample_over_http(capsys, shared_data) -> None:
             assert {**summary, "name": None} == {**local, "name": None}, name
 
 
+@pytest.mark.slow
 def test_info_reads_metadata_only(shared_data) -> None:
     path = SHARED_DATA / "ome-zarr/exemplar-001.crop.image.ome.zarr"
     server = StaticServer(str(path.parent))
@@ -107,6 +109,7 @@ def test_info_reads_metadata_only(shared_data) -> None:
     assert paths and all(Path(p).name in metadata for p in paths), paths
 
 
+@pytest.mark.slow
 def test_info_on_the_emulating_omero_server(capsys, tiny_ome_tiff, monkeypatch) -> None:
     monkeypatch.setenv("OMERO_USERNAME", "alice")
     monkeypatch.setenv("OMERO_PASSWORD", "wonderland")

@@ -38,6 +38,7 @@ def expected_planes(data: np.ndarray, kind: str, start: int, end: int) -> np.nda
     return np.clip(planes.astype(np.int64).sum(axis=1), -128, 127).astype(data.dtype)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["intmax", "intmean", "intsum"])
 @pytest.mark.parametrize("span", [(0, 4), (1, 3), (2, 2)])
 def test_projection_renders_equal_numpy_over_the_planes_then_the_reference(

@@ -89,6 +89,7 @@ def test_raw_region_is_lazy_and_says_what_it_holds(cycif) -> None:
     np.testing.assert_array_equal(region.compute(), tifffile_region(cycif, 1, (5, 10, 40, 40)))
 
 
+@pytest.mark.slow
 def test_the_raw_ome_xml_validates_and_names_and_colours_the_channels(cycif) -> None:
     """The OME-XML the TIFF writer is given (Name, Color per plane), through tifffile's
     OME writer, validates against the 2016-06 schema."""
@@ -185,6 +186,7 @@ def test_z_and_t_are_kept_as_asked(shared_data, tmp_path) -> None:
     assert (group.attrs["minerva-dask"]["z"], group.attrs["minerva-dask"]["t"]) == (3, 0)
 
 
+@pytest.mark.slow
 def test_raw_from_http_and_s3_equals_the_local_file(cycif, tmp_path, moto_server) -> None:
     import boto3
 
@@ -218,6 +220,7 @@ def test_raw_from_minervas_raw_tiles_equals_the_published_image(
     np.testing.assert_array_equal(stored, tiny_data[[0, 2], 50:250, 100:400])
 
 
+@pytest.mark.slow
 def test_raw_from_omero_is_refused_clearly(tiny_ome_tiff, tmp_path) -> None:
     from tests.servers.omero import OmeroServer, ServedImage
 
@@ -242,6 +245,7 @@ def test_a_raw_export_never_replaces_its_input(shared_data, tmp_path) -> None:
     assert sorted(p.name for p in image.rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_an_interrupted_raw_export_resumes_skipping_written_chunks(cycif, tmp_path) -> None:
     from tests.writers.test_export import _FailingSource
 

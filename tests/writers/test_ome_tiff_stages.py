@@ -214,6 +214,7 @@ def _peak(tmp_path, kind: str, width: int, height: int) -> int:
     return int(result.stdout.split()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tiff", "zarr"])
 def test_the_writing_process_peak_does_not_grow_with_the_slide_width(tmp_path, kind) -> None:
     """Two rows of 1024-pixel chunks, 4,096 then 16,384 pixels wide: a row of rendered

@@ -26,6 +26,7 @@ def _tiff_levels(fs, key: str) -> list[np.ndarray]:
         return [level.asarray() for level in tif.series[0].levels]
 
 
+@pytest.mark.slow
 def test_an_ome_tiff_to_s3_is_uploaded_whole_and_replaced_only_when_asked(
     tiny_ome_tiff, tmp_path, bucket
 ) -> None:
@@ -53,6 +54,7 @@ def test_an_ome_tiff_to_s3_is_uploaded_whole_and_replaced_only_when_asked(
     assert fs.cat_file(url) != before
 
 
+@pytest.mark.slow
 def test_cli_writes_both_formats_to_s3_and_refuses_other_remote_tiffs(
     tiny_ome_tiff, bucket, moto_server, capsys, monkeypatch
 ) -> None:
@@ -183,6 +185,7 @@ def test_a_store_endpoint_lost_mid_export_is_one_error_saying_resume(
         ome_zarr.to_ome_zarr(rendering, "s3://tiff-out/z.ome.zarr", storage_options=options)
 
 
+@pytest.mark.slow
 def test_resuming_a_complete_remote_store_does_not_suggest_overwrite(tiny_ome_tiff, bucket) -> None:
     # it said "overwrite=True replaces it", which a remote store then refuses
     _, options = bucket

@@ -25,6 +25,7 @@ def _objects(store) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow
 def test_a_sharded_level_is_one_object_per_shard_and_pixels_are_the_render(
     tiny_ome_tiff, tmp_path
 ) -> None:
@@ -163,6 +164,7 @@ def test_progress_estimates_from_tiles_done_not_from_start_up(monkeypatch) -> No
     assert "(900 resumed)" in resumed.line()
 
 
+@pytest.mark.slow
 def test_an_interrupted_export_to_s3_is_no_image_until_resumed_shard_by_shard(
     tiny_ome_tiff, moto_server
 ) -> None:
