@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from ._cli_types import storage_option
+from ._cli_types import add_storage_option, add_verbosity
 
 __all__ = ["add_figure_parser", "run_figure"]
 
@@ -83,16 +83,8 @@ def add_figure_parser(commands: Any) -> None:
     )
     figure.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
     figure.add_argument("--scheduler", metavar="ADDRESS", help="a running dask cluster")
-    figure.add_argument(
-        "--storage-option",
-        action="append",
-        type=storage_option,
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option for remote images (repeatable)",
-    )
-    figure.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    figure.add_argument("-v", "--verbose", action="count", default=0)
+    add_storage_option(figure)
+    add_verbosity(figure)
 
 
 def run_figure(args: argparse.Namespace) -> int:

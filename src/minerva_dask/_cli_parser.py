@@ -6,7 +6,7 @@ import argparse
 from typing import Any, NoReturn
 
 from . import __version__
-from ._cli_types import storage_option
+from ._cli_types import add_storage_option, add_verbosity
 from ._console import one_line
 
 __all__ = ["build_parser"]
@@ -191,13 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="compute on a running dask cluster, e.g. tcp://10.0.0.5:8786",
     )
-    crop.add_argument(
-        "--storage-option",
-        action="append",
-        type=storage_option,
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option for remote images (repeatable); whole_file_max_bytes=N: fetch a "
+    add_storage_option(
+        crop,
+        "fsspec option for remote images (repeatable); whole_file_max_bytes=N: fetch a "
         "TIFF whole from an HTTP server without Range support when at most N bytes (64 MiB)",
     )
     export = crop.add_argument_group("big exports (OME-TIFF, OME-Zarr)")
@@ -315,8 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_info(commands)
     for sub in (imgdata,):
-        sub.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-        sub.add_argument("-v", "--verbose", action="count", default=0)
+        add_verbosity(sub)
     from ._cli_figure import add_figure_parser
 
     add_figure_parser(commands)
@@ -351,13 +346,5 @@ def _add_info(commands: Any) -> None:
     info.add_argument(
         "--minerva-mode", choices=("raw", "render-tile"), default="raw", help=argparse.SUPPRESS
     )
-    info.add_argument(
-        "--storage-option",
-        action="append",
-        type=storage_option,
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option for remote images (repeatable)",
-    )
-    info.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    info.add_argument("-v", "--verbose", action="count", default=0)
+    add_storage_option(info)
+    add_verbosity(info)
