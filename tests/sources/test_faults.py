@@ -180,6 +180,45 @@ def test_a_server_that_never_answers_is_given_up_on_within_the_total_time() -> N
     assert len(accepted) >= 3  # it did try again in between
 
 
+def test_a_retry_after_longer_than_the_time_left_ends_in_a_clear_error() -> None:
+    """A wait that uses the whole budget up (Retry-After, or a sleep that overruns on a
+    busy machine) ends in "no time left", never in a negative socket timeout."""
+    import http.server
+    import threading
+
+    from minerva_dask.errors import RemoteError
+    from minerva_dask.sources._http import RetryPolicy, make_session, request_with_retries
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(503)
+            self.send_header("Retry-After", "5")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    policy = RetryPolicy(max_retries=5, initial_delay_s=0.01, max_delay_s=2.0, total_s=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RemoteError, match=r"HTTP 503; no time left of the 0\.5 s"):
+            request_with_retries(
+                make_session(),
+                "GET",
+                f"http://127.0.0.1:{server.server_port}/",
+                what="a tile",
+                policy=policy,
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - started < 1.5  # Retry-After is cut to the time left
+
+
 def test_a_refused_or_unknown_plain_http_host_is_not_called_a_certificate_failure() -> None:
     from minerva_dask.sources._http import describe_network_error
 

@@ -209,7 +209,7 @@ def request_with_retries[T](
     body, which counts as transient. A 4xx other than 408/425/429 fails at once; a
     redirect is an error (never followed: it could carry credentials elsewhere).
     """
-    last_error = "no attempt made"
+    last_error, tried = "no attempt made", 0
     give_up = time.monotonic() + policy.total_s
     for attempt in range(policy.max_retries + 1):
         if attempt:
@@ -221,6 +221,10 @@ def request_with_retries[T](
             time.sleep(delay)
         started = time.monotonic()
         left = give_up - started
+        if left <= 0:  # a sleep overran, or Retry-After used the time up
+            last_error += f"; no time left of the {policy.total_s:g} s allowed"
+            break
+        tried += 1
         try:
             response = session.request(
                 method,
@@ -253,7 +257,8 @@ def request_with_retries[T](
             last_error = f"HTTP {response.status_code}"
             retry_after = response.headers.get("Retry-After", "")
             if retry_after.isdigit() and attempt < policy.max_retries:
-                time.sleep(min(float(retry_after), policy.max_delay_s))
+                wait = min(float(retry_after), policy.max_delay_s, give_up - time.monotonic())
+                time.sleep(max(wait, 0.0))
             continue
         if not 200 <= response.status_code < 300:
             raise RemoteError(
@@ -269,7 +274,7 @@ def request_with_retries[T](
             last_error = f"bad response body: {exc}"
             continue
     raise RemoteError(
-        f"{what}: failed after {attempt + 1} attempts; last error: {last_error} ({redact(url)})"
+        f"{what}: failed after {tried} attempts; last error: {last_error} ({redact(url)})"
     )
 
 
