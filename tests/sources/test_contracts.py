@@ -18,6 +18,7 @@ from tests.servers.omero import (
     render_rgb,
     rendering_settings,
 )
+from tests.servers.minerva import render_tile_maths
 from tests.servers.static import StaticServer
 from tests.sources.contract import SourceContract
 from tests.sources.test_remote import _upload_tree
@@ -148,3 +149,31 @@ class TestMinervaContract(SourceContract):
 
     def expected_levels(self):
         return self.minerva.levels[TINY]  # what was published, tile by tile, to S3
+
+
+class TestMinervaRenderTileContract(TestMinervaContract):
+    """Minerva's ``render-tile`` mode: the API renders, lossily, from the published
+    16-bit tiles; the expected pixels are its maths applied to the whole published level
+    (windows as fractions of 65535, colours as hex), so tile seams would show."""
+
+    def make_source(self):
+        return md.open_source(minerva=TINY, mode="render-tile", **self.minerva.settings)
+
+    def read(self, source, level, rect, channels):  # (y, x, 3) as (3, y, x); every style
+        return np.moveaxis(source.read_composite(level, rect, STYLES), 2, 0)
+
+    def expected(self, level, channels):  # one RGB image, whatever channels are named
+        return self.expected_levels()[level]
+
+    def raw_levels(self):  # the published 16-bit tiles stay readable as they are
+        return self.minerva.levels[TINY]
+
+    def expected_levels(self):
+        specs = [
+            (np.array([int(round(v * 255)) / 255 for v in s.color]), s.start / 65535, s.end / 65535)
+            for s in STYLES
+        ]
+        return [
+            np.moveaxis(render_tile_maths([planes[s.index] for s in STYLES], specs), 2, 0)
+            for planes in self.minerva.levels[TINY]
+        ]

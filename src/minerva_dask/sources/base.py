@@ -275,7 +275,9 @@ def capabilities(source: Any) -> SourceBase:
 
 def server_rendered(source: Any) -> bool:
     """Whether a server renders ``source``'s tiles (``tile_mode`` windowed or composite):
-    then ``read_region`` gives no raw pixels and :func:`tile_mode` says which read does."""
+    :func:`tile_mode` says which read renders, and a render, a raw export or auto windows
+    never rely on ``read_region``, which refuses (OMERO) or, where the raw tiles are
+    readable too, gives them exactly (Minerva's render-tile mode, from S3)."""
     return tile_mode(source) != "raw"
 
 
