@@ -130,7 +130,7 @@ CASES = [
             "--omero-compatible",
         ],
         ("budget", "--max-pixels"),
-        within_s=5.0,
+        within_s=15.0,
     ),
     Case(
         "s3 without AWS credentials",
