@@ -419,4 +419,4 @@ def test_imgdata_claiming_the_largest_omero_plane_plans_in_microseconds() -> Non
             md.parse_request("/0/0/0/?c=1&region=0,0,2e9,2e9&max_size=100"),
             level_rule="omero-figure",
         )
-    assert time.perf_counter() - started < 2.0  # no loop over tiles or rows: a loop would take minutes
+    assert time.perf_counter() - started < 2.0  # no loop over tiles: that takes minutes

@@ -11,6 +11,7 @@ import minerva_dask as md
 from minerva_dask.request import ResolvedChannel
 from tests.conftest import TINY
 from tests.reference import independent_pyramid
+from tests.servers.minerva import render_tile_maths
 from tests.servers.omero import (
     OmeroServer,
     ServedImage,
@@ -18,7 +19,6 @@ from tests.servers.omero import (
     render_rgb,
     rendering_settings,
 )
-from tests.servers.minerva import render_tile_maths
 from tests.servers.static import StaticServer
 from tests.sources.contract import SourceContract
 from tests.sources.test_remote import _upload_tree
@@ -170,7 +170,7 @@ class TestMinervaRenderTileContract(TestMinervaContract):
 
     def expected_levels(self):
         specs = [
-            (np.array([int(round(v * 255)) / 255 for v in s.color]), s.start / 65535, s.end / 65535)
+            (np.array([round(v * 255) / 255 for v in s.color]), s.start / 65535, s.end / 65535)
             for s in STYLES
         ]
         return [
