@@ -143,10 +143,13 @@ def test_memory_does_not_grow_with_the_number_of_channels() -> None:
         planes = np.ones((channels, height, width), np.uint16)
         styles = [style(0, 10, (0.5, 0.25, 1))] * channels
         out = np.empty((height, width, 3), np.uint8)
-        tracemalloc.start()
-        composite(planes, styles, out=out)
-        peaks[channels] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        tries = []  # tracemalloc counts every thread's allocations: an earlier test's
+        for _ in range(3):  # server or pool thread may add some; the least of 3 is ours
+            tracemalloc.start()
+            composite(planes, styles, out=out)
+            tries.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+        peaks[channels] = min(tries)
     assert peaks[16] <= 6 * 4 * pixels  # float32: 3 accumulator + 2 scratch planes (+ slack)
     assert peaks[16] - peaks[2] < pixels  # no per-channel temporaries
 
