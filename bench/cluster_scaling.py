@@ -19,7 +19,7 @@ def main() -> None:
 
     import minerva_dask as md
     from minerva_dask._demo import SyntheticSource
-    from minerva_dask.writers.ome_zarr import to_ome_zarr
+    from minerva_dask.exports import to_ome_zarr
 
     side = int(sys.argv[1]) if len(sys.argv) > 1 else 8192
     source = SyntheticSource(side, side, 8, tile=1024)

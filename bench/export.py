@@ -65,8 +65,7 @@ PEAK = r"""
 import sys
 import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
-from minerva_dask.writers.ome_tiff import to_ome_tiff
-from minerva_dask.writers.ome_zarr import to_ome_zarr
+from minerva_dask.exports import to_ome_tiff, to_ome_zarr
 kind, out, width, height = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 source = SyntheticSource(width, height, 8, tile=1024)
 channels = ",".join(f"{i + 1}|0:65535${c}" for i, c in enumerate(
@@ -82,8 +81,7 @@ CLUSTER = r"""
 import logging, resource, sys, time
 import distributed
 import minerva_dask as md
-from minerva_dask.writers.ome_tiff import to_ome_tiff
-from minerva_dask.writers.ome_zarr import to_ome_zarr
+from minerva_dask.exports import to_ome_tiff, to_ome_zarr
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

@@ -37,7 +37,7 @@ UNDO = {
         "import tempfile  # noqa: F401\n\nfrom .._paths import is_url, local_path\n",
     ),
     "dask config search": (
-        "compute.py",
+        "compute/_context.py",
         '    if "dask" in sys.modules or any(name.startswith("DASK_") for name in os.environ):',
         "    if True:",
     ),

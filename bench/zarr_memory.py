@@ -17,7 +17,7 @@ SCRIPT = """
 import shutil, sys, time
 import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
-from minerva_dask.writers.ome_zarr import to_ome_zarr
+from minerva_dask.exports import to_ome_zarr
 side, channels, shard, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 source = SyntheticSource(side, side, channels, tile=1024)
 colors = ["FF0000", "00FF00", "0000FF", "FFFF00", "FF00FF", "00FFFF", "FFFFFF", "808080"]

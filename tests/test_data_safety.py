@@ -25,10 +25,8 @@ import zarr
 
 import minerva_dask as md
 from minerva_dask.cli import main
+from minerva_dask.exports import to_ome_tiff, to_ome_zarr, to_png
 from minerva_dask.writers._atomic import check_not_input
-from minerva_dask.writers.ome_tiff import to_ome_tiff
-from minerva_dask.writers.ome_zarr import to_ome_zarr
-from minerva_dask.writers.png import to_png
 
 pytestmark = pytest.mark.slow  # subprocesses killed mid-write, full disks, many outputs
 

@@ -87,15 +87,15 @@ _LAZY = {
     "raw_region": "minerva_dask.raw",
     "Rendering": "minerva_dask.graph",
     "channel_arrays": "minerva_dask.graph",
-    "to_png": "minerva_dask.writers.png",
-    "to_ome_tiff": "minerva_dask.writers.ome_tiff",
-    "to_ome_zarr": "minerva_dask.writers.ome_zarr",
+    "to_png": "minerva_dask.exports",
+    "to_ome_tiff": "minerva_dask.exports",
+    "to_ome_zarr": "minerva_dask.exports",
     "crop": "minerva_dask.api",
     "render_figure": "minerva_dask.figure",
     "read_figure": "minerva_dask.figure",
     "crop_groups": "minerva_dask.groups",
-    "to_dzi": "minerva_dask.writers.dzi",
-    "to_dzi_groups": "minerva_dask.writers.dzi_viewer",
+    "to_dzi": "minerva_dask.exports",
+    "to_dzi_groups": "minerva_dask.exports",
     "demo_image_path": "minerva_dask._demo",
     "auto_windows": "minerva_dask.explore",
     "request_with_auto_windows": "minerva_dask.explore",
@@ -106,6 +106,7 @@ if TYPE_CHECKING:
     from ._demo import demo_image_path
     from .api import crop
     from .explore import auto_windows, request_with_auto_windows
+    from .exports import to_dzi, to_dzi_groups, to_ome_tiff, to_ome_zarr, to_png
     from .figure import read_figure, render_figure
     from .graph import Rendering, channel_arrays, render
     from .groups import crop_groups
@@ -113,11 +114,6 @@ if TYPE_CHECKING:
     from .raw import raw_region
     from .request_url import default_request
     from .sources import open_image, open_minerva, open_omero, open_source
-    from .writers.dzi import to_dzi
-    from .writers.dzi_viewer import to_dzi_groups
-    from .writers.ome_tiff import to_ome_tiff
-    from .writers.ome_zarr import to_ome_zarr
-    from .writers.png import to_png
 
 
 def __getattr__(name: str) -> Any:

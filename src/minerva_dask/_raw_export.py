@@ -34,7 +34,7 @@ def write_raw(region: Any, output: str | os.PathLike[str], fmt: str, **options: 
     from .writers._meta import OutputMetadata
 
     if fmt == "ome-zarr":
-        from .writers.ome_zarr import to_ome_zarr
+        from .exports import to_ome_zarr
 
         options.pop("compression", None)
         return to_ome_zarr(region, output, **options)
@@ -43,8 +43,8 @@ def write_raw(region: Any, output: str | os.PathLike[str], fmt: str, **options: 
         options.pop(key, None)
     from functools import partial
 
+    from .exports import to_ome_tiff_planes
     from .writers._upload import to_file
-    from .writers.ome_tiff import to_ome_tiff_planes
 
     meta = OutputMetadata.of(region)
     if region.dtype.kind != "u":

@@ -228,7 +228,8 @@ def crop(
     ) as client:
         options = compute_options(source, {})
         if fmt == "png":
-            from .writers.png import PNG_LEVEL, to_png
+            from .exports import to_png
+            from .writers.png import PNG_LEVEL
 
             path = to_png(
                 rendering,
@@ -268,7 +269,7 @@ def crop(
         elif fmt == "ome-tiff":
             from functools import partial
 
-            from .writers.ome_tiff import to_ome_tiff
+            from .exports import to_ome_tiff
 
             write = partial(
                 to_ome_tiff,
@@ -290,7 +291,7 @@ def crop(
                 overwrite=overwrite,
             )
         elif fmt == "dzi":
-            from .writers.dzi import to_dzi
+            from .exports import to_dzi
 
             result = to_dzi(
                 rendering,
@@ -306,7 +307,7 @@ def crop(
                 compute_kwargs=options,
             )
         else:
-            from .writers.ome_zarr import to_ome_zarr
+            from .exports import to_ome_zarr
 
             result = to_ome_zarr(
                 rendering,

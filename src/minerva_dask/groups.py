@@ -81,8 +81,8 @@ def crop_groups(
     name. Other arguments as :func:`minerva_dask.crop`; the result's shape and level are
     the first group's.
     """
+    from .exports import to_dzi_groups
     from .writers.dzi import DziOptions
-    from .writers.dzi_viewer import to_dzi_groups
 
     started = time.perf_counter()
     named = isinstance(groups, Mapping)

@@ -14,7 +14,7 @@ import pytest
 
 import minerva_dask as md
 from minerva_dask.cli import main
-from minerva_dask.writers.dzi import to_dzi
+from minerva_dask.exports import to_dzi
 
 # odd sizes, a region reaching outside the image, more than one block of 1016 across
 DEMO = (

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import minerva_dask as md
-from minerva_dask.writers.dzi import to_dzi
+from minerva_dask.exports import to_dzi
 
 from .test_dzi import read_dzi, tiles
 
@@ -215,11 +215,11 @@ def test_an_interrupted_group_export_resumes_and_keeps_the_old_folder(tmp_path, 
 
     monkeypatch.setattr(dzi_viewer, "write_pyramid", second_fails)
     with pytest.raises(KeyboardInterrupt):
-        dzi_viewer.to_dzi_groups(groups, target, overwrite=True)
+        md.to_dzi_groups(groups, target, overwrite=True)
     assert sorted(p.name for p in target.iterdir()) == ["index.html", "old.txt"]  # as it was
     assert (tmp_path / ".v.partial" / "A.dzi").exists()
     monkeypatch.setattr(dzi_viewer, "write_pyramid", real)
-    result = dzi_viewer.to_dzi_groups(groups, target, resume=True)
+    result = md.to_dzi_groups(groups, target, resume=True)
     assert result.chunks_skipped == 2 + 1 and result.chunks_written == 2 + 1  # A done before
     assert not (target / "old.txt").exists() and (target / "B.dzi").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v"]

@@ -14,10 +14,9 @@ import zarr
 import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
 from minerva_dask.cli import main
+from minerva_dask.exports import to_ome_tiff, to_ome_zarr
 from minerva_dask.sources.base import SourceBase
 from minerva_dask.writers._pyramid import downsample_2x
-from minerva_dask.writers.ome_tiff import to_ome_tiff
-from minerva_dask.writers.ome_zarr import to_ome_zarr
 
 REQUEST = (
     "/0/0/0/?c=1|500:20000$0000FF,-2|0:8000$00FF00,3|300:9000$FF8000"
@@ -301,8 +300,8 @@ MEMORY_SCRIPT = """
 import sys
 import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
-from minerva_dask.writers.ome_tiff import to_ome_tiff
-from minerva_dask.writers.ome_zarr import to_ome_zarr
+from minerva_dask.exports import to_ome_tiff
+from minerva_dask.exports import to_ome_zarr
 source = SyntheticSource({width}, {height}, 4, tile=512)
 request = md.parse_request("/0/0/0/?c=1|0:65535$FF0000,2|0:65535$00FF00,3|0:65535$0000FF,"
                            "4|0:65535$FFFFFF&region=0,0,{width},{height}&max_size={height}")

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from minerva_dask.exports import to_ome_tiff, to_ome_tiff_planes
 from minerva_dask.writers._pyramid import pyramid_shapes
-from minerva_dask.writers.ome_tiff import tiff_tile, to_ome_tiff, to_ome_tiff_planes
+from minerva_dask.writers.ome_tiff import tiff_tile
 
 # (height, width, chunk): the tile follows the shorter side (32 for 40 rows), the block
 # side is chunk rounded up to whole tiles: 256 = 8 tiles, 96 = 3, 128 = 1, 64 = 1 (tile
@@ -120,17 +121,17 @@ def test_planes_and_stages_on_a_local_cluster_of_processes(
     tmp_path, cluster_client, monkeypatch
 ) -> None:
     """Every level exact on worker processes, and the client receives tile bytes only."""
-    from minerva_dask.writers import _tiff_run
+    from minerva_dask.compute._distributed import DistributedStages
 
     received = []
-    fetch = _tiff_run._Distributed.result
+    fetch = DistributedStages.result
 
     def result(self, handle):
         tiles = fetch(self, handle)
         received.extend(tiles)
         return tiles
 
-    monkeypatch.setattr(_tiff_run._Distributed, "result", result)
+    monkeypatch.setattr(DistributedStages, "result", result)
     planes = _planes(300, 700)
     names = [f"c{i}" for i in range(5)]
     to_ome_tiff_planes(
@@ -187,8 +188,8 @@ MEMORY_SCRIPT = """
 import sys
 import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
-from minerva_dask.writers.ome_tiff import to_ome_tiff
-from minerva_dask.writers.ome_zarr import to_ome_zarr
+from minerva_dask.exports import to_ome_tiff
+from minerva_dask.exports import to_ome_zarr
 kind, out, width, height = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 source = SyntheticSource(width, height, 4, tile=512)
 request = md.parse_request("/0/0/0/?c=1|0:65535$FF0000,2|0:65535$00FF00,3|0:65535$0000FF,"

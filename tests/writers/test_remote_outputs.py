@@ -182,7 +182,7 @@ def test_a_store_endpoint_lost_mid_export_is_one_error_saying_resume(
     _, options = bucket
     rendering = md.render(md.open_image(tiny_ome_tiff), md.parse_request(REQUEST))
     with pytest.raises(md.OutputError, match=r"Could not connect.*--resume"):
-        ome_zarr.to_ome_zarr(rendering, "s3://tiff-out/z.ome.zarr", storage_options=options)
+        md.to_ome_zarr(rendering, "s3://tiff-out/z.ome.zarr", storage_options=options)
 
 
 @pytest.mark.slow

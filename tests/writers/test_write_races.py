@@ -19,11 +19,9 @@ import tifffile
 import zarr
 
 import minerva_dask as md
+from minerva_dask.exports import to_ome_tiff, to_ome_zarr, to_png
 from minerva_dask.writers._meta import check_grid, rgb_grid
 from minerva_dask.writers._pyramid import downsample_2x
-from minerva_dask.writers.ome_tiff import to_ome_tiff
-from minerva_dask.writers.ome_zarr import to_ome_zarr
-from minerva_dask.writers.png import to_png
 
 pytestmark = pytest.mark.slow  # every format on threads and a local cluster
 

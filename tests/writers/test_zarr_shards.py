@@ -10,8 +10,8 @@ import pytest
 import zarr
 
 import minerva_dask as md
+from minerva_dask.exports import to_ome_zarr
 from minerva_dask.writers._progress import Progress
-from minerva_dask.writers.ome_zarr import to_ome_zarr
 from tests.writers.test_export import REQUEST, _FailingSource, expected_levels, zarr_levels
 
 

@@ -229,19 +229,14 @@ def _check_pixels(size: tuple[int, int], budget: int) -> None:
 def compute_panels(jobs: list[PanelJob], client: Any = None) -> list[np.ndarray]:
     """All panels computed in one dask computation, then sized, turned and flipped:
     ``(height, width, 3)`` uint8 arrays of exactly each job's ``size``."""
-    import dask
-
-    from ..compute import compute_options
+    from ..compute import compute_all, compute_options
 
     options: dict[str, Any] = {}
     for job in jobs:  # enough threads for the most latency-bound source
         wanted = compute_options(job.rendering.source, {})
         if wanted.get("num_workers", 0) > options.get("num_workers", 0):
             options = wanted
-    if client is not None:
-        arrays = client.compute([job.rendering.data for job in jobs], sync=True)
-    else:
-        arrays = dask.compute(*(job.rendering.data for job in jobs), **options)
+    arrays = compute_all([job.rendering.data for job in jobs], client, **options)
     return [finish(job, np.asarray(array)) for job, array in zip(jobs, arrays, strict=True)]
 
 

@@ -1,8 +1,10 @@
-"""Writers: rendered arrays to files. They never see a source, only arrays and metadata.
+"""Writers: rendered arrays to files. They never see a source, only arrays (or row blocks)
+and metadata, and never decide how tasks run: a runner is handed to them (see
+:mod:`._runner`). The public exports with their options are in :mod:`minerva_dask.exports`.
 
 ``.png`` (in memory, atomic), ``.ome.tif``/``.ome.tiff`` (streamed pyramidal OME-TIFF),
 ``.ome.zarr``/``.zarr`` (multiscale OME-Zarr, resumable), ``.dzi`` (Deep Zoom, resumable;
-channel groups with a viewer: :func:`to_dzi_groups`). :func:`output_format` tells which
+channel groups with a viewer: :func:`write_dzi_groups`). :func:`output_format` tells which
 from a file name.
 """
 
@@ -12,7 +14,7 @@ import os
 from typing import Any
 
 from ..errors import OutputError
-from .png import encode_png, to_png
+from .png import encode_png, write_png
 
 __all__ = [
     "FORMATS",
@@ -21,12 +23,12 @@ __all__ = [
     "check_format_options",
     "encode_png",
     "output_format",
-    "to_dzi",
-    "to_dzi_groups",
-    "to_ome_tiff",
-    "to_ome_tiff_planes",
-    "to_ome_zarr",
-    "to_png",
+    "write_dzi",
+    "write_dzi_groups",
+    "write_ome_tiff",
+    "write_ome_tiff_planes",
+    "write_ome_zarr",
+    "write_png",
 ]
 
 FORMATS = {
@@ -66,18 +68,18 @@ def __getattr__(name: str):  # the big writers import their libraries on first u
         from . import _meta
 
         return getattr(_meta, name)
-    if name in ("to_ome_tiff", "to_ome_tiff_planes"):
+    if name in ("write_ome_tiff", "write_ome_tiff_planes"):
         from . import ome_tiff
 
         return getattr(ome_tiff, name)
-    if name == "to_ome_zarr":
-        from .ome_zarr import to_ome_zarr
+    if name == "write_ome_zarr":
+        from .ome_zarr import write_ome_zarr
 
-        return to_ome_zarr
-    if name in ("to_dzi", "to_dzi_groups"):
+        return write_ome_zarr
+    if name in ("write_dzi", "write_dzi_groups"):
         from . import dzi, dzi_viewer
 
-        return getattr(dzi if name == "to_dzi" else dzi_viewer, name)
+        return getattr(dzi if name == "write_dzi" else dzi_viewer, name)
     raise AttributeError(name)
 
 

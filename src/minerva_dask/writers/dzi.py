@@ -33,7 +33,6 @@ import math
 import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +45,9 @@ from ._dzi_place import STATE, open_partial, place
 from ._dzi_tiles import SUFFIX, BlockJob, dz_shapes, load_carry, tile_block
 from ._meta import ExportResult, OutputMetadata, rgb_grid
 from ._progress import Progress
+from ._runner import Runner
 
-__all__ = ["STATE", "DziOptions", "dzi_xml", "open_partial", "to_dzi", "write_pyramid"]
+__all__ = ["STATE", "DziOptions", "dzi_xml", "open_partial", "write_dzi", "write_pyramid"]
 
 MARKERS = ".minerva-dask"
 BLOCK = 1024  # about the side of one task's block, in pixels
@@ -106,34 +106,22 @@ def dzi_xml(height: int, width: int, options: DziOptions) -> str:
     )
 
 
-def to_dzi(
+def write_dzi(
     image: Any,
     path: str | os.PathLike[str],
     *,
+    runner: Runner,
     tile_size: int = 254,
     overlap: int = 1,
     tile_format: str = "jpeg",
     quality: int = 75,
     overwrite: bool = False,
     resume: bool = False,
-    client: Any = None,
     progress: bool = False,
-    compute_kwargs: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Write ``image`` (a :class:`~minerva_dask.Rendering`, or a ``(y, x, 3)`` uint8
-    dask/numpy array) as a Deep Zoom pyramid: ``path`` (``NAME.dzi``) and ``NAME_files/``.
-
-    ``overwrite`` replaces an existing pyramid once the new one is complete; ``resume``
-    continues an interrupted export of the same render. ``client``: a
-    ``distributed.Client`` whose workers can write to the output's folder.
-
-    >>> import tempfile, minerva_dask as md
-    >>> src = md.open_image(md.demo_image_path())
-    >>> req = md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,2048,1024&max_size=600")
-    >>> result = md.to_dzi(md.render(src, req), tempfile.mkdtemp() + "/crop.dzi")
-    >>> result.shape, result.levels
-    ((256, 512), 10)
-    """
+    """Write ``image`` as a Deep Zoom pyramid, ``path`` (``NAME.dzi``) and ``NAME_files/``,
+    its tasks run by ``runner``; the writer of :func:`minerva_dask.to_dzi` (parameters
+    there)."""
     started = time.perf_counter()
     options = DziOptions(tile_size, overlap, tile_format, quality)
     target = os.fspath(path)
@@ -159,9 +147,7 @@ def to_dzi(
     work = open_partial(target, token, meta, exists, overwrite=overwrite, resume=resume)
     name = os.path.basename(stem)
     try:
-        written, skipped = write_pyramid(
-            data, work, name, token, options, client, progress, compute_kwargs
-        )
+        written, skipped = write_pyramid(data, work, name, token, options, runner, progress)
         place(work, target, files, name)
     except BaseException as exc:
         if disk_full(exc):  # the partial folder holds the space: remove it; old output kept
@@ -188,9 +174,8 @@ def write_pyramid(
     name: str,
     token: str,
     options: DziOptions,
-    client: Any,
+    runner: Runner,
     progress: bool,
-    compute_kwargs: dict[str, Any] | None,
 ) -> tuple[int, int]:
     """Write ``data`` (on a grid of ``options.side``) as ``work/NAME_files`` and, last,
     ``work/NAME.dzi``; blocks written and skipped (their markers matched)."""
@@ -237,7 +222,7 @@ def write_pyramid(
                     report.advance(_count_tiles(shapes, options.tile_size, job))
                     continue
                 jobs.setdefault(row, []).append(((*pad, *pad_end), job))
-        for count in _run_stage(data, side, margin, jobs, client, compute_kwargs):
+        for count in _run_stage(data, side, margin, jobs, runner):
             written += len(count)
             report.advance(sum(count))
         if single:
@@ -289,27 +274,23 @@ def _run_stage(
     side: int,
     margin: int,
     jobs: dict[int, list[tuple[tuple[int, int, int, int], BlockJob]]],
-    client: Any,
-    compute_kwargs: dict[str, Any] | None,
+    runner: Runner,
 ) -> Any:
     """Compute the jobs of one level, row by row; yields each row's tile counts. A row of
-    ``data`` is computed once (persisted) and kept while a row next to it needs it."""
+    ``data`` is computed once (persisted) and kept while a row next to it needs it. Each
+    row's tasks are done (or stopped) before the next row, or a failure, leaves here."""
     import dask
     import dask.array as da
-    import dask.threaded
-    from dask.base import get_scheduler
 
     rows = len(data.chunks[0])
     held: dict[int, Any] = {}
-    kwargs = dict(compute_kwargs or {})
     for row in sorted(jobs):
         near = range(max(0, row - 1), min(rows, row + 2)) if margin else range(row, row + 1)
         for old in [q for q in held if q not in near]:
             del held[old]
         for q in near:
             if q not in held:
-                band = data[q * side : (q + 1) * side]
-                held[q] = client.persist(band) if client is not None else band.persist(**kwargs)
+                held[q] = runner.persist(data[q * side : (q + 1) * side])
         window = da.concatenate([held[q] for q in near], axis=0)
         top = near[0] * side
         write = dask.delayed(tile_block, pure=False)
@@ -317,18 +298,7 @@ def _run_stage(
             write(window[py0 - top : py1 - top, px0:px1], job)
             for (py0, px0, py1, px1), job in jobs[row]
         ]
-        if client is not None:
-            counts = client.gather(client.compute(tasks, retries=2))
-        elif "pool" in kwargs or get_scheduler(scheduler=kwargs.get("scheduler")) not in (
-            None,  # the default: dask's threaded scheduler
-            dask.threaded.get,
-        ):
-            counts = dask.compute(*tasks, **kwargs)
-        else:  # a pool of our own, joined: no tile is written after a failure leaves here
-            threads = kwargs.get("num_workers") or os.cpu_count() or 1
-            with ThreadPoolExecutor(threads, thread_name_prefix="dzi") as pool:
-                counts = dask.compute(*tasks, **{**kwargs, "pool": pool})
-        yield list(counts)
+        yield runner.compute_all(tasks, name="dzi")
 
 
 def _next_level(

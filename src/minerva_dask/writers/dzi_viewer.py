@@ -32,10 +32,11 @@ from ..errors import OutputError
 from ._atomic import check_not_input, check_replaceable, disk_full, disk_full_error
 from ._dzi_tiles import dz_shapes
 from ._meta import ExportResult, OutputMetadata, rgb_grid
+from ._runner import Runner
 from ._store import StorePlan, finish
 from .dzi import MARKERS, STATE, DziOptions, open_partial, write_pyramid
 
-__all__ = ["group_file_name", "to_dzi_groups", "viewer_page"]
+__all__ = ["group_file_name", "viewer_page", "write_dzi_groups"]
 
 OPENSEADRAGON = "6.1.1"
 ASSETS = Path(__file__).resolve().parents[1] / "_viewer"
@@ -173,10 +174,11 @@ show(Math.max(0, GROUPS.findIndex((g) => g.file === wanted)));
 """
 
 
-def to_dzi_groups(
+def write_dzi_groups(
     groups: Mapping[str, Any],
     folder: str | os.PathLike[str],
     *,
+    runner: Runner,
     title: str | None = None,
     tile_size: int = 254,
     overlap: int = 1,
@@ -184,16 +186,11 @@ def to_dzi_groups(
     quality: int = 75,
     overwrite: bool = False,
     resume: bool = False,
-    client: Any = None,
     progress: bool = False,
-    compute_kwargs: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Write each of ``groups`` (``{name: Rendering or (y, x, 3) uint8 array}``) as a Deep
-    Zoom pyramid into ``folder``, with ``index.html`` to view them offline.
-
-    ``title`` defaults to the image's name. Other arguments as :func:`~.dzi.to_dzi`. The
-    result's ``shape`` and ``levels`` are the first group's; counts are of all groups.
-    """
+    """Write each of ``groups`` as a Deep Zoom pyramid into ``folder`` with ``index.html``,
+    their tasks run by ``runner``; the writer of :func:`minerva_dask.to_dzi_groups`
+    (parameters there)."""
     started = time.perf_counter()
     options = DziOptions(tile_size, overlap, tile_format, quality)
     target = os.fspath(folder).rstrip("/")
@@ -230,9 +227,7 @@ def to_dzi_groups(
     try:
         pages = []
         for name, data in grids.items():
-            w, s = write_pyramid(
-                data, work, files[name], token, options, client, progress, compute_kwargs
-            )
+            w, s = write_pyramid(data, work, files[name], token, options, runner, progress)
             written, skipped = written + w, skipped + s
             pages.append(
                 {

@@ -21,9 +21,9 @@ that window and two integers per tile; with the threaded scheduler it runs the t
 too, ``T`` blocks at once with ``T`` more done and waiting. E.g. 8 uint16 channels, side
 1024, RGB: ``R`` about 60 MB, ``B`` 3 MB.
 
-``(y, x, 3)`` uint8 renderings are written as one RGB page (:func:`to_ome_tiff`);
+``(y, x, 3)`` uint8 renderings are written as one RGB page (:func:`write_ome_tiff`);
 ``(c, y, x)`` unsigned integer planes as ``c`` pages, one per channel, each with its
-SubIFDs (:func:`to_ome_tiff_planes`).
+SubIFDs (:func:`write_ome_tiff_planes`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from ._atomic import check_output_path, create_temp_beside, disk_full, disk_full
 from ._meta import ExportResult, OutputMetadata, check_grid, regular_chunks, rgb_grid
 from ._progress import Progress
 from ._pyramid import pyramid_shapes
+from ._runner import Runner
 
-__all__ = ["COMPRESSIONS", "to_ome_tiff", "to_ome_tiff_planes"]
+__all__ = ["COMPRESSIONS", "tiff_tile", "write_ome_tiff", "write_ome_tiff_planes"]
 
 COMPRESSIONS = {
     "deflate": ("zlib", {"level": 4}),  # libdeflate 4: zstd 3's ratio, ~60% of 6's time
@@ -55,51 +56,19 @@ _TIFF_TILE = 512  # the largest TIFF tile side; the smallest is 16 (the TIFF rul
 CLASSIC_LIMIT = 2**32 - 2**25  # raw pyramid bytes above which the file is a BigTIFF
 
 
-def to_ome_tiff(
+def write_ome_tiff(
     image: Any,
     path: str | os.PathLike[str],
     *,
+    runner: Runner,
     compression: str = "deflate",
     chunk: int | None = None,
-    client: Any = None,
     prefetch: int = 2,
     progress: bool = False,
     overwrite: bool = False,
-    compute_kwargs: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Write ``image`` as a tiled, pyramidal (SubIFD) RGB OME-TIFF at ``path``.
-
-    Parameters
-    ----------
-    image
-        A :class:`~minerva_dask.Rendering`, or a dask/numpy ``(y, x, 3)`` uint8 array.
-    compression
-        ``deflate`` (default; level 4: zstd 3's ratio, as OME-Zarr's chunks, in about 60%
-        of level 6's time), ``jpeg``, ``lzw``, ``zstd`` or ``none``.
-    chunk
-        Block side of every task (default: the image's chunk), rounded up to a multiple
-        of the TIFF tile. The tile is the largest power of two from 16 to 512
-        that exceeds neither the image's shorter side rounded up to 16 nor ``chunk``:
-        libvips refuses to open a file whose tile is larger than an image of at most
-        128 pixels a side (see :func:`tiff_tile`).
-    client, prefetch
-        A ``distributed.Client`` (default: threaded scheduler). On a client, ``prefetch``
-        groups of level-0 blocks (each the blocks under one block of the next stage) in
-        flight, or four blocks per worker thread if more; locally two blocks per thread.
-    progress
-        Report tiles done, rate and time left on stderr.
-    overwrite
-        Replace an existing file (default: refuse it, as :func:`to_ome_zarr` does); the
-        new file replaces the old one only when complete.
-
-    >>> import tempfile, minerva_dask as md
-    >>> src = md.open_image(md.demo_image_path())
-    >>> req = md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,2048,1024&max_size=5000")
-    >>> rgb = md.render(src, req, align="output", chunk_size=512)
-    >>> result = md.to_ome_tiff(rgb, tempfile.mkdtemp() + "/crop.ome.tif")
-    >>> result.shape, result.levels
-    ((1024, 2048), 3)
-    """
+    """Write ``image`` as a tiled, pyramidal (SubIFD) RGB OME-TIFF at ``path``, its tasks
+    run by ``runner``; the writer of :func:`minerva_dask.to_ome_tiff` (parameters there)."""
     started = time.perf_counter()
     _check_compression(compression)
     meta = OutputMetadata.of(image)
@@ -117,36 +86,29 @@ def to_ome_tiff(
         meta,
         None,
         compression,
-        client,
+        runner,
         prefetch,
         progress,
-        compute_kwargs,
         started,
     )
 
 
-def to_ome_tiff_planes(
+def write_ome_tiff_planes(
     planes: Any,
     path: str | os.PathLike[str],
     *,
+    runner: Runner,
     channel_names: list[str] | tuple[str, ...] | None = None,
     metadata: OutputMetadata | None = None,
     compression: str = "deflate",
     chunk: int | None = None,
-    client: Any = None,
     prefetch: int = 2,
     progress: bool = False,
     overwrite: bool = False,
-    compute_kwargs: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Write ``(c, y, x)`` planes of an unsigned integer type (uint8, uint16, uint32) as
-    a tiled, pyramidal OME-TIFF: one page per channel (``channel_names`` in the OME-XML),
-    each with SubIFDs for its lower levels, the 2 x 2 means of the level above rounded
-    half up (``(a + b + c + d + 2) // 4``; odd edges repeat their last pixel).
-
-    ``metadata``: name, pixel size, provenance and inputs (never overwritten). Other
-    parameters as :func:`to_ome_tiff` (JPEG only for uint8).
-    """
+    """Write ``(c, y, x)`` unsigned integer planes as a pyramidal OME-TIFF, one page per
+    channel, its tasks run by ``runner``; the writer of
+    :func:`minerva_dask.exports.to_ome_tiff_planes` (parameters there)."""
     import dask.array as da
 
     started = time.perf_counter()
@@ -185,10 +147,9 @@ def to_ome_tiff_planes(
         meta,
         names,
         compression,
-        client,
+        runner,
         prefetch,
         progress,
-        compute_kwargs,
         started,
     )
 
@@ -209,10 +170,9 @@ def _export(
     meta: OutputMetadata,
     channel_names: list[str] | None,
     compression: str,
-    client: Any,
+    runner: Runner,
     prefetch: int,
     progress: bool,
-    compute_kwargs: dict[str, Any] | None,
     started: float,
 ) -> ExportResult:
     """The writer core, for either layout: tasks, then tiles, then IFDs, then rename."""
@@ -220,7 +180,7 @@ def _export(
     from ._tiff_file import TiffTiles
     from ._tiff_run import run_stages
 
-    if client is None:  # this process renders: its buffers reused (_memory), from block 1
+    if runner.renders_here:  # this process renders: its buffers reused (_memory), from block 1
         reuse_freed_memory()
     if side % tile:
         raise RuntimeError(f"minerva-dask internal error: tile {tile} does not divide {side}")
@@ -251,14 +211,7 @@ def _export(
                 sink.add(*item)
                 report.advance(1)
 
-            run_stages(
-                spec,
-                data,
-                write,
-                client=client,
-                compute_kwargs=compute_kwargs,
-                prefetch=prefetch,
-            )
+            run_stages(spec, data, write, runner=runner, prefetch=prefetch)
             sink.close(
                 lambda level: _tags(spec, meta, codec, level), _ome_xml(spec, meta, channel_names)
             )

@@ -28,19 +28,17 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .._memory import keep_heap_flat
 from .._paths import is_url
 from ..errors import OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
-from ._bands import compute_in_order
 from ._meta import ExportResult, OutputMetadata, band_grid, check_grid, rgb_grid
 from ._ngff import AXES, ngff_attributes
 from ._progress import Progress
 from ._pyramid import pyramid_shapes
+from ._runner import Runner
 from ._shard_codec import check_layout, codec_options
 from ._store import (
     KEY,
@@ -53,7 +51,7 @@ from ._store import (
 )
 from ._zarr_units import MARKERS, Target, done_markers, level_jobs, unit_tiles
 
-__all__ = ["DEFAULT_SHARD", "to_ome_zarr"]
+__all__ = ["DEFAULT_SHARD", "write_ome_zarr"]
 
 # Chunks per shard side of an NGFF 0.5 export (bench/RESULTS.md, "OME-Zarr shards"):
 # 16 chunks per object; a 65,536-pixel level of 1,024-pixel chunks is 256 objects.
@@ -75,55 +73,23 @@ def _shard_of(shard: int | None, version: str) -> int:
     return shard
 
 
-def to_ome_zarr(
+def write_ome_zarr(
     image: Any,
     url: str | os.PathLike[str],
     *,
+    runner: Runner,
     version: str = "0.5",
     chunk: int | None = None,
     shard: int | None = None,
     storage_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     resume: bool = False,
-    client: Any = None,
     prefetch: int = 2,
     progress: bool = False,
-    compute_kwargs: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Write ``image`` as a multiscale OME-Zarr at ``url`` (local path or fsspec URL).
-
-    Parameters
-    ----------
-    image
-        A :class:`~minerva_dask.Rendering`, or a dask/numpy ``(y, x, 3)`` uint8 array.
-    version
-        ``"0.5"`` (zarr v3, default) or ``"0.4"`` (zarr v2).
-    chunk
-        Chunk side in pixels (default: the image's dask chunk, made even).
-    shard
-        Chunks per shard side (zarr v3 sharding; one task writes one whole shard).
-        Default :data:`DEFAULT_SHARD` for 0.5, unsharded (1) for 0.4.
-    overwrite, resume
-        ``overwrite``: replace an existing store once the new one is complete (a remote
-        store is never replaced: delete it first). ``resume``: continue an interrupted
-        export of the same render (chunks already written are skipped and counted); a
-        store that is not one is refused, untouched. An interrupted local export with
-        ``overwrite`` may be resumed without it: it was allowed to replace the target.
-    client, prefetch
-        A ``distributed.Client`` to compute on (default: the threaded scheduler), and how
-        many rows of chunks may be in flight.
-    progress
-        Report tiles done, rate and time left on stderr.
-
-    >>> import tempfile, minerva_dask as md
-    >>> src = md.open_image(md.demo_image_path())
-    >>> req = md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,2048,1024&max_size=5000")
-    >>> rgb = md.render(src, req, align="output", chunk_size=512)
-    >>> result = md.to_ome_zarr(rgb, tempfile.mkdtemp() + "/crop.ome.zarr")
-    >>> result.shape, result.levels
-    ((1024, 2048), 3)
-    """
-
+    """Write ``image`` as a multiscale OME-Zarr at ``url``, its writes run by ``runner``
+    (``prefetch`` rows of units in flight); the writer of :func:`minerva_dask.to_ome_zarr`
+    (parameters there)."""
     started = time.perf_counter()
     keep_heap_flat()  # freed chunks go back to the system: memory flat in slide size
     if version not in ("0.4", "0.5"):
@@ -154,10 +120,9 @@ def to_ome_zarr(
             version,
             entry,
             options,
-            client,
+            runner,
             prefetch,
             progress,
-            compute_kwargs,
         )
         finish(plan)
     except BaseException as exc:
@@ -193,10 +158,9 @@ def _write_store(
     version: str,
     entry: dict[str, Any],
     options: dict[str, Any],
-    client: Any,
+    runner: Runner,
     prefetch: int,
     progress: bool,
-    compute_kwargs: dict[str, Any] | None,
 ) -> tuple[int, int]:
     """Write every level into ``plan.work``, then its metadata: chunks written, skipped.
 
@@ -242,9 +206,11 @@ def _write_store(
         skipped += tiles
         report.skip(tiles)
         jobs = level_jobs(data, target, level, shape, done)
-        with contextlib.ExitStack() as stack:
-            compute = None if client is not None else _bounded_compute(compute_kwargs, stack)
-            for count in compute_in_order(jobs, client=client, prefetch=prefetch, compute=compute):
+        # closed before anything is cleaned up: no write lands in a removed store
+        with contextlib.closing(
+            runner.in_order(jobs, prefetch=prefetch, name="zarr-write")
+        ) as done:
+            for count in done:
                 written += sum(count)
                 report.advance(sum(count))
     group.attrs.update(ngff_attributes(shapes, meta, version))
@@ -275,24 +241,3 @@ def _open_group(
         shutil.rmtree(fresh, ignore_errors=True)
         raise
     return zarr.open_group(url, mode="r+")
-
-
-def _bounded_compute(
-    compute_kwargs: dict[str, Any] | None, stack: contextlib.ExitStack
-) -> Callable[[Any], Any]:
-    """How one band of writes is computed locally. On the threaded scheduler (dask's
-    default for these delayed writes), on a pool
-    of our own, shut down (running writes finished, queued ones cancelled) when ``stack``
-    closes: dask raises a failed task's error at once while its other tasks still run,
-    and a write landing after the clean-up would put files back into a removed store."""
-    import dask.threaded
-    from dask.base import get_scheduler
-
-    kwargs = dict(compute_kwargs or {})
-    if get_scheduler(scheduler=kwargs.get("scheduler")) not in (None, dask.threaded.get):
-        return lambda job: dask.compute(job, **kwargs)[0]
-    kwargs.pop("scheduler", None)
-    workers = kwargs.pop("num_workers", None) or os.cpu_count() or 1
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="zarr-write")
-    stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-    return lambda job: dask.compute(job, scheduler="threads", pool=pool, **kwargs)[0]

@@ -28,7 +28,7 @@ import os
 import struct
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,7 +39,7 @@ import zlib_ng.zlib_ng as zng
 from ..errors import OutputError
 from ._atomic import atomic_write, check_output_path
 
-__all__ = ["BAND_BYTES", "PNG_LEVEL", "PngWriter", "encode_png", "to_png"]
+__all__ = ["BAND_BYTES", "PNG_LEVEL", "PngWriter", "encode_png", "write_png"]
 
 BAND_BYTES = 1 << 20
 """Raw bytes per independently deflated row band (at least one row)."""
@@ -303,84 +303,25 @@ def encode_png(pixels: np.ndarray, *, level: int = PNG_LEVEL, threads: int | Non
     return buffer.getvalue()
 
 
-def _lazy_or_numpy(image: Any) -> Any:
-    """A Rendering or dask array as is; anything else as numpy."""
-    if isinstance(image, np.ndarray) or hasattr(image, "chunks"):
-        return image
-    return np.asarray(image)
-
-
-def _rows(
-    image: Any, client: Any, compute_kwargs: dict[str, Any], progress: bool
-) -> Iterator[np.ndarray]:
-    """``image`` as numpy row blocks, top to bottom: a Rendering computes its own (it knows
-    how its chunks run best), a dask array one row of chunks at a time, in order, with
-    two in flight; anything else is one block."""
-    if hasattr(image, "row_blocks"):
-        yield from image.row_blocks(client=client, compute_kwargs=compute_kwargs, progress=progress)
-        return
-    if not hasattr(image, "chunks"):
-        yield np.asarray(image)
-        return
-    from ._bands import compute_in_order
-    from ._progress import Progress
-
-    rows = len(image.chunks[0])
-    report = Progress(rows * len(image.chunks[1]), "PNG", enabled=progress)
-    jobs = (image.blocks[row : row + 1] for row in range(rows))
-    blocks = compute_in_order(
-        jobs, client=client, prefetch=2, compute=lambda job: job.compute(**compute_kwargs)
-    )
-    for block in blocks:
-        report.advance(len(image.chunks[1]))
-        yield block
-
-
-def to_png(
-    image: Any,
+def write_png(
+    rows: Iterable[np.ndarray],
     path: str | os.PathLike[str],
     *,
+    shape: tuple[int, ...],
+    dtype: Any = np.uint8,
+    inputs: tuple[Any, ...] = (),
     level: int = PNG_LEVEL,
     overwrite: bool = True,
     threads: int | None = None,
-    client: Any = None,
-    progress: bool = False,
-    **compute_kwargs: Any,
 ) -> Path:
-    """Compute ``image`` and write it as a PNG file at ``path``, atomically.
+    """Write ``rows``, uint8 row blocks ``(y, width[, samples])`` top to bottom, as a PNG of
+    ``shape`` (``(height, width[, samples])``) at ``path``, atomically; the writer of
+    :func:`minerva_dask.to_png` (parameters there). ``inputs``: files never replaced.
 
-    Parameters
-    ----------
-    image
-        A :class:`~minerva_dask.Rendering`, or a dask or numpy array ``(height, width, 3)``
-        uint8 (axes ``y, x, rgb``). A lazy image is computed one row of chunks at a time
-        and never held whole.
-    path
-        Output file. Written to a temporary file beside it, then renamed.
-    level
-        zlib compression level 0-9 (default :data:`PNG_LEVEL`).
-    overwrite
-        Replace an existing file (default) or fail.
-    threads
-        Threads deflating (default: the machine's cores).
-    client
-        A ``distributed.Client`` to compute on (default: the threaded scheduler).
-    progress
-        Report chunks done on stderr.
-    **compute_kwargs
-        Passed to dask's ``compute`` (``scheduler=``...).
-
-    >>> import tempfile, minerva_dask as md
-    >>> src = md.open_image(md.demo_image_path())
-    >>> rgb = md.render(src, md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,512,256"))
-    >>> md.to_png(rgb, tempfile.mkdtemp() + "/crop.png").name
-    'crop.png'
-    """
-    inputs = tuple(getattr(image, "inputs", ()))  # a Rendering's source: never replaced
+    The path, pixel type and size are checked before the first block is asked for:
+    ``rows`` may be lazy, computed as they are consumed."""
     target = check_output_path(path, overwrite=overwrite, inputs=inputs)
-    image = _lazy_or_numpy(image)
-    shape = tuple(image.shape)
-    dtype = np.dtype(np.uint8) if hasattr(image, "chunk_task") else image.dtype
+    dtype = np.dtype(dtype)
     if dtype != np.uint8:
         raise OutputError(f"cannot write {target}: PNG needs uint8 pixels, got {dtype}")
     try:  # before any file or work: what the PNG could not hold
@@ -392,6 +333,6 @@ def to_png(
         atomic_write(target, inputs=inputs) as fh,
         PngWriter(fh, shape[1], shape[0], samples, level=level, threads=threads) as writer,
     ):
-        for rows in _rows(image, client, compute_kwargs, progress):
-            writer.write(rows)
+        for block in rows:
+            writer.write(block)
     return target

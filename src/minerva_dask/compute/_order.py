@@ -1,8 +1,8 @@
-"""Compute an image band by band with a bounded number of bands in flight, and report.
+"""Jobs computed in order with a bounded number in flight.
 
-Writers hand over dask objects one band (a row of chunks) at a time; this module computes
-them on the threaded scheduler or a distributed client, keeping at most ``prefetch``
-bands in flight so memory stays flat, and yields the results in order.
+A job is a dask object, often one band (a row of chunks) of an image; it is computed on
+the threaded scheduler (or as ``compute`` says) or on a distributed client, at most
+``prefetch`` in flight so memory stays flat, and the results are yielded in order.
 """
 
 from __future__ import annotations
