@@ -24,6 +24,7 @@ import pytest
 import zarr
 
 import minerva_dask as md
+from minerva_dask._stop import Stopped, stop_on_signals
 from minerva_dask.cli import main
 from minerva_dask.exports import to_ome_tiff, to_ome_zarr, to_png
 from minerva_dask.writers._atomic import check_not_input
@@ -165,6 +166,55 @@ def test_main_restores_the_signal_handlers_it_installs(tmp_path, shared_data) ->
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class _SignalsInDel:
+    """Sends ``sig`` to this process from its ``__del__``, where Python drops exceptions
+    (as in the import system's module-lock callbacks, where a Ctrl-C once landed)."""
+
+    def __init__(self, sig: int) -> None:
+        self.sig = sig
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), self.sig)
+        for _ in range(1000):  # the handler runs at one of these bytecodes
+            pass
+
+
+def _stopped_where_python_drops_it(sig: int, reached: list[str]) -> None:
+    with stop_on_signals():
+        _SignalsInDel(sig)  # dropped at once: __del__ runs, the stop is "ignored" there
+        for _ in range(200):
+            time.sleep(0.005)  # the stop is delivered again, and lands here
+        reached.append("the end")
+
+
+@pytest.mark.parametrize(
+    ("sig", "raised"), [(signal.SIGTERM, Stopped), (signal.SIGINT, KeyboardInterrupt)]
+)
+def test_a_stop_landing_where_python_drops_exceptions_still_stops_the_run(sig, raised) -> None:
+    reached: list[str] = []
+    with pytest.raises(raised):
+        _stopped_where_python_drops_it(sig, reached)
+    assert reached == []
+
+
+def _stopped_twice(cleaned: list[str]) -> None:
+    with stop_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # ignored: the clean-up goes on
+            time.sleep(0.05)
+            cleaned.append("cleaned")
+
+
+def test_a_second_sigterm_does_not_cut_the_clean_up_short() -> None:
+    cleaned: list[str] = []
+    with pytest.raises(Stopped):
+        _stopped_twice(cleaned)
+    assert cleaned == ["cleaned"]
 
 
 # -- killed, stopped and failed exports keep the old output ----------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 from ._cli_parser import build_parser
 from ._console import configure_logging, first_line, print_error
+from ._stop import Stopped, stop_on_signals
 from .errors import MinervaDaskError, RequestError
 
 __all__ = ["main", "run"]
@@ -220,34 +221,17 @@ def _human(size: int) -> str:
     return f"{value:.1f} GB"
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C is, so that every cleanup
-    of the writers (``finally``, ``except BaseException``) runs; ``signum`` says which."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    import signal
-
-    for other in (signal.SIGTERM, signal.SIGHUP):  # once: a second one cannot cut cleanup
-        signal.signal(other, signal.SIG_IGN)
-    raise Stopped(signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
     Every failure is one line on stderr and exit code 2: errors of ours say what was
     wrong in the user's terms; anything unexpected is named as a bug, its traceback shown
     only with -vv. Nothing printed carries a secret. SIGTERM and SIGHUP stop it as Ctrl-C
-    does, temporary files removed: exit status 128 + the signal (143, 129; Ctrl-C 130).
+    does, temporary files removed: exit status 128 + the signal (143, 129; Ctrl-C 130),
+    even where the signal lands in code whose exceptions Python drops (see :mod:`._stop`).
     The previous handlers are restored on return.
     """
     import signal
-    import threading
 
     started = time.perf_counter()
     parser = build_parser()
@@ -256,11 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     restore = configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", 0))
-    previous = {}
-    if threading.current_thread() is threading.main_thread():  # handlers live there only
-        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        with warnings.catch_warnings():
+        with stop_on_signals(), warnings.catch_warnings():
             if getattr(args, "insecure", False):  # asked for: one line of ours, not one a request
                 warnings.filterwarnings("ignore", message="Unverified HTTPS request")
             if args.command == "imgdata":
@@ -293,8 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
         restore()
 
 
