@@ -168,6 +168,51 @@ def test_main_restores_the_signal_handlers_it_installs(tmp_path, shared_data) ->
             signal.signal(sig, handler)
 
 
+def _arrays_of_an_image(path: Path) -> dict[str, tuple]:
+    """Bare dask arrays made from the image at ``path``, each with the export that would
+    write it over its input."""
+    import dask.array as da
+
+    from minerva_dask.exports import to_dzi, to_ome_tiff_planes
+
+    source = md.open_image(path)
+    request = md.parse_request(SMALL)
+    rgb = md.render(source, request, align="output", chunk_size=256).data
+    raw = md.raw_region(source, request).data
+    channels = da.stack(list(md.channel_arrays(source, request).values()))
+    return {
+        "png of rendering.data": (to_png, rgb, {}),
+        "ome-tiff of a slice of it": (to_ome_tiff, rgb[:128, :128], {"overwrite": True}),
+        "ome-zarr of it rechunked": (to_ome_zarr, rgb.rechunk(128), {"overwrite": True}),
+        "dzi of it": (to_dzi, rgb, {"overwrite": True}),
+        "ome-tiff planes of raw_region.data": (to_ome_tiff_planes, raw, {"overwrite": True}),
+        "ome-tiff planes of channel_arrays": (to_ome_tiff_planes, channels, {"overwrite": True}),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "png of rendering.data",
+        "ome-tiff of a slice of it",
+        "ome-zarr of it rechunked",
+        "dzi of it",
+        "ome-tiff planes of raw_region.data",
+        "ome-tiff planes of channel_arrays",
+    ],
+)
+def test_a_bare_dask_array_of_an_image_is_never_written_over_it(tmp_path, demo_path, case):
+    dzi = case.startswith("dzi")  # a pyramid's NAME_files folder would hold the input
+    image = tmp_path / "out_files" / "in.ome.tif" if dzi else tmp_path / "in.ome.tif"
+    image.parent.mkdir(exist_ok=True)
+    shutil.copy(demo_path, image)
+    before = tree_hash(tmp_path)
+    write, array, options = _arrays_of_an_image(image)[case]
+    with pytest.raises(md.OutputError, match="the input"):
+        write(array, tmp_path / "out.dzi" if dzi else image, **options)
+    assert tree_hash(tmp_path) == before  # nothing replaced, nothing left beside it
+
+
 class _SignalsInDel:
     """Sends ``sig`` to this process from its ``__del__``, where Python drops exceptions
     (as in the import system's module-lock callbacks, where a Ctrl-C once landed)."""

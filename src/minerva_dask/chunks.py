@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._inputs import note_inputs
 from .geometry import Rect
 from .kernel import composite, fill_background
 from .plan import RenderPlan
@@ -156,6 +157,8 @@ def level_array(
     )
     rows, cols = plan.grid.chunks
     chunks = (rows, cols, (3,)) if mode == "composite" else ((len(plan.channels),), rows, cols)
+    ref = capabilities(source).ref
+    note_inputs(name, () if ref is None else (ref,))  # its arrays keep their inputs
     return da.from_array(
         reader,
         chunks=chunks,

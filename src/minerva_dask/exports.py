@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import compute
+from ._inputs import inputs_of
 from .writers.png import PNG_LEVEL, write_png
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def to_png(
     >>> md.to_png(rgb, tempfile.mkdtemp() + "/crop.png").name
     'crop.png'
     """
-    inputs = tuple(getattr(image, "inputs", ()))  # a Rendering's source: never replaced
+    inputs = inputs_of(image)  # a Rendering's source, or its array's: never replaced
     if not (isinstance(image, np.ndarray) or hasattr(image, "chunks")):
         image = np.asarray(image)  # a Rendering or dask array as is; anything else numpy
     dtype = np.dtype(np.uint8) if hasattr(image, "chunk_task") else image.dtype

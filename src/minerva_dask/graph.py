@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._inputs import note_inputs
 from .chunks import (
     ChunkTask,
     CompositeSpec,
@@ -182,6 +183,7 @@ class Rendering(Planned):
         import dask.array as da
         from dask.highlevelgraph import HighLevelGraph
 
+        note_inputs(self.name, self.inputs)  # the bare array keeps its inputs too
         graph = HighLevelGraph.from_collections(self.name, self.graph, dependencies=())
         return da.Array(graph, self.name, self.chunks, meta=np.empty((0, 0, 0), np.uint8))
 

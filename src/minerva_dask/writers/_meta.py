@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._inputs import inputs_of
+
 if TYPE_CHECKING:
     import dask.array as da
 
@@ -45,8 +47,8 @@ class OutputMetadata:
         """From a :class:`~minerva_dask.Rendering` or a raw region (duck-typed), or
         defaults for arrays."""
         info = getattr(image, "image", None)
-        if info is None:
-            return cls()
+        if info is None:  # an array: a rendering's or raw region's keeps their inputs
+            return cls(inputs=inputs_of(image))
         if hasattr(image, "provenance"):  # a RawRegion: the source's planes, unrendered
             return cls(
                 name=f"{info.name} (raw)",
@@ -69,7 +71,7 @@ class OutputMetadata:
                 "gamma": image.gamma,
                 "background": "#" + "".join(f"{v:02X}" for v in image.background),
             },
-            inputs=tuple(getattr(image, "inputs", ())),
+            inputs=inputs_of(image),
         )
 
     def omero_channels(self) -> list[dict[str, Any]]:

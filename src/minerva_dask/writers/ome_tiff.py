@@ -113,7 +113,7 @@ def write_ome_tiff_planes(
 
     started = time.perf_counter()
     _check_compression(compression)
-    meta = metadata or OutputMetadata()
+    meta = metadata or OutputMetadata.of(planes)  # an array of a raw region: its inputs
     target = check_output_path(path, overwrite=overwrite, inputs=meta.inputs)
     if not isinstance(planes, da.Array):
         planes = np.asarray(planes)
