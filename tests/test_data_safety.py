@@ -528,6 +528,24 @@ def test_a_symlinked_png_output_is_written_through_and_the_link_kept(tmp_path, d
     assert link.is_symlink() and real.is_file() and real.stat().st_size > 0
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown: root only")
+@pytest.mark.parametrize("name", ["o.png", "o.ome.tif"])
+def test_a_link_planted_by_another_user_is_not_written_through(
+    tmp_path, demo_path, name, capsys
+) -> None:
+    victim = tmp_path / "victim" / name
+    victim.parent.mkdir()
+    victim.write_bytes(b"someone's file")
+    link = tmp_path / name
+    link.symlink_to(victim)
+    os.lchown(link, 12345, 12345)  # planted by another user of a shared folder
+    args = ["crop", SMALL, "--image", str(demo_path), "-o", str(link), "--overwrite", "-q"]
+    assert main(args) == 2
+    assert "symbolic link owned by another user" in capsys.readouterr().err
+    assert victim.read_bytes() == b"someone's file" and link.is_symlink()
+    assert leftovers(tmp_path) == [] and leftovers(victim.parent) == []
+
+
 def test_an_input_that_is_a_pipe_is_refused_without_blocking(tmp_path, capsys) -> None:
     fifo = tmp_path / "in.ome.tif"
     os.mkfifo(fifo)  # opening it to read would wait for a writer forever

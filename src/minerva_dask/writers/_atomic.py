@@ -131,8 +131,8 @@ def check_output_path(
             "here and copy it there (only OME-TIFF and OME-Zarr go to s3:// directly)"
         )
     target = Path(local_path(path))
-    if target.is_symlink():  # write the file it names, and keep the link
-        target = Path(os.path.realpath(target))
+    if target.is_symlink():  # write the file it names, and keep the link: one's own
+        target = _through_link(target)
     if target.is_dir():
         raise OutputError(f"output {target} is a directory; give a file name")
     if target.exists() and not target.is_file():  # a device, a pipe, a socket
@@ -150,6 +150,19 @@ def check_output_path(
     if not os.access(folder, os.W_OK):
         raise OutputError(f"cannot write {target}: folder {folder} is not writable")
     return target
+
+
+def _through_link(link: Path) -> Path:
+    """The file the symbolic link ``link`` names, to be written in its place, where the
+    link is the user's own (or root's). A link someone else planted in a shared folder
+    is refused: following it would let them choose which file is replaced or created
+    (the kernel's protected_symlinks guard never sees a path resolved here)."""
+    if hasattr(os, "getuid") and link.lstat().st_uid not in (os.getuid(), 0):
+        raise OutputError(
+            f"output {link} is a symbolic link owned by another user; minerva-dask does not "
+            "write through it: remove it or choose another name"
+        )
+    return Path(os.path.realpath(link))
 
 
 def _short(name: str, limit: int = 200) -> str:
