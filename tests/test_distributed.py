@@ -67,3 +67,33 @@ def test_a_local_cluster_too_big_for_the_machine_or_beside_a_scheduler_is_refuse
     check_cluster_options(None, 8, None)  # 8 always allowed
     with pytest.raises(md.RequestError, match="not a int"):  # was an AttributeError
         check_cluster_options(5, None, None)
+
+
+def _broken_block(block: np.ndarray, block_info=None) -> np.ndarray:
+    if block_info[None]["chunk-location"][:2] == (1, 1):
+        raise OSError("disk gone under block (1, 1)")
+    return block
+
+
+def _tasks_on(client) -> int:
+    return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("export", ["to_ome_tiff", "to_ome_zarr", "to_dzi", "to_png"])
+def test_a_failed_export_on_a_client_leaves_nothing_on_the_cluster(
+    cluster_client, tmp_path, export
+) -> None:
+    import time
+
+    import dask.array as da
+
+    pixels = da.zeros((1024, 1024, 3), dtype=np.uint8, chunks=(256, 256, 3))
+    broken = pixels.map_blocks(_broken_block, dtype=np.uint8)
+    name = {"to_ome_tiff": "o.ome.tif", "to_ome_zarr": "o.ome.zarr", "to_dzi": "o.dzi"}
+    with pytest.raises(OSError, match="block"):
+        getattr(md, export)(broken, tmp_path / name.get(export, "o.png"), client=cluster_client)
+    deadline = time.monotonic() + 10  # the scheduler forgets cancelled tasks soon after
+    while _tasks_on(cluster_client) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _tasks_on(cluster_client) == 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._order import compute_in_order
+from ._order import cancel, compute_in_order
 
 __all__ = ["DistributedRunner", "DistributedStages"]
 
@@ -22,6 +23,7 @@ class DistributedRunner:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self._persisted: weakref.WeakSet[Any] = weakref.WeakSet()  # held by the writer
 
     @property
     def threads(self) -> int:
@@ -31,10 +33,19 @@ class DistributedRunner:
         return compute_in_order(jobs, client=self.client, prefetch=prefetch, retries=RETRIES)
 
     def compute_all(self, tasks: list[Any], *, name: str = "tasks") -> list[Any]:
-        return list(self.client.gather(self.client.compute(tasks, retries=RETRIES)))
+        futures = self.client.compute(tasks, retries=RETRIES)
+        try:
+            return list(self.client.gather(futures))
+        except BaseException:  # nothing of this export left on the cluster
+            cancel(self.client, [futures, list(self._persisted)])
+            raise
 
     def persist(self, collection: Any) -> Any:
-        return self.client.persist(collection)
+        from distributed import futures_of
+
+        persisted = self.client.persist(collection)
+        self._persisted.update(futures_of(persisted))
+        return persisted
 
     def stage_executor(self, stack: contextlib.ExitStack) -> DistributedStages:
         return DistributedStages(self.client)
@@ -47,6 +58,7 @@ class DistributedStages:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.threads = sum(client.nthreads().values())
+        self._made: weakref.WeakSet[Any] = weakref.WeakSet()  # live futures of this export
 
     def sizes(self, fan: int, prefetch: int) -> tuple[int, int]:
         return fan * fan, max(prefetch * fan * fan, 4 * self.threads)
@@ -55,18 +67,24 @@ class DistributedStages:
         graph, keys = blocks.tasks(cells)
         flat = [key for pair in keys for key in pair]
         futures = self.client.get(graph, flat, sync=False, retries=RETRIES)
+        self._made.update(futures)
         return list(zip(futures[0::2], futures[1::2], strict=True))
 
     def node(self, fn: Callable[..., Any], args: tuple, kids: list[Any]) -> tuple[Any, Any]:
         both = self.client.submit(fn, *args, *kids, pure=False, retries=RETRIES)
         tiles = self.client.submit(operator.getitem, both, 0, pure=False)
         small = self.client.submit(operator.getitem, both, 1, pure=False)
+        self._made.update((both, tiles, small))
         return tiles, small
 
     def result(self, handle: Any) -> list[Any]:
-        return handle.result()
+        try:
+            return handle.result()
+        except BaseException:
+            cancel(self.client, [handle])  # the rest: cancel(), on the writer's way out
+            raise
 
     def cancel(self, handles: list[Any]) -> None:
-        live = [f for f in handles if f is not None and not f.done()]
-        if live:
-            self.client.cancel(live)
+        """Cancel ``handles`` and every other future of this export still alive (a
+        failed one's traceback holds some, e.g. the children handed to a node)."""
+        cancel(self.client, [*handles, *self._made])

@@ -7,12 +7,28 @@ the threaded scheduler (or as ``compute`` says) or on a distributed client, at m
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["compute_in_order"]
+__all__ = ["cancel", "compute_in_order"]
+
+
+def cancel(client: Any, futures: Iterable[Any]) -> None:
+    """Cancel ``futures`` (lists of them too; ``None`` skipped) on ``client``, so that a
+    failed or stopped export leaves no task or result on the cluster: held futures would
+    otherwise keep them there as long as the error's traceback lives. Best effort."""
+    flat: list[Any] = []
+    for item in futures:
+        if isinstance(item, list | tuple):
+            flat.extend(f for f in item if f is not None)
+        elif item is not None:
+            flat.append(item)
+    if flat:
+        with contextlib.suppress(Exception):  # a cluster gone: nothing to release
+            client.cancel(flat)
 
 
 def compute_in_order(
@@ -32,12 +48,19 @@ def compute_in_order(
     prefetch = max(1, prefetch)
     pending: deque[Any] = deque()
     if client is not None:
-        for job in jobs:  # a job may be a list: compute gives a list of futures then
-            pending.append(client.compute(job, retries=retries))
-            if len(pending) >= prefetch:
-                yield client.gather(pending.popleft())
-        while pending:
-            yield client.gather(pending.popleft())
+        current = None
+        try:
+            for job in jobs:  # a job may be a list: compute gives a list of futures then
+                pending.append(client.compute(job, retries=retries))
+                if len(pending) >= prefetch:
+                    current = pending.popleft()
+                    yield client.gather(current)
+            while pending:
+                current = pending.popleft()
+                yield client.gather(current)
+        except BaseException:  # a failure, or the consumer stopped: nothing left behind
+            cancel(client, [current, *pending])
+            raise
         return
     if compute is None:
         import dask

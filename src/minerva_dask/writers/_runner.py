@@ -56,7 +56,9 @@ class StageExecutor(Protocol):
         ...
 
     def cancel(self, handles: list[Any]) -> None:
-        """Stop the tasks behind ``handles`` that have not finished (best effort)."""
+        """Stop the tasks behind ``handles``, and release their results (best effort);
+        on a cluster, every other task of this executor still held as well: called on the
+        writer's way out, it leaves nothing of the export on the cluster."""
         ...
 
 
