@@ -97,3 +97,38 @@ def test_a_failed_export_on_a_client_leaves_nothing_on_the_cluster(
     while _tasks_on(cluster_client) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _tasks_on(cluster_client) == 0
+
+
+def _only_on_a_worker(block: np.ndarray) -> np.ndarray:
+    from distributed import get_worker
+
+    get_worker()  # ValueError outside a worker: the export ran here, not on the cluster
+    return block
+
+
+@pytest.mark.slow
+def test_every_export_computes_on_the_default_client_as_dask_does(tmp_path) -> None:
+    import dask.array as da
+    import distributed
+    from PIL import Image
+
+    from minerva_dask.compute import compute_context
+
+    pixels = da.random.default_rng(5).integers(0, 255, (600, 700, 3), dtype=np.uint8)
+    image = pixels.rechunk((256, 256, 3)).map_blocks(_only_on_a_worker, dtype=np.uint8)
+    expected = pixels.compute(scheduler="threads")
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,  # the default client, as users make one
+    ):
+        with compute_context(None) as chosen:  # md.crop, crop_groups and figures
+            assert chosen is client
+        md.to_png(image, tmp_path / "o.png")
+        md.to_ome_tiff(image, tmp_path / "o.ome.tif")
+        md.to_ome_zarr(image, tmp_path / "o.ome.zarr")
+        md.to_dzi(image, tmp_path / "o.dzi", tile_format="png")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), expected)
+    with pytest.raises(ValueError, match="No worker found"):
+        image.compute(scheduler="threads")  # the check bites outside the cluster

@@ -69,6 +69,7 @@ def to_png(
     if not (isinstance(image, np.ndarray) or hasattr(image, "chunks")):
         image = np.asarray(image)  # a Rendering or dask array as is; anything else numpy
     dtype = np.dtype(np.uint8) if hasattr(image, "chunk_task") else image.dtype
+    client = client if client is not None else compute.default_client(compute_kwargs)
     rows = _rows(image, client, compute_kwargs, progress)  # lazy: computed as written
     return write_png(
         rows,

@@ -18,6 +18,7 @@ from ._context import (
     compute_context,
     compute_options,
     dask_may_be_configured,
+    default_client,
     uses_threaded_scheduler,
 )
 from ._rows import array_row_blocks, row_blocks
@@ -33,6 +34,7 @@ __all__ = [
     "compute_context",
     "compute_options",
     "dask_may_be_configured",
+    "default_client",
     "make_runner",
     "row_blocks",
     "uses_threaded_scheduler",
@@ -41,7 +43,9 @@ __all__ = [
 
 def make_runner(client: Any = None, compute_kwargs: dict[str, Any] | None = None) -> Runner:
     """Who runs a writer's tasks: the ``distributed.Client`` ``client``, or this process's
-    threads with dask's ``compute_kwargs`` (``num_workers``, ``scheduler``...)."""
+    threads with dask's ``compute_kwargs`` (``num_workers``, ``scheduler``...). Without
+    ``client``, the default client if there is one (:func:`default_client`)."""
+    client = client if client is not None else default_client(compute_kwargs)
     if client is not None:
         from ._distributed import DistributedRunner
 

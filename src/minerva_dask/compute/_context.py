@@ -33,7 +33,8 @@ def compute_context(
 ) -> Iterator[Any]:
     """Where dask computes, yielding the ``distributed.Client`` or ``None``.
 
-    ``scheduler``: ``None`` (the threaded scheduler), a ``distributed.Client``, or the
+    ``scheduler``: ``None`` (the default ``distributed.Client`` if this process made one,
+    see :func:`default_client`; else the threaded scheduler), a ``distributed.Client``, or the
     address of a running scheduler (``"tcp://host:8786"``). ``local_cluster=N`` starts a
     ``LocalCluster`` of N worker processes (``memory_limit`` each, e.g. ``"2GB"``) for the
     duration. ``progress`` shows dask's progress bar on stderr for single computations.
@@ -67,6 +68,8 @@ def compute_context(
             _log.info("dask dashboard: %s", client.dashboard_link)
         elif scheduler is not None:
             client = scheduler
+        else:
+            client = default_client()
         if progress and client is None:
             from dask.diagnostics import ProgressBar
 
@@ -227,3 +230,24 @@ def compute_options(source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     if not uses_threaded_scheduler(kwargs):
         return kwargs  # a distributed client or another scheduler decides
     return {"num_workers": max(int(concurrency), os.cpu_count() or 1), **kwargs}
+
+
+def default_client(compute_kwargs: dict[str, Any] | None = None) -> Any:
+    """The ``distributed.Client`` that dask computes on by default in this process (one
+    made with ``Client(...)``, unless ``set_as_default=False``), or ``None``: none, or the
+    compute options or dask's configuration name another scheduler. Every export follows
+    this one rule, as a plain ``.compute()`` does."""
+    if "distributed" not in sys.modules:  # no client can exist: nothing to import
+        return None
+    if compute_kwargs and "scheduler" in compute_kwargs:
+        return None
+    import dask
+
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed", "distributed"):
+        return None
+    from distributed import default_client as current
+
+    try:
+        return current()
+    except ValueError:  # "No clients found"
+        return None
