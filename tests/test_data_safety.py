@@ -54,7 +54,9 @@ def tree_hash(path: Path) -> dict[str, str]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Hidden temporaries in ``folder``: .part files, .levels-* scratch, partial stores."""
+    """Hidden temporaries in ``folder``: .part files, .levels-* scratch, partial stores,
+    and ``.NAME.lock`` files (removed by an export that ends, even in failure; left, not
+    held, by a killed one)."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
@@ -307,6 +309,9 @@ def test_kill_9_during_overwrite_keeps_the_old_output(tmp_path, demo_path, name)
     result = _start_and_kill(args, tmp_path, signal.SIGKILL)
     assert result.returncode == -signal.SIGKILL
     assert tree_hash(target) == old
+    again = subprocess.run(_cli(*args), env=_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr  # the killed export left no lock held
+    assert f".{name}.lock" not in leftovers(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,10 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
+One export at a time per output: :func:`output_lock` holds an exclusive ``flock`` on
+``.NAME.lock`` beside a local target for the whole export (its partial folder or
+temporary file, and the final rename), so a second export, or resume, of the same output
+is refused at once, before it touches anything, instead of mixing two renders.
+
 The temporary file is made with ``os.open(O_CREAT | O_EXCL)`` under a random name rather
 than ``tempfile.mkstemp``: the same guarantee (a new file of ours, never one that
 existed), and the usual mode for a new file (0666 less the umask, where mkstemp gives
@@ -19,12 +24,14 @@ from .._paths import is_url, local_path
 from ..errors import OutputError
 
 __all__ = [
+    "FolderWatch",
     "atomic_write",
     "check_not_input",
     "check_output_path",
     "create_temp_beside",
     "disk_full",
     "disk_full_error",
+    "output_lock",
 ]
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -189,28 +196,163 @@ def create_temp_beside(target: Path) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], *, inputs: Iterable[str] = ()) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path``; on success rename it to ``path``.
+def atomic_write(
+    path: str | os.PathLike[str], *, inputs: Iterable[str] = (), overwrite: bool = True
+) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path``; on success rename it to ``path``; all of it
+    under :func:`output_lock`.
 
-    ``path`` may not be one of ``inputs``. On any error (a full disk becomes
-    :func:`disk_full_error`) the temporary file is removed and ``path`` is left as it was.
+    ``path`` may not be one of ``inputs``, nor exist unless ``overwrite`` (checked again
+    once locked). On any error (a full disk becomes :func:`disk_full_error`) the
+    temporary file is removed and ``path`` is left as it was.
     """
-    target = check_output_path(path, inputs=inputs)
+    target = check_output_path(path, inputs=inputs, overwrite=overwrite)
+    with output_lock(target):
+        check_output_path(target, inputs=inputs, overwrite=overwrite)  # as it is now, locked
+        try:
+            fd, tmp = create_temp_beside(target)
+        except OSError as exc:
+            if disk_full(exc):
+                raise disk_full_error(target) from None
+            raise
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException as exc:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            if disk_full(exc):
+                raise disk_full_error(target) from None
+            raise
+
+
+def _hidden(target: str, suffix: str) -> str:
+    """``.NAME{suffix}`` beside ``target`` (NAME cut so the name fits)."""
+    folder, base = os.path.split(os.path.abspath(target))
+    return os.path.join(folder, f".{_short(base)}{suffix}")
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike[str], *, shown: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on writing the local output ``target`` (a file or a folder,
+    made or not; named ``shown`` in messages) while the block runs; another holder makes
+    this raise :class:`OutputError` at once.
+
+    The lock is ``flock(LOCK_EX | LOCK_NB)`` on ``.NAME.lock`` in ``target``'s folder,
+    holding the holder's process id. The kernel releases it when the process ends, however
+    it ends (``kill -9`` leaves at most the small file, never a held lock). The file is
+    removed on release while still locked; an acquirer that finds, once locked, that its
+    file is no longer the one at that name (removed, or replaced, in between) tries again,
+    so two processes never both hold it. On a ``distributed`` cluster the workers write,
+    but this process drives the export from start to the final rename: its lock covers
+    them. Remote outputs (``s3://``) cannot be locked this way; they are not locked.
+    Where there is no ``fcntl`` (Windows), or the filesystem has no ``flock`` (some
+    network mounts), nothing is locked.
+    """
     try:
-        fd, tmp = create_temp_beside(target)
-    except OSError as exc:
-        if disk_full(exc):
-            raise disk_full_error(target) from None
-        raise
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    shown = shown or os.fspath(target)
+    path = _hidden(os.fspath(target), ".lock")
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            folder = os.path.dirname(path)
+            if not os.path.isdir(folder):
+                raise OutputError(f"cannot write {shown}: folder {folder} does not exist") from None
+            if exc.errno in (errno.EACCES, errno.EPERM) and os.path.lexists(path):
+                raise OutputError(
+                    f"cannot write {shown}: its lock file {path} cannot be opened "
+                    f"({exc.strerror}; another user's export?)"
+                ) from None
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise OutputError(
+                    f"cannot write {shown}: folder {folder} is not writable"
+                ) from None
+            if disk_full(exc):
+                raise disk_full_error(shown) from None
+            raise OutputError(
+                f"cannot write {shown}: cannot create {path} ({exc.strerror})"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                holder = f" (process {int(os.pread(fd, 32, 0).split()[0])})"
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                # a filesystem without flock (some network mounts): exports are not locked
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                yield
+                return
+            raise OutputError(
+                f"another minerva-dask export is writing {shown}{holder}; wait for it, "
+                "or choose another output"
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # removed by the holder that just released it: lock the new one
     try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if disk_full(exc):
-            raise disk_full_error(target) from None
-        raise
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # still locked: nobody else holds this file
+        os.close(fd)
+
+
+class FolderWatch:
+    """Sees whether an export's work folder is still the one it made or resumed: it holds
+    the folder open (so its inode cannot be reused by a folder made again at its name)
+    from :meth:`watch` until :meth:`close` (or the end of a ``with`` block)."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.fd: int | None = None
+
+    def __enter__(self) -> FolderWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def watch(self, path: str) -> None:
+        """Watch the folder at ``path`` (made by this export, or resumed by it)."""
+        self.close()
+        self.path = path
+        with contextlib.suppress(OSError):
+            self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+        self.fd = None
+
+    def gone(self, target: str | os.PathLike[str]) -> OutputError | None:
+        """The error to raise if the watched folder was removed or replaced (someone
+        removed it mid-export: what is at its name cannot be trusted, and must not be put
+        in place), else ``None`` (also when nothing is watched yet)."""
+        if self.path is None:
+            return None
+        with contextlib.suppress(OSError):
+            if self.fd is not None and os.path.samestat(os.fstat(self.fd), os.stat(self.path)):
+                return None
+        return OutputError(
+            f"cannot write {os.fspath(target)}: its work folder {self.path} was removed or "
+            "replaced during the export (by another program?); nothing was put in place: "
+            "run it again"
+        )

@@ -24,6 +24,12 @@ shows half of one: the old ``slide.dzi`` (if any) is moved aside first, then
 failure in between puts the old ``.dzi`` back. Interrupted, the export stays in its
 partial folder, and ``resume=True`` continues it there, skipping the blocks whose marker
 matches. Local (or shared) filesystems only.
+
+One export of an output at a time: the whole export, from looking at the partial folder
+to the final rename, holds ``.slide.dzi.lock`` beside the target (see
+:func:`._atomic.output_lock`); a second export or resume of it is refused at once, before
+it touches anything. A partial folder removed mid-export is one clear error, and is
+never put in place.
 """
 
 from __future__ import annotations
@@ -40,7 +46,13 @@ import numpy as np
 
 from .._paths import is_url
 from ..errors import OutputError
-from ._atomic import check_not_input, disk_full, disk_full_error
+from ._atomic import (
+    FolderWatch,
+    check_not_input,
+    disk_full,
+    disk_full_error,
+    output_lock,
+)
 from ._dzi_place import STATE, open_partial, place
 from ._dzi_tiles import SUFFIX, BlockJob, dz_shapes, load_carry, tile_block
 from ._meta import ExportResult, OutputMetadata, rgb_grid
@@ -143,17 +155,24 @@ def write_dzi(
             )
     data, _ = rgb_grid(image, options.side)
     token = f"{data.name}:{options.token()}"
-    exists = os.path.lexists(target) or os.path.lexists(files)
-    work = open_partial(target, token, meta, exists, overwrite=overwrite, resume=resume)
     name = os.path.basename(stem)
-    try:
-        written, skipped = write_pyramid(data, work, name, token, options, runner, progress)
-        place(work, target, files, name)
-    except BaseException as exc:
-        if disk_full(exc):  # the partial folder holds the space: remove it; old output kept
-            shutil.rmtree(work, ignore_errors=True)
-            raise disk_full_error(target) from None
-        raise
+    # one export of this output at a time, from here to the end
+    with output_lock(target), FolderWatch() as watch:
+        exists = os.path.lexists(target) or os.path.lexists(files)  # under the lock
+        work = open_partial(target, token, meta, exists, overwrite=overwrite, resume=resume)
+        watch.watch(work)
+        try:
+            written, skipped = write_pyramid(data, work, name, token, options, runner, progress)
+            if gone := watch.gone(target):
+                raise gone
+            place(work, target, files, name)
+        except BaseException as exc:
+            if disk_full(exc):  # the partial folder holds the space: remove it; old output kept
+                shutil.rmtree(work, ignore_errors=True)
+                raise disk_full_error(target) from None
+            if isinstance(exc, Exception) and (gone := watch.gone(target)):
+                raise gone from None  # not the FileNotFoundError of a tile it cut short
+            raise
     size = sum(
         os.path.getsize(os.path.join(folder, f)) for folder, _, fs in os.walk(files) for f in fs
     )

@@ -12,7 +12,9 @@ canvas (``drawer: "canvas"``): its WebGL drawer cannot use images loaded from ``
 
 Atomic as one folder: written into ``.FOLDER.partial`` beside it and swapped in when
 every pyramid and the page are complete (see :mod:`._store`); ``resume`` continues an
-interrupted export. ``.minerva-dask.json`` in the folder says how it was made.
+interrupted export. ``.minerva-dask.json`` in the folder says how it was made. One
+export of a folder at a time: ``.FOLDER.lock`` beside it is held from the first look at
+the partial folder to the swap (see :func:`._atomic.output_lock`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from typing import Any
 
 from .._paths import is_url
 from ..errors import OutputError
-from ._atomic import check_not_input, check_replaceable, disk_full, disk_full_error
+from ._atomic import (
+    FolderWatch,
+    check_not_input,
+    check_replaceable,
+    disk_full,
+    disk_full_error,
+    output_lock,
+)
 from ._dzi_tiles import dz_shapes
 from ._meta import ExportResult, OutputMetadata, rgb_grid
 from ._runner import Runner
@@ -219,45 +228,52 @@ def write_dzi_groups(
     first = next(iter(metas.values()))
     if title is None:
         title = str(first.provenance.get("image") or "minerva-dask")
-    exists = os.path.lexists(target)
-    if exists and overwrite:
-        check_replaceable(target, "channel-group viewer", ("index.html",))
-    work = open_partial(target, token, first, exists, overwrite=overwrite, resume=resume)
-    written = skipped = 0
-    try:
-        pages = []
-        for name, data in grids.items():
-            w, s = write_pyramid(data, work, files[name], token, options, runner, progress)
-            written, skipped = written + w, skipped + s
-            pages.append(
-                {
-                    "name": str(name),
-                    "file": files[name],
-                    "width": data.shape[1],
-                    "height": data.shape[0],
-                    "legend": _legend(groups[name]),
-                    "format": options.tile_format,
-                    "overlap": options.overlap,
-                    "tile_size": options.tile_size,
-                }
-            )
-        _copy_assets(work)
-        with open(os.path.join(work, "index.html"), "w", encoding="utf-8") as fh:
-            fh.write(viewer_page(title, pages))
-        shutil.rmtree(os.path.join(work, MARKERS), ignore_errors=True)
-        state = {
-            "state": "complete",
-            "openseadragon": OPENSEADRAGON,
-            "groups": {name: metas[name].provenance for name in groups},
-        }
-        with open(os.path.join(work, STATE), "w") as fh:
-            json.dump(state, fh)
-        finish(StorePlan(target, target, work, None, "", False, exists))
-    except BaseException as exc:
-        if disk_full(exc):
-            shutil.rmtree(work, ignore_errors=True)
-            raise disk_full_error(target) from None
-        raise
+    # one export of this folder at a time, to the end
+    with output_lock(target), FolderWatch() as watch:
+        exists = os.path.lexists(target)  # looked at under the lock: no export is between
+        if exists and overwrite:
+            check_replaceable(target, "channel-group viewer", ("index.html",))
+        work = open_partial(target, token, first, exists, overwrite=overwrite, resume=resume)
+        watch.watch(work)
+        written = skipped = 0
+        try:
+            pages = []
+            for name, data in grids.items():
+                w, s = write_pyramid(data, work, files[name], token, options, runner, progress)
+                written, skipped = written + w, skipped + s
+                pages.append(
+                    {
+                        "name": str(name),
+                        "file": files[name],
+                        "width": data.shape[1],
+                        "height": data.shape[0],
+                        "legend": _legend(groups[name]),
+                        "format": options.tile_format,
+                        "overlap": options.overlap,
+                        "tile_size": options.tile_size,
+                    }
+                )
+            _copy_assets(work)
+            with open(os.path.join(work, "index.html"), "w", encoding="utf-8") as fh:
+                fh.write(viewer_page(title, pages))
+            shutil.rmtree(os.path.join(work, MARKERS), ignore_errors=True)
+            state = {
+                "state": "complete",
+                "openseadragon": OPENSEADRAGON,
+                "groups": {name: metas[name].provenance for name in groups},
+            }
+            with open(os.path.join(work, STATE), "w") as fh:
+                json.dump(state, fh)
+            if gone := watch.gone(target):
+                raise gone
+            finish(StorePlan(target, target, work, None, "", False, exists))
+        except BaseException as exc:
+            if disk_full(exc):
+                shutil.rmtree(work, ignore_errors=True)
+                raise disk_full_error(target) from None
+            if isinstance(exc, Exception) and (gone := watch.gone(target)):
+                raise gone from None
+            raise
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(target) for f in fs)
     data = next(iter(grids.values()))
     return ExportResult(

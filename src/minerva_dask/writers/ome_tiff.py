@@ -37,7 +37,13 @@ import numpy as np
 
 from .._memory import reuse_freed_memory
 from ..errors import OutputError
-from ._atomic import check_output_path, create_temp_beside, disk_full, disk_full_error
+from ._atomic import (
+    check_output_path,
+    create_temp_beside,
+    disk_full,
+    disk_full_error,
+    output_lock,
+)
 from ._meta import ExportResult, OutputMetadata, check_grid, regular_chunks, rgb_grid
 from ._progress import Progress
 from ._pyramid import pyramid_shapes
@@ -90,6 +96,7 @@ def write_ome_tiff(
         prefetch,
         progress,
         started,
+        overwrite,
     )
 
 
@@ -151,6 +158,7 @@ def write_ome_tiff_planes(
         prefetch,
         progress,
         started,
+        overwrite,
     )
 
 
@@ -174,6 +182,7 @@ def _export(
     prefetch: int,
     progress: bool,
     started: float,
+    overwrite: bool,
 ) -> ExportResult:
     """The writer core, for either layout: tasks, then tiles, then IFDs, then rename."""
     from ._tiff_encode import TileSpec
@@ -201,29 +210,32 @@ def _export(
     report = Progress(total, "OME-TIFF", enabled=progress)
     raw = height * width * samples * pages * dtype.itemsize
     bigtiff = raw * 4 // 3 > CLASSIC_LIMIT  # pyramid + headroom > 4 GB
-    partial = None
-    try:
-        fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
-        with os.fdopen(fd, "wb") as fh:
-            sink = TiffTiles(fh, shapes, tile, pages, bigtiff=bigtiff)
+    with output_lock(target):  # one export of this file at a time; what is there now
+        check_output_path(target, overwrite=overwrite, inputs=meta.inputs)
+        partial = None
+        try:
+            fd, partial = create_temp_beside(target)  # mode 0666 less the umask, as a new file
+            with os.fdopen(fd, "wb") as fh:
+                sink = TiffTiles(fh, shapes, tile, pages, bigtiff=bigtiff)
 
-            def write(item: Any) -> None:
-                sink.add(*item)
-                report.advance(1)
+                def write(item: Any) -> None:
+                    sink.add(*item)
+                    report.advance(1)
 
-            run_stages(spec, data, write, runner=runner, prefetch=prefetch)
-            sink.close(
-                lambda level: _tags(spec, meta, codec, level), _ome_xml(spec, meta, channel_names)
-            )
-            os.fsync(fh.fileno())  # a full disk or failing device shows here, not later
-        os.replace(partial, target)
-    except BaseException as exc:
-        if partial is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(partial)
-        if disk_full(exc):  # in a write, the final fsync or rename
-            raise disk_full_error(target) from None
-        raise
+                run_stages(spec, data, write, runner=runner, prefetch=prefetch)
+                sink.close(
+                    lambda level: _tags(spec, meta, codec, level),
+                    _ome_xml(spec, meta, channel_names),
+                )
+                os.fsync(fh.fileno())  # a full disk or failing device shows here, not later
+            os.replace(partial, target)
+        except BaseException as exc:
+            if partial is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(partial)
+            if disk_full(exc):  # in a write, the final fsync or rename
+                raise disk_full_error(target) from None
+            raise
     return ExportResult(
         str(target),
         (height, width),

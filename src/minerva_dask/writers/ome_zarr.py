@@ -18,6 +18,14 @@ and is swapped in when done. ``resume`` refuses anything else, untouched. A remo
 complete its root attributes say ``in-progress`` and hold no NGFF metadata, so no NGFF
 reader takes it for an image. Markers are removed at the end, and the NGFF metadata is
 written last.
+
+One export of a local store at a time: ``.{name}.lock`` beside it is held from the first
+look at the partial sibling to the swap (see :func:`._atomic.output_lock`; on a
+``distributed`` cluster the workers write, but this process drives the export and holds
+the lock throughout); a second export or resume of it is refused at once, untouched. A
+partial store removed or replaced mid-export is refused, never swapped in. A remote
+store cannot be locked (no ``flock`` on an object store): two exports to one ``s3://``
+store at once are not detected.
 """
 
 from __future__ import annotations
@@ -33,7 +41,13 @@ from typing import Any
 from .._memory import keep_heap_flat
 from .._paths import is_url
 from ..errors import OutputError
-from ._atomic import check_not_input, disk_full, disk_full_error
+from ._atomic import (
+    FolderWatch,
+    check_not_input,
+    disk_full,
+    disk_full_error,
+    output_lock,
+)
 from ._meta import ExportResult, OutputMetadata, band_grid, check_grid, rgb_grid
 from ._ngff import AXES, ngff_attributes
 from ._progress import Progress
@@ -107,35 +121,44 @@ def write_ome_zarr(
     shard = min(shard, max(math.ceil(n / side) for n in shapes[0]))
     token = f"{data.name}:{version}:{side}" + (f":shard{shard}" if shard > 1 else "")
     fs, root = open_destination(url, options)
-    plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
-    try:
-        entry = in_progress(token, meta.provenance, overwrite)
-        written, skipped = _write_store(
-            data,
-            side * shard,
-            side,
-            shapes,
-            plan,
-            meta,
-            version,
-            entry,
-            options,
-            runner,
-            prefetch,
-            progress,
-        )
-        finish(plan)
-    except BaseException as exc:
-        if disk_full(exc):  # the partial store holds the space: remove it; old store kept
-            discard(plan)
-            raise disk_full_error(url) from None
-        if is_url(url) and type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore"):
-            text = (str(exc).splitlines() or [""])[0]  # the store's endpoint went away
-            raise OutputError(
-                f"cannot write {url}: {type(exc).__name__}: {text}; the unfinished export "
-                "stays there, marked in-progress: rerun with resume=True (CLI: --resume)"
-            ) from None
-        raise  # an unfinished local export stays in its partial sibling, for resume
+    # one export of a local store at a time, from the first look at it to the swap
+    lock = contextlib.nullcontext() if is_url(url) else output_lock(root, shown=url)
+    with lock, FolderWatch() as watch:
+        plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
+        try:
+            entry = in_progress(token, meta.provenance, overwrite)
+            written, skipped = _write_store(
+                data,
+                side * shard,
+                side,
+                shapes,
+                plan,
+                meta,
+                version,
+                entry,
+                watch,
+                options,
+                runner,
+                prefetch,
+                progress,
+            )
+            if plan.work != plan.target and (gone := watch.gone(url)):
+                raise gone
+            finish(plan)
+        except BaseException as exc:
+            if disk_full(exc):  # the partial store holds the space: remove it; old store kept
+                discard(plan)
+                raise disk_full_error(url) from None
+            gone = plan.work != plan.target and isinstance(exc, Exception)
+            if gone and (error := watch.gone(url)):
+                raise error from None  # not the KeyError of a level it no longer finds
+            if is_url(url) and type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore"):
+                text = (str(exc).splitlines() or [""])[0]  # the store's endpoint went away
+                raise OutputError(
+                    f"cannot write {url}: {type(exc).__name__}: {text}; the unfinished export "
+                    "stays there, marked in-progress: rerun with resume=True (CLI: --resume)"
+                ) from None
+            raise  # an unfinished local export stays in its partial sibling, for resume
     size = sum(fs.du(root, total=False).values()) if not is_url(url) else 0
     return ExportResult(
         url,
@@ -157,6 +180,7 @@ def _write_store(
     meta: OutputMetadata,
     version: str,
     entry: dict[str, Any],
+    watch: FolderWatch,
     options: dict[str, Any],
     runner: Runner,
     prefetch: int,
@@ -165,7 +189,8 @@ def _write_store(
     """Write every level into ``plan.work``, then its metadata: chunks written, skipped.
 
     A new store is created with ``entry`` (what it is, for a later resume) in its
-    attributes, in the same write as the group itself, before any chunk."""
+    attributes, in the same write as the group itself, before any chunk; ``watch`` then
+    watches the local folder written (see :class:`._atomic.FolderWatch`)."""
 
     url, fs, root = plan.work, plan.fs, plan.root
     zarr_format = 3 if version == "0.5" else 2
@@ -173,6 +198,8 @@ def _write_store(
         url, json.dumps(options, sort_keys=True), zarr_format, entry["token"], side, unit
     )
     group = _open_group(url, plan, zarr_format, entry, options)
+    if not is_url(url):
+        watch.watch(url)  # a store removed or replaced from here on is refused
     for level, (height, width) in enumerate(shapes):
         if str(level) not in group:
             kwargs: dict[str, Any] = (  # NGFF 0.5 requires dimension_names: the axes' names

@@ -330,7 +330,7 @@ def write_png(
     except ValueError as exc:
         raise OutputError(f"cannot write {target}: {exc}") from None
     with (
-        atomic_write(target, inputs=inputs) as fh,
+        atomic_write(target, inputs=inputs, overwrite=overwrite) as fh,
         PngWriter(fh, shape[1], shape[0], samples, level=level, threads=threads) as writer,
     ):
         for block in rows:
