@@ -43,7 +43,7 @@ from ..errors import OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
 from ._dzi_place import STATE, open_partial, place
 from ._dzi_tiles import SUFFIX, BlockJob, dz_shapes, load_carry, tile_block
-from ._meta import ExportResult, OutputMetadata, rgb_grid
+from ._meta import ExportResult, OutputMetadata, checked_blocks, rgb_grid
 from ._progress import Progress
 from ._runner import Runner
 
@@ -141,7 +141,7 @@ def write_dzi(
                 f"output {out} exists and is not a {kind}; minerva-dask does not replace it: "
                 "remove it or choose another name"
             )
-    data, _ = rgb_grid(image, options.side)
+    data, _ = rgb_grid(image, options.side, target=target)
     token = f"{data.name}:{options.token()}"
     exists = os.path.lexists(target) or os.path.lexists(files)
     work = open_partial(target, token, meta, exists, overwrite=overwrite, resume=resume)
@@ -180,6 +180,7 @@ def write_pyramid(
     """Write ``data`` (on a grid of ``options.side``) as ``work/NAME_files`` and, last,
     ``work/NAME.dzi``; blocks written and skipped (their markers matched)."""
     height, width = data.shape[:2]
+    data = checked_blocks(data)  # a block not as declared fails, named, never tiled
     shapes = tuple(dz_shapes(height, width))
     side, steps = options.side, options.steps
     files = os.path.join(work, f"{name}_files")

@@ -214,7 +214,10 @@ def write_dzi_groups(
     metas = {name: OutputMetadata.of(image) for name, image in groups.items()}
     for meta in metas.values():
         check_not_input(target, meta.inputs)
-    grids = {name: rgb_grid(image, options.side)[0] for name, image in groups.items()}
+    grids = {
+        name: rgb_grid(image, options.side, target=f"{target} (group {name!r})")[0]
+        for name, image in groups.items()
+    }
     token = ":".join([options.token(), *(f"{files[n]}={g.name}" for n, g in grids.items())])
     first = next(iter(metas.values()))
     if title is None:

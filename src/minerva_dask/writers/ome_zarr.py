@@ -44,6 +44,7 @@ from ._store import (
     KEY,
     StorePlan,
     discard,
+    exists_error,
     finish,
     in_progress,
     open_destination,
@@ -100,13 +101,15 @@ def write_ome_zarr(
     options = dict(storage_options or {})
     shard = _shard_of(shard, version)
     grid = band_grid if meta.channels else rgb_grid  # raw planes, or a rendered RGB
-    data, side = grid(image, chunk)  # one side for every level's chunks and blocks
+    data, side = grid(image, chunk, target=url)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
     # a shard never spans more chunks than level 0 has along its longer side: a bigger
     # one holds nothing more, only a bigger index (16 bytes per chunk slot, squared)
     shard = min(shard, max(math.ceil(n / side) for n in shapes[0]))
     token = f"{data.name}:{version}:{side}" + (f":shard{shard}" if shard > 1 else "")
-    fs, root = open_destination(url, options)
+    # an existing store without overwrite/resume: refused as that, before "not writable"
+    refused = None if (overwrite or resume) else exists_error(url)
+    fs, root = open_destination(url, options, exists_error=refused)
     plan = plan_store(url, fs, root, token, overwrite=overwrite, resume=resume)
     try:
         entry = in_progress(token, meta.provenance, overwrite)
