@@ -65,6 +65,7 @@ def to_png(
     'crop.png'
     """
     inputs = tuple(getattr(image, "inputs", ()))  # a Rendering's source: never replaced
+    compute.check_compute_options(client, compute_kwargs)
     if not (isinstance(image, np.ndarray) or hasattr(image, "chunks")):
         image = np.asarray(image)  # a Rendering or dask array as is; anything else numpy
     dtype = np.dtype(np.uint8) if hasattr(image, "chunk_task") else image.dtype
