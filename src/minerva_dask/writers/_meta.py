@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -274,13 +274,13 @@ def _check_located(block: Any, block_info: dict[Any, Any] | None = None) -> np.n
 
 def check_block(block: Any, where: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """``block`` as computed (on a worker), if it is what its array declared: ``shape``
-    and ``dtype``; else an :class:`~minerva_dask.errors.OutputError` (it pickles) naming
+    and ``dtype``; else a :class:`~minerva_dask.errors.BlockMismatchError` (it pickles) naming
     it, e.g. ``block (0, 1) computed as uint16 (50, 50, 3), declared uint8 (50, 50, 3)``.
     A writer never stores a block that is not what the image said it would be."""
     block = np.asarray(block)
     dtype = np.dtype(dtype)
     if block.dtype != dtype or block.shape != tuple(shape):
-        raise OutputError(
+        raise BlockMismatchError(
             f"{where} computed as {block.dtype} {block.shape}, declared {dtype} "
             f"{tuple(shape)}: the dask array's dtype or chunks do not match what its "
             "blocks compute (map_blocks(..., dtype=, chunks=)?)"

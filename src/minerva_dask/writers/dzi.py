@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .._paths import is_url
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
 from ._dzi_place import STATE, open_partial, place
 from ._dzi_tiles import SUFFIX, BlockJob, dz_shapes, load_carry, tile_block
@@ -153,6 +153,8 @@ def write_dzi(
         if disk_full(exc):  # the partial folder holds the space: remove it; old output kept
             shutil.rmtree(work, ignore_errors=True)
             raise disk_full_error(target) from None
+        if isinstance(exc, BlockMismatchError) and not resume:
+            shutil.rmtree(work, ignore_errors=True)  # a resume would fail the same way
         raise
     size = sum(
         os.path.getsize(os.path.join(folder, f)) for folder, _, fs in os.walk(files) for f in fs

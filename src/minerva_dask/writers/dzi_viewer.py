@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import is_url
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 from ._atomic import check_not_input, check_replaceable, disk_full, disk_full_error
 from ._dzi_tiles import dz_shapes
 from ._meta import ExportResult, OutputMetadata, rgb_grid
@@ -260,6 +260,8 @@ def write_dzi_groups(
         if disk_full(exc):
             shutil.rmtree(work, ignore_errors=True)
             raise disk_full_error(target) from None
+        if isinstance(exc, BlockMismatchError) and not resume:
+            shutil.rmtree(work, ignore_errors=True)  # a resume would fail the same way
         raise
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(target) for f in fs)
     data = next(iter(grids.values()))

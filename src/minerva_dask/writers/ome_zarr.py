@@ -32,7 +32,7 @@ from typing import Any
 
 from .._memory import keep_heap_flat
 from .._paths import is_url
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 from ._atomic import check_not_input, disk_full, disk_full_error
 from ._meta import ExportResult, OutputMetadata, band_grid, check_grid, rgb_grid
 from ._ngff import AXES, ngff_attributes
@@ -132,6 +132,9 @@ def write_ome_zarr(
         if disk_full(exc):  # the partial store holds the space: remove it; old store kept
             discard(plan)
             raise disk_full_error(url) from None
+        if isinstance(exc, BlockMismatchError) and not plan.resume:
+            discard(plan)  # a resume would fail the same way: no partial left to refuse
+            raise
         if is_url(url) and type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore"):
             text = (str(exc).splitlines() or [""])[0]  # the store's endpoint went away
             raise OutputError(

@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import zlib_ng.zlib_ng as zng
 
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 from ._atomic import atomic_write, check_output_path
 from ._meta import check_block, check_pixels
 
@@ -347,7 +347,7 @@ def write_png(
             writer.write(check_block(block, where, (height, *shape[1:]), np.uint8))
             top += height
         if top != shape[0]:
-            raise OutputError(
+            raise BlockMismatchError(
                 f"cannot write {target}: the image's blocks computed {top} rows, declared "
                 f"{shape[0]}: the dask array's chunks do not match what its blocks compute"
             )
