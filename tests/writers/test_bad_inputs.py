@@ -137,14 +137,14 @@ def test_bad_chunk_is_one_line(tmp_path: Path, writer: str, chunk: Any) -> None:
 
     with pytest.raises(OutputError) as caught:
         write()
-    _one_line(caught.value, ("chunk must be a whole number of pixels within 1..16384", repr(chunk)))
+    _one_line(caught.value, ("chunk must be a whole number within 1..16384 pixels", repr(chunk)))
     _nothing_written(tmp_path)
 
 
 def test_render_chunk_size_follows_the_same_rule(demo_path: Path) -> None:
     source = md.open_image(demo_path)
     request = md.parse_request("/0/0/0/?c=1|600:24000$0000FF&region=0,0,256,256")
-    with pytest.raises(RequestError, match="chunk size must be a whole number of pixels"):
+    with pytest.raises(RequestError, match="chunk size must be a whole number within"):
         md.render(source, request, chunk_size=0)
 
 

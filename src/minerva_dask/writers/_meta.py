@@ -38,11 +38,11 @@ def chunk_side_problem(side: Any) -> str | None:
     chunk is held whole in memory).
 
     >>> chunk_side_problem(512), chunk_side_problem(-5)
-    (None, 'must be a whole number of pixels within 1..16384, got -5')
+    (None, 'must be a whole number within 1..16384 pixels, got -5')
     """
     whole = isinstance(side, numbers.Integral) and not isinstance(side, bool)
     if not whole or not 1 <= side <= MAX_CHUNK_SIDE:
-        return f"must be a whole number of pixels within 1..{MAX_CHUNK_SIDE}, got {side!r}"
+        return f"must be a whole number within 1..{MAX_CHUNK_SIDE} pixels, got {side!r}"
     return None
 
 
