@@ -148,25 +148,32 @@ def test_render_chunk_size_follows_the_same_rule(demo_path: Path) -> None:
         md.render(source, request, chunk_size=0)
 
 
-@pytest.mark.parametrize(
-    ("options", "words"),
-    [
-        ({"compute_kwargs": {"num_workers": -1}}, ("num_workers", ">= 1", "-1")),
-        ({"compute_kwargs": {"num_workers": 0}}, ("num_workers", ">= 1")),
-        ({"compute_kwargs": [1]}, ("compute_kwargs must be a mapping",)),
-        ({"compute_kwargs": {"scheduler": "nonsense"}}, ("scheduler", "Expected one of")),
-        ({"client": "tcp://127.0.0.1:1"}, ("client=", "not an address", "scheduler=")),
-        ({"client": 5}, ("client=", "distributed.Client", "int")),
-    ],
-)
-@pytest.mark.parametrize("writer", ["tif", "zarr", "dzi", "groups", "png"])
+BAD_COMPUTE = [
+    ({"compute_kwargs": {"num_workers": -1}}, ("num_workers", ">= 1", "-1")),
+    ({"compute_kwargs": {"num_workers": 0}}, ("num_workers", ">= 1")),
+    ({"compute_kwargs": [1]}, ("compute_kwargs must be a mapping",)),
+    ({"compute_kwargs": {"scheduler": "nonsense"}}, ("scheduler", "Expected one of")),
+    ({"client": "tcp://127.0.0.1:1"}, ("client=", "not an address", "scheduler=")),
+    ({"client": 5}, ("client=", "distributed.Client", "int")),
+]
+
+
+def _compute_cases() -> list[Any]:
+    cases = []
+    for writer in ("tif", "zarr", "dzi", "groups", "png"):
+        for index, (options, words) in enumerate(BAD_COMPUTE):
+            if writer == "png" and "compute_kwargs" in options:  # to_png: as keywords
+                if not isinstance(options["compute_kwargs"], dict):
+                    continue
+                options = options["compute_kwargs"]
+            cases.append(pytest.param(writer, options, words, id=f"{writer}-{index}"))
+    return cases
+
+
+@pytest.mark.parametrize(("writer", "options", "words"), _compute_cases())
 def test_bad_compute_options_are_one_line(
     tmp_path: Path, writer: str, options: dict[str, Any], words: tuple[str, ...]
 ) -> None:
-    if writer == "png" and "compute_kwargs" in options:  # to_png takes them as keywords
-        if not isinstance(options["compute_kwargs"], dict):
-            pytest.skip("to_png takes compute options as keyword arguments")
-        options = options["compute_kwargs"]
     with pytest.raises(RequestError) as caught:
         WRITERS[writer](RGB, tmp_path, **options)
     _one_line(caught.value, words)
