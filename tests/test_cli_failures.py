@@ -39,6 +39,11 @@ def _sample(ctx: dict[str, str]) -> str:
 
 CASES = [
     Case(
+        "OME-Zarr to a read-only http:// URL",
+        lambda c: ["crop", SMALL, "--image", _sample(c), "-o", "http://127.0.0.1:1/o.ome.zarr"],
+        ("cannot write http://127.0.0.1:1/o.ome.zarr", "read-only", "s3://"),
+    ),
+    Case(
         "local cluster of -1 workers",
         lambda c: ["crop", SMALL, "--image", _sample(c), "-o", c["zarr"], "--local-cluster", "-1"],
         ("--local-cluster", ">= 1"),

@@ -119,7 +119,7 @@ def test_every_export_computes_on_the_default_client_as_dask_does(tmp_path) -> N
     expected = pixels.compute(scheduler="threads")
     with (
         distributed.LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,  # the default client, as users make one
     ):

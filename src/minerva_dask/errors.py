@@ -12,6 +12,7 @@ from ._redact import redact
 
 __all__ = [
     "AuthError",
+    "BlockMismatchError",
     "MinervaDaskError",
     "MissingDependencyError",
     "OutputError",
@@ -64,6 +65,12 @@ class RemoteError(SourceError):
 
 class OutputError(MinervaDaskError, OSError):
     """An output file cannot be written."""
+
+
+class BlockMismatchError(OutputError):
+    """A block of the image computed to another dtype or shape than its array declared;
+    the message names the block. Nothing of it is written; a fresh export's unfinished
+    output is removed (a resume could only fail the same way)."""
 
 
 class MissingDependencyError(MinervaDaskError, ImportError):

@@ -66,6 +66,7 @@ def to_png(
     'crop.png'
     """
     inputs = inputs_of(image)  # a Rendering's source, or its array's: never replaced
+    compute.check_compute_options(client, compute_kwargs)
     if not (isinstance(image, np.ndarray) or hasattr(image, "chunks")):
         image = np.asarray(image)  # a Rendering or dask array as is; anything else numpy
     dtype = np.dtype(np.uint8) if hasattr(image, "chunk_task") else image.dtype
@@ -175,6 +176,8 @@ def to_ome_tiff_planes(
     each with SubIFDs for its lower levels, the 2 x 2 means of the level above rounded
     half up (``(a + b + c + d + 2) // 4``; odd edges repeat their last pixel).
 
+    ``planes`` may also be a :class:`~minerva_dask.raw.RawRegion` (``md.raw_region``):
+    its planes, written with its metadata and channel names unless given.
     ``metadata``: name, pixel size, provenance and inputs (never overwritten). Other
     parameters as :func:`to_ome_tiff` (JPEG only for uint8).
     """

@@ -28,6 +28,7 @@ from .geometry import (
 from .projection import Projection
 from .request import RenderRequest, ResolvedChannel
 from .sources.base import ImageInfo
+from .writers._meta import chunk_side_problem
 
 __all__ = [
     "LEVEL_RULES",
@@ -45,7 +46,6 @@ logger = logging.getLogger(__name__)
 # Source tiles smaller than this are grouped so that a chunk is at least this many pixels
 # a side: a 100k x 100k slide in 256-pixel OMERO tiles would otherwise make 150k tasks.
 MIN_CHUNK_SIDE = 512
-MAX_CHUNK_SIDE = 2**14  # 805 MB of RGB a chunk; 10**9 was an unexpected MemoryError
 # Smallest default chunk side of a level reduced on the fly (see _chunk_side).
 MIN_REDUCED_CHUNK_SIDE = 64
 LEVEL_RULES = ("general", "omero-figure")
@@ -99,10 +99,9 @@ def _chunk_side(tile: int, requested: int | None, reduction: int = 1) -> int:
     block sums (memory: the chunk and one tile, whatever it reads), and one-pixel chunks
     would make a task per output pixel."""
     if requested is not None:
-        if not 1 <= requested <= MAX_CHUNK_SIDE:  # one chunk is held whole in memory
-            raise RequestError(
-                f"chunk size must be within 1..{MAX_CHUNK_SIDE} pixels, got {requested}"
-            )
+        problem = chunk_side_problem(requested)
+        if problem:
+            raise RequestError(f"chunk size {problem}")
         return requested
     side = tile * max(1, math.ceil(MIN_CHUNK_SIDE / tile))
     if reduction == 1:

@@ -185,9 +185,9 @@ def test_missing_rows_are_an_error_and_leave_no_file(tmp_path) -> None:
         writer.close()
     with pytest.raises(OutputError, match="uint8"):
         md.to_png(np.zeros((4, 4, 3), np.uint16), tmp_path / "x.png")
-    with pytest.raises(OutputError, match="pixels a side"):
+    with pytest.raises(OutputError, match="empty"):
         md.to_png(np.zeros((0, 4, 3), np.uint8), tmp_path / "x.png")
-    with pytest.raises(OutputError, match="shape"):
+    with pytest.raises(OutputError, match="1-4 samples"):
         md.to_png(np.zeros((4, 4, 5), np.uint8), tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import (
     SCHEDULER_TIMEOUT_S,
     check_cluster_options,
+    check_compute_options,
     compute_context,
     compute_options,
     dask_may_be_configured,
@@ -30,6 +31,7 @@ __all__ = [
     "SCHEDULER_TIMEOUT_S",
     "array_row_blocks",
     "check_cluster_options",
+    "check_compute_options",
     "compute_all",
     "compute_context",
     "compute_options",
@@ -43,8 +45,10 @@ __all__ = [
 
 def make_runner(client: Any = None, compute_kwargs: dict[str, Any] | None = None) -> Runner:
     """Who runs a writer's tasks: the ``distributed.Client`` ``client``, or this process's
-    threads with dask's ``compute_kwargs`` (``num_workers``, ``scheduler``...). Without
+    threads with dask's ``compute_kwargs`` (``num_workers``, ``scheduler``...); either
+    refused in one line (:func:`check_compute_options`) before any work. Without
     ``client``, the default client if there is one (:func:`default_client`)."""
+    check_compute_options(client, compute_kwargs)
     client = client if client is not None else default_client(compute_kwargs)
     if client is not None:
         from ._distributed import DistributedRunner

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..errors import RemoteError, RequestError
@@ -16,6 +16,7 @@ from ..sources.base import capabilities
 
 __all__ = [
     "check_cluster_options",
+    "check_compute_options",
     "compute_context",
     "compute_options",
     "dask_may_be_configured",
@@ -130,6 +131,48 @@ def check_cluster_options(scheduler: Any, local_cluster: Any, memory_limit: Any)
                 f"scheduler (CLI: --scheduler) {scheduler!r} is not a dask scheduler address such "
                 "as tcp://10.0.0.5:8786"
             )
+
+
+def check_compute_options(client: Any, compute_kwargs: Any) -> None:
+    """Refuse, in one line and before any work, an export's ``client`` that is not a
+    running ``distributed.Client`` (an address, a closed client) and dask compute options
+    that are not a mapping or ask for fewer than one worker or an unknown scheduler."""
+    if client is not None:
+        if isinstance(client, str):
+            raise RequestError(
+                f"client= takes a distributed.Client, not an address ({client!r}): connect "
+                "with distributed.Client(address), or pass the address as scheduler= to "
+                "md.crop (CLI: --scheduler)"
+            )
+        if not hasattr(client, "submit"):
+            raise RequestError(f"client= takes a distributed.Client, not a {type(client).__name__}")
+        status = str(getattr(client, "status", "running"))
+        if status in ("closed", "closing", "failed") or getattr(client, "scheduler", 1) is None:
+            raise RequestError(
+                f"client= is a distributed.Client that is {status}: pass a running one "
+                "(or none, to compute here)"
+            )
+    if compute_kwargs is None:
+        return
+    if not isinstance(compute_kwargs, Mapping) or not all(
+        isinstance(key, str) for key in compute_kwargs
+    ):
+        raise RequestError(
+            "compute_kwargs must be a mapping of dask compute options such as "
+            f"{{'num_workers': 4}}, got {compute_kwargs!r:.80}"
+        )
+    workers = compute_kwargs.get("num_workers")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise RequestError(f"num_workers must be a number of threads >= 1, got {workers!r}")
+    if isinstance(compute_kwargs.get("scheduler"), str):
+        from dask.base import get_scheduler
+
+        try:
+            get_scheduler(scheduler=compute_kwargs["scheduler"])
+        except ValueError as exc:
+            raise RequestError(f"scheduler: {str(exc).splitlines()[0]}") from None
 
 
 _log = logging.getLogger("minerva_dask.cluster")  # shown with -v (see _console)

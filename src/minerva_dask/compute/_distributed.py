@@ -59,6 +59,7 @@ class DistributedStages:
         self.client = client
         self.threads = sum(client.nthreads().values())
         self._made: weakref.WeakSet[Any] = weakref.WeakSet()  # live futures of this export
+        self._failed = False
 
     def sizes(self, fan: int, prefetch: int) -> tuple[int, int]:
         return fan * fan, max(prefetch * fan * fan, 4 * self.threads)
@@ -81,10 +82,13 @@ class DistributedStages:
         try:
             return handle.result()
         except BaseException:
-            cancel(self.client, [handle])  # the rest: cancel(), on the writer's way out
+            self._failed = True  # cancel(), on the writer's way out, releases it all
             raise
 
     def cancel(self, handles: list[Any]) -> None:
-        """Cancel ``handles`` and every other future of this export still alive (a
-        failed one's traceback holds some, e.g. the children handed to a node)."""
-        cancel(self.client, [*handles, *self._made])
+        """On the writer's way out: after a failure or a stop (a task failed, or work
+        was left in flight), cancel ``handles`` and every other future of this export
+        still alive (a failed one's traceback holds some, e.g. a node's children).
+        After a complete export there is nothing to cancel, and nothing is sent."""
+        if self._failed or handles:
+            cancel(self.client, [*handles, *self._made])

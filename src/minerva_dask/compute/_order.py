@@ -20,12 +20,12 @@ def cancel(client: Any, futures: Iterable[Any]) -> None:
     """Cancel ``futures`` (lists of them too; ``None`` skipped) on ``client``, so that a
     failed or stopped export leaves no task or result on the cluster: held futures would
     otherwise keep them there as long as the error's traceback lives. Best effort."""
-    flat: list[Any] = []
-    for item in futures:
-        if isinstance(item, list | tuple):
-            flat.extend(f for f in item if f is not None)
-        elif item is not None:
-            flat.append(item)
+    found: dict[Any, Any] = {}  # one per key: distributed's scheduler asserts on a
+    for item in futures:  # key cancelled twice, and drops the client's connection
+        for future in item if isinstance(item, list | tuple) else [item]:
+            if future is not None and not future.cancelled():
+                found.setdefault(future.key, future)
+    flat = list(found.values())
     if flat:
         with contextlib.suppress(Exception):  # a cluster gone: nothing to release
             client.cancel(flat)

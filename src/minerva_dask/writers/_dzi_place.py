@@ -56,14 +56,14 @@ def open_partial(
     folder, base = os.path.split(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise OutputError(f"cannot write {target}: folder {folder} does not exist")
+    if exists and not (overwrite or resume):  # before "not writable": refused anyway
+        raise OutputError(
+            f"output {target} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     if not os.access(folder, os.W_OK):
         raise OutputError(f"cannot write {target}: folder {folder} is not writable")
     base = base.encode()[:200].decode(errors="ignore")
     work = os.path.join(folder, f".{base}.partial")
-    if exists and not (overwrite or resume):
-        raise OutputError(
-            f"output {target} exists; pass overwrite=True (CLI: --overwrite) to replace it"
-        )
     state = _state(work)
     if resume and state is not None:
         if state.get("token") != token:

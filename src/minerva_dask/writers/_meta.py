@@ -3,24 +3,49 @@
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._inputs import inputs_of
+from ..errors import BlockMismatchError, OutputError
 
 if TYPE_CHECKING:
     import dask.array as da
 
 __all__ = [
+    "MAX_CHUNK_SIDE",
     "ExportResult",
     "OutputMetadata",
     "band_grid",
+    "check_block",
+    "check_chunk",
     "check_grid",
+    "check_pixels",
+    "checked_blocks",
+    "chunk_side_problem",
     "regular_chunks",
     "rgb_grid",
 ]
+
+MAX_CHUNK_SIDE = 2**14  # 805 MB of RGB a chunk; 10**9 was an unexpected MemoryError
+
+
+def chunk_side_problem(side: Any) -> str | None:
+    """What is wrong with ``side`` as a chunk (block) side, or ``None``: the one rule of
+    the renderer and the writers, a whole number of pixels within 1..MAX_CHUNK_SIDE (one
+    chunk is held whole in memory).
+
+    >>> chunk_side_problem(512), chunk_side_problem(-5)
+    (None, 'must be a whole number within 1..16384 pixels, got -5')
+    """
+    whole = isinstance(side, numbers.Integral) and not isinstance(side, bool)
+    if not whole or not 1 <= side <= MAX_CHUNK_SIDE:
+        return f"must be a whole number within 1..{MAX_CHUNK_SIDE} pixels, got {side!r}"
+    return None
+
 
 # The channels of a rendered RGB image: label, colour.
 RGB = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
@@ -122,7 +147,9 @@ class ExportResult:
     elapsed_s: float
 
 
-def rgb_grid(image: Any, chunk: int | None = None, multiple: int = 2) -> tuple[da.Array, int]:
+def rgb_grid(
+    image: Any, chunk: int | None = None, multiple: int = 2, *, target: Any = "the output"
+) -> tuple[da.Array, int]:
     """The ``(y, x, 3)`` uint8 dask array of a Rendering, dask or numpy array on a regular
     grid, and the grid's side in pixels.
 
@@ -130,43 +157,136 @@ def rgb_grid(image: Any, chunk: int | None = None, multiple: int = 2) -> tuple[d
     width), rounded up to a multiple of ``multiple`` (2 at least: 2 x 2 means then never
     straddle a chunk edge). Every chunk but the last of each axis is ``side`` pixels, the
     last at most ``side``, and the colour axis is one chunk of 3: the grid the writers
-    store, so that each stored chunk is written by exactly one block.
+    store, so that each stored chunk is written by exactly one block. What no writer can
+    store (see :func:`check_pixels`, :func:`check_chunk`) is refused naming ``target``.
     """
     import dask.array as da
 
+    check_chunk(chunk, target)
     data = getattr(image, "data", image)
     if not isinstance(data, da.Array):
         data = np.asarray(data)
+    check_pixels(data.shape, data.dtype, target)
+    if not isinstance(data, da.Array):
         side = chunk or 1024
         data = da.from_array(data, chunks=(side, side, 3))
-    if data.ndim != 3 or data.shape[2] != 3 or data.dtype != np.uint8:
-        raise ValueError(f"expected (height, width, 3) uint8, got {data.shape} {data.dtype}")
-    side = chunk or max(data.chunks[0][0], data.chunks[1][0])
-    multiple = max(2, multiple)
-    side = -(-side // multiple) * multiple
-    wanted = (regular_chunks(data.shape[0], side), regular_chunks(data.shape[1], side), (3,))
-    if data.chunks != wanted:
-        data = data.rechunk(wanted)
-    check_grid(data.chunks[:2], side)
-    return data, side
+    return _on_grid(data, chunk, multiple, (0, 1))
 
 
-def band_grid(image: Any, chunk: int | None = None, multiple: int = 2) -> tuple[da.Array, int]:
+def band_grid(
+    image: Any, chunk: int | None = None, multiple: int = 2, *, target: Any = "the output"
+) -> tuple[da.Array, int]:
     """A raw region's ``(c, y, x)`` planes as ``(y, x, c)`` of any dtype on the regular
     grid :func:`rgb_grid` makes for RGB (the channel axis one chunk), and its side."""
-    data = image.data.transpose(1, 2, 0)
-    side = chunk or max(data.chunks[0][0], data.chunks[1][0])
+    check_chunk(chunk, target)
+    check_pixels(image.data.shape, image.data.dtype, target, "bands")
+    return _on_grid(image.data.transpose(1, 2, 0), chunk, multiple, (0, 1))
+
+
+def _on_grid(
+    data: da.Array, chunk: int | None, multiple: int, axes: tuple[int, int]
+) -> tuple[da.Array, int]:
+    """``data`` rechunked to ``side``-pixel blocks along ``axes`` (the others one chunk)."""
+    first = [data.chunks[axis][0] for axis in axes]
+    side = chunk or max(first)
     multiple = max(2, multiple)
     side = -(-side // multiple) * multiple
-    wanted = (
-        regular_chunks(data.shape[0], side),
-        regular_chunks(data.shape[1], side),
-        (data.shape[2],),
+    wanted = tuple(
+        regular_chunks(length, side) if axis in axes else (length,)
+        for axis, length in enumerate(data.shape)
     )
     if data.chunks != wanted:
         data = data.rechunk(wanted)
-    check_grid(data.chunks[:2], side)
+    check_grid(tuple(data.chunks[axis] for axis in axes), side)
     return data, side
+
+
+# What each writer stores, as its refusal names it.
+_LAYOUTS = {
+    "rgb": "(height, width, 3) uint8",
+    "png": "(height, width[, 1-4 samples]) uint8",
+    "planes": "(channels, height, width) unsigned integer",
+    "bands": "(channels, height, width)",
+}
+
+
+def check_pixels(shape: tuple[Any, ...], dtype: Any, target: Any, layout: str = "rgb") -> None:
+    """Refuse, before anything is written, an image no writer of ``layout`` can store: of
+    unknown shape (a dask array after boolean indexing), of the wrong axes or pixel type
+    (see :data:`_LAYOUTS`), or empty. One :class:`~minerva_dask.errors.OutputError`
+    line naming ``target``.
+
+    >>> check_pixels((0, 5, 3), np.uint8, "a.png")
+    Traceback (most recent call last):
+    minerva_dask.errors.OutputError: cannot write a.png: the image is empty (5 x 0 ...
+    """
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    shown = "(" + ", ".join(str(n) for n in shape) + ")"
+    if not all(isinstance(n, int | np.integer) for n in shape):  # dask's NaN: not known
+        raise OutputError(
+            f"cannot write {target}: the image's shape {shown} is not known (a dask array "
+            "whose chunk sizes are unknown, as after boolean indexing): call "
+            ".compute_chunk_sizes() on it first"
+        )
+    if layout == "png":
+        fits = dtype == np.uint8 and (len(shape) == 2 or (len(shape) == 3 and 1 <= shape[2] <= 4))
+    elif layout == "rgb":
+        fits = dtype == np.uint8 and len(shape) == 3 and shape[2] == 3
+    else:
+        fits = len(shape) == 3 and (layout == "bands" or dtype.kind == "u")
+    if not fits:
+        raise OutputError(
+            f"cannot write {target}: expected {_LAYOUTS[layout]} pixels, got {shown} {dtype}"
+        )
+    height, width = shape[1:3] if layout in ("planes", "bands") else shape[:2]
+    if min(shape) == 0:
+        raise OutputError(
+            f"cannot write {target}: the image is empty ({width} x {height} pixels"
+            f"{f' x {shape[0]} channels' if layout in ('planes', 'bands') else ''}); "
+            "nothing to write"
+        )
+
+
+def check_chunk(chunk: Any, target: Any, name: str = "chunk") -> None:
+    """Refuse a block side that is not a whole number of pixels within the renderer's
+    range (:func:`chunk_side_problem`, the one rule); ``None``: the
+    image's own."""
+    if chunk is None:
+        return
+    problem = chunk_side_problem(chunk)
+    if problem:
+        raise OutputError(f"cannot write {target}: {name} {problem}")
+
+
+def checked_blocks(data: da.Array) -> da.Array:
+    """``data`` whose every block is checked, as it is computed, against its declared
+    shape and dtype (:func:`check_block`): for a writer whose tasks take windows of
+    several blocks, not one block each."""
+    return data.map_blocks(_check_located, dtype=data.dtype, meta=data._meta)
+
+
+def _check_located(block: Any, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    out = (block_info or {}).get(None)
+    if out is None:  # dask's meta probe
+        return block
+    where = f"block {tuple(out['chunk-location'][:2])}"
+    return check_block(block, where, tuple(out["chunk-shape"]), out["dtype"])
+
+
+def check_block(block: Any, where: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``block`` as computed (on a worker), if it is what its array declared: ``shape``
+    and ``dtype``; else a :class:`~minerva_dask.errors.BlockMismatchError` (it pickles) naming
+    it, e.g. ``block (0, 1) computed as uint16 (50, 50, 3), declared uint8 (50, 50, 3)``.
+    A writer never stores a block that is not what the image said it would be."""
+    block = np.asarray(block)
+    dtype = np.dtype(dtype)
+    if block.dtype != dtype or block.shape != tuple(shape):
+        raise BlockMismatchError(
+            f"{where} computed as {block.dtype} {block.shape}, declared {dtype} "
+            f"{tuple(shape)}: the dask array's dtype or chunks do not match what its "
+            "blocks compute (map_blocks(..., dtype=, chunks=)?)"
+        )
+    return block
 
 
 def regular_chunks(length: int, side: int) -> tuple[int, ...]:

@@ -37,6 +37,7 @@ __all__ = [
     "KEY",
     "StorePlan",
     "discard",
+    "exists_error",
     "finish",
     "in_progress",
     "open_destination",
@@ -122,7 +123,7 @@ def _unsharded(token: str) -> str:
     return head if sep and tail.isdigit() else token
 
 
-def _exists_error(url: str) -> OutputError:
+def exists_error(url: str) -> OutputError:
     return OutputError(
         f"output {url} exists; pass overwrite=True (CLI: --overwrite) to replace it "
         "or resume=True (CLI: --resume) to continue an interrupted export"
@@ -145,7 +146,7 @@ def plan_store(
                 "delete it first"
             )
         if exists:
-            raise _exists_error(url)
+            raise exists_error(url)
         return StorePlan(url, root, url, fs, root, False, False)
     if os.path.lexists(root) and (os.path.islink(root) or not os.path.isdir(root)):
         raise OutputError(  # a file, a device, a link: never swapped out for a store
@@ -156,13 +157,13 @@ def plan_store(
     name = name.encode()[:200].decode(errors="ignore")  # room for the hidden suffixes
     partial = os.path.join(folder, f".{name}.partial")
     if exists and not (overwrite or resume):
-        raise _exists_error(url)
+        raise exists_error(url)
     if exists and overwrite:
         check_replaceable(root, "zarr store", ZARR_MARKERS)
     if resume and os.path.lexists(partial):
         entry = _check_resumable(fs, partial, f"{url} (its unfinished export {partial})", token)
         if exists and not (overwrite or entry.get("overwrite")):
-            raise _exists_error(url)
+            raise exists_error(url)
         return StorePlan(url, root, partial, fs, partial, True, exists)
     if resume and exists:
         _check_resumable(fs, root, url, token)  # a complete or foreign target: refused
@@ -246,8 +247,21 @@ def store_fs(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(url, **storage_options)
 
 
-def open_destination(url: str, options: dict[str, Any]) -> tuple[Any, str]:
-    """Check the target's folder or bucket before any work: it exists and is writable."""
+READ_ONLY_SCHEMES = ("http", "https", "github", "tar", "libarchive")  # fsspec's, no writes
+
+
+def open_destination(
+    url: str, options: dict[str, Any], *, exists_error: OutputError | None = None
+) -> tuple[Any, str]:
+    """Check the target's folder or bucket before any work: it exists and is writable.
+    ``exists_error``: raised instead of "not writable" where a local target exists (it
+    is refused anyway, and the user's fix is that one)."""
+    scheme = url.split("://", 1)[0].lower() if is_url(url) else ""
+    if scheme in READ_ONLY_SCHEMES:
+        raise OutputError(
+            f"cannot write {url}: {scheme}:// is read-only; write to a local path, s3:// or "
+            "another writable fsspec store"
+        )
     try:
         fs, root = store_fs(url, options)
     except (OSError, ValueError) as exc:
@@ -257,6 +271,8 @@ def open_destination(url: str, options: dict[str, Any]) -> tuple[Any, str]:
         if not os.path.isdir(parent):
             raise OutputError(f"cannot write {url}: folder {parent} does not exist")
         if not os.access(parent, os.W_OK):
+            if exists_error is not None and os.path.lexists(root):
+                raise exists_error  # refused anyway: say so first
             raise OutputError(f"cannot write {url}: folder {parent} is not writable")
     else:
         bucket = root.split("/", 1)[0]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._memory import reuse_freed_memory
+from ._meta import check_block
 from ._pyramid import downsample_2x
 
 __all__ = ["TileSpec", "encode_leaf", "encode_node", "fan_out"]
@@ -78,15 +79,14 @@ def fan_out(spec: TileSpec) -> int:
 def encode_leaf(block: np.ndarray, spec: TileSpec, row: int, col: int) -> tuple[list, object]:
     """A rendered level-0 block ``(row, col)``: its tiles, and the small block it leaves."""
     reuse_freed_memory()  # in this task's process (a worker's): once
+    height, width = spec.shapes[0]
+    size = (min(spec.side, height - row * spec.side), min(spec.side, width - col * spec.side))
     if spec.layout == "cyx":
-        block = np.moveaxis(np.asarray(block), 0, -1)[..., None]  # (y, x, c, 1)
+        block = check_block(block, f"block ({row}, {col})", (spec.pages, *size), spec.dtype)
+        block = np.moveaxis(block, 0, -1)[..., None]  # (y, x, c, 1)
     else:
-        block = np.asarray(block)[:, :, None, :]  # (y, x, 1, 3)
-    if block.dtype != np.dtype(spec.dtype) or block.shape[2:] != (spec.pages, spec.samples):
-        raise RuntimeError(
-            f"minerva-dask internal error: block {block.shape} {block.dtype} is not "
-            f"{spec.pages} x {spec.samples} {spec.dtype}"
-        )
+        block = check_block(block, f"block ({row}, {col})", (*size, spec.samples), spec.dtype)
+        block = block[:, :, None, :]  # (y, x, 1, 3)
     return _encode_block(block, spec, 0, row * spec.side, col * spec.side)
 
 

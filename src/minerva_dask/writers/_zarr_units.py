@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._paths import is_url
+from ._meta import check_block
 from ._pyramid import downsample_2x
 from ._shard_codec import encode_chunk, shard_bytes
 from ._store import store_fs
@@ -97,9 +98,10 @@ def _put_shard(target: Target, level: int, row: int, col: int, chunks: dict) -> 
     fs.pipe_file(f"{root}/{level}/c/0/{row}/{col}", shard_bytes(chunks, target.unit // target.side))
 
 
-def encode_block(block: np.ndarray, side: int) -> bytes:
-    """A rendered ``(y, x, c)`` block of one chunk, encoded as the chunk is stored."""
-    return encode_chunk(np.moveaxis(block, 2, 0), side)
+def encode_block(block: np.ndarray, side: int, where: str, want: tuple[tuple, str]) -> bytes:
+    """A rendered ``(y, x, c)`` block of one chunk, checked against what its array
+    declared (``want``: shape, dtype), encoded as the chunk is stored."""
+    return encode_chunk(np.moveaxis(check_block(block, where, *want), 2, 0), side)
 
 
 def write_shard(encoded: list[list[bytes]], target: Target, row: int, col: int) -> int:
@@ -111,8 +113,12 @@ def write_shard(encoded: list[list[bytes]], target: Target, row: int, col: int) 
     return len(chunks)
 
 
-def write_block(block: np.ndarray, target: Target, row: int, col: int) -> int:
-    """Store level 0's chunk ``(row, col)`` of an unsharded array; then its marker."""
+def write_block(
+    block: np.ndarray, target: Target, row: int, col: int, want: tuple[tuple, str]
+) -> int:
+    """Store level 0's chunk ``(row, col)`` of an unsharded array, checked against what
+    its array declared (``want``: shape, dtype); then its marker."""
+    block = check_block(block, f"block ({row}, {col})", *want)
     y0, x0 = row * target.unit, col * target.unit
     _array(target, 0)[:, y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = np.moveaxis(
         block, 2, 0
@@ -174,12 +180,16 @@ def level_jobs(
 
     rows, cols = units(shape[0], target.unit), units(shape[1], target.unit)
     per = target.unit // target.side  # blocks per unit side
+
+    def want(row: int, col: int) -> tuple[tuple, str]:  # what the block must compute
+        return (data.chunks[0][row], data.chunks[1][col], data.shape[2]), data.dtype.str
+
     if level == 0 and per == 1:
         blocks = data.to_delayed(optimize_graph=True)
         write = dask.delayed(write_block, pure=False)
 
         def task(row: int, col: int) -> Any:
-            return write(blocks[row, col, 0], target, row, col)
+            return write(blocks[row, col, 0], target, row, col, want(row, col))
 
     elif level == 0:  # each chunk encoded as soon as it is rendered, then its shard put
         blocks = data.to_delayed(optimize_graph=True)
@@ -189,7 +199,7 @@ def level_jobs(
         def task(row: int, col: int) -> Any:
             grid = [
                 [
-                    encode(blocks[r, c, 0], target.side)
+                    encode(blocks[r, c, 0], target.side, f"block ({r}, {c})", want(r, c))
                     for c in range(col * per, min((col + 1) * per, blocks.shape[1]))
                 ]
                 for r in range(row * per, min((row + 1) * per, blocks.shape[0]))

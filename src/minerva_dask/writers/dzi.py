@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from .._paths import is_url
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 from ._atomic import (
     FolderWatch,
     check_not_input,
@@ -55,7 +55,7 @@ from ._atomic import (
 )
 from ._dzi_place import STATE, open_partial, place
 from ._dzi_tiles import SUFFIX, BlockJob, dz_shapes, load_carry, tile_block
-from ._meta import ExportResult, OutputMetadata, rgb_grid
+from ._meta import ExportResult, OutputMetadata, checked_blocks, rgb_grid
 from ._progress import Progress
 from ._runner import Runner
 
@@ -153,7 +153,7 @@ def write_dzi(
                 f"output {out} exists and is not a {kind}; minerva-dask does not replace it: "
                 "remove it or choose another name"
             )
-    data, _ = rgb_grid(image, options.side)
+    data, _ = rgb_grid(image, options.side, target=target)
     token = f"{data.name}:{options.token()}"
     name = os.path.basename(stem)
     # one export of this output at a time, from here to the end
@@ -170,6 +170,9 @@ def write_dzi(
             if disk_full(exc):  # the partial folder holds the space: remove it; old output kept
                 shutil.rmtree(work, ignore_errors=True)
                 raise disk_full_error(target) from None
+            if isinstance(exc, BlockMismatchError) and not resume:
+                shutil.rmtree(work, ignore_errors=True)  # a resume would fail the same way
+                raise
             if isinstance(exc, Exception) and (gone := watch.gone(target)):
                 raise gone from None  # not the FileNotFoundError of a tile it cut short
             raise
@@ -199,6 +202,7 @@ def write_pyramid(
     """Write ``data`` (on a grid of ``options.side``) as ``work/NAME_files`` and, last,
     ``work/NAME.dzi``; blocks written and skipped (their markers matched)."""
     height, width = data.shape[:2]
+    data = checked_blocks(data)  # a block not as declared fails, named, never tiled
     shapes = tuple(dz_shapes(height, width))
     side, steps = options.side, options.steps
     files = os.path.join(work, f"{name}_files")

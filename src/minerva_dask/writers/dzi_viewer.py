@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import is_url
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 from ._atomic import (
     FolderWatch,
     check_not_input,
@@ -223,7 +223,10 @@ def write_dzi_groups(
     metas = {name: OutputMetadata.of(image) for name, image in groups.items()}
     for meta in metas.values():
         check_not_input(target, meta.inputs)
-    grids = {name: rgb_grid(image, options.side)[0] for name, image in groups.items()}
+    grids = {
+        name: rgb_grid(image, options.side, target=f"{target} (group {name!r})")[0]
+        for name, image in groups.items()
+    }
     token = ":".join([options.token(), *(f"{files[n]}={g.name}" for n, g in grids.items())])
     first = next(iter(metas.values()))
     if title is None:
@@ -271,6 +274,9 @@ def write_dzi_groups(
             if disk_full(exc):
                 shutil.rmtree(work, ignore_errors=True)
                 raise disk_full_error(target) from None
+            if isinstance(exc, BlockMismatchError) and not resume:
+                shutil.rmtree(work, ignore_errors=True)  # a resume would fail the same way
+                raise
             if isinstance(exc, Exception) and (gone := watch.gone(target)):
                 raise gone from None
             raise

@@ -44,7 +44,15 @@ from ._atomic import (
     disk_full_error,
     output_lock,
 )
-from ._meta import ExportResult, OutputMetadata, check_grid, regular_chunks, rgb_grid
+from ._meta import (
+    ExportResult,
+    OutputMetadata,
+    check_chunk,
+    check_grid,
+    check_pixels,
+    regular_chunks,
+    rgb_grid,
+)
 from ._progress import Progress
 from ._pyramid import pyramid_shapes
 from ._runner import Runner
@@ -79,10 +87,11 @@ def write_ome_tiff(
     _check_compression(compression)
     meta = OutputMetadata.of(image)
     target = check_output_path(path, overwrite=overwrite, inputs=meta.inputs)
-    data, side = rgb_grid(image, chunk, multiple=16)  # TIFF tiles: multiples of 16
+    # TIFF tiles: multiples of 16
+    data, side = rgb_grid(image, chunk, multiple=16, target=target)
     tile = tiff_tile(data.shape[0], data.shape[1], side)
     if side % tile:  # blocks of whole tiles: the side grows to a multiple of the tile
-        data, side = rgb_grid(data, -(-side // tile) * tile, multiple=tile)
+        data, side = rgb_grid(data, -(-side // tile) * tile, multiple=tile, target=target)
     return _export(
         data,
         "yxs",
@@ -115,21 +124,26 @@ def write_ome_tiff_planes(
 ) -> ExportResult:
     """Write ``(c, y, x)`` unsigned integer planes as a pyramidal OME-TIFF, one page per
     channel, its tasks run by ``runner``; the writer of
-    :func:`minerva_dask.exports.to_ome_tiff_planes` (parameters there)."""
+    :func:`minerva_dask.exports.to_ome_tiff_planes` (parameters there). ``planes`` may be
+    a :class:`~minerva_dask.raw.RawRegion`: its planes, with its metadata and channel
+    names unless given."""
     import dask.array as da
 
     started = time.perf_counter()
     _check_compression(compression)
+    if hasattr(planes, "provenance") and hasattr(planes, "data"):  # a RawRegion
+        metadata = metadata or OutputMetadata.of(planes)
+        if channel_names is None and metadata.channels:
+            channel_names = [name for name, _, _ in metadata.channels]
+        planes = planes.data
     meta = metadata or OutputMetadata.of(planes)  # an array of a raw region: its inputs
     target = check_output_path(path, overwrite=overwrite, inputs=meta.inputs)
+    check_chunk(chunk, target)
     if not isinstance(planes, da.Array):
         planes = np.asarray(planes)
+    check_pixels(planes.shape, planes.dtype, target, "planes")
+    if not isinstance(planes, da.Array):
         planes = da.from_array(planes, chunks=(planes.shape[0], chunk or 1024, chunk or 1024))
-    if planes.ndim != 3 or planes.dtype.kind != "u":
-        raise OutputError(
-            f"cannot write {target}: expected (channels, height, width) unsigned integer "
-            f"planes, got {planes.shape} {planes.dtype}"
-        )
     if compression == "jpeg" and planes.dtype != np.uint8:
         raise OutputError(f"cannot write {target}: JPEG needs uint8 planes, got {planes.dtype}")
     names = list(channel_names) if channel_names is not None else None

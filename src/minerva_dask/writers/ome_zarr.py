@@ -40,7 +40,7 @@ from typing import Any
 
 from .._memory import keep_heap_flat
 from .._paths import is_url
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 from ._atomic import (
     FolderWatch,
     check_not_input,
@@ -58,6 +58,7 @@ from ._store import (
     KEY,
     StorePlan,
     discard,
+    exists_error,
     finish,
     in_progress,
     open_destination,
@@ -114,13 +115,15 @@ def write_ome_zarr(
     options = dict(storage_options or {})
     shard = _shard_of(shard, version)
     grid = band_grid if meta.channels else rgb_grid  # raw planes, or a rendered RGB
-    data, side = grid(image, chunk)  # one side for every level's chunks and blocks
+    data, side = grid(image, chunk, target=url)  # one side for every level's chunks and blocks
     shapes = pyramid_shapes(data.shape[0], data.shape[1], side)
     # a shard never spans more chunks than level 0 has along its longer side: a bigger
     # one holds nothing more, only a bigger index (16 bytes per chunk slot, squared)
     shard = min(shard, max(math.ceil(n / side) for n in shapes[0]))
     token = f"{data.name}:{version}:{side}" + (f":shard{shard}" if shard > 1 else "")
-    fs, root = open_destination(url, options)
+    # an existing store without overwrite/resume: refused as that, before "not writable"
+    refused = None if (overwrite or resume) else exists_error(url)
+    fs, root = open_destination(url, options, exists_error=refused)
     # one export of a local store at a time, from the first look at it to the swap
     lock = contextlib.nullcontext() if is_url(url) else output_lock(root, shown=url)
     with lock, FolderWatch() as watch:
@@ -149,6 +152,9 @@ def write_ome_zarr(
             if disk_full(exc):  # the partial store holds the space: remove it; old store kept
                 discard(plan)
                 raise disk_full_error(url) from None
+            if isinstance(exc, BlockMismatchError) and not plan.resume:
+                discard(plan)  # a resume would fail the same way: no partial left to refuse
+                raise
             gone = plan.work != plan.target and isinstance(exc, Exception)
             if gone and (error := watch.gone(url)):
                 raise error from None  # not the KeyError of a level it no longer finds

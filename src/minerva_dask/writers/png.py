@@ -36,8 +36,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import zlib_ng.zlib_ng as zng
 
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 from ._atomic import atomic_write, check_output_path
+from ._meta import check_block, check_pixels
 
 __all__ = ["BAND_BYTES", "PNG_LEVEL", "PngWriter", "encode_png", "write_png"]
 
@@ -321,9 +322,14 @@ def write_png(
     The path, pixel type and size are checked before the first block is asked for:
     ``rows`` may be lazy, computed as they are consumed."""
     target = check_output_path(path, overwrite=overwrite, inputs=inputs)
-    dtype = np.dtype(dtype)
-    if dtype != np.uint8:
-        raise OutputError(f"cannot write {target}: PNG needs uint8 pixels, got {dtype}")
+    check_pixels(shape, dtype, target, "png")  # known, uint8, not empty: one line
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise OutputError(
+            f"cannot write {target}: threads must be a number of threads >= 1 (None: one "
+            f"per core), got {threads!r}"
+        )
     try:  # before any file or work: what the PNG could not hold
         samples = _samples(shape)
         _check_header(shape[1], shape[0], samples, level)
@@ -333,6 +339,16 @@ def write_png(
         atomic_write(target, inputs=inputs, overwrite=overwrite) as fh,
         PngWriter(fh, shape[1], shape[0], samples, level=level, threads=threads) as writer,
     ):
-        for block in rows:
-            writer.write(block)
+        top = 0
+        for index, block in enumerate(rows):
+            block = np.asarray(block)
+            height = min(block.shape[0], shape[0] - top) if block.ndim else 0
+            where = f"row block {index} (rows {top}..{top + height})"
+            writer.write(check_block(block, where, (height, *shape[1:]), np.uint8))
+            top += height
+        if top != shape[0]:
+            raise BlockMismatchError(
+                f"cannot write {target}: the image's blocks computed {top} rows, declared "
+                f"{shape[0]}: the dask array's chunks do not match what its blocks compute"
+            )
     return target
