@@ -15,7 +15,7 @@ import os
 import shutil
 from typing import Any
 
-from ..errors import OutputError
+from ..errors import BlockMismatchError, OutputError
 from ._atomic import disk_full, disk_full_error
 from ._meta import OutputMetadata
 from ._store import StorePlan, finish, in_progress
@@ -114,3 +114,21 @@ def _state(work: str) -> dict[str, Any] | None:
         if isinstance(state, dict) and state.get("state") == "in-progress":
             return state
     return None
+
+
+def replacement_error(exc: BaseException, work: str, target: str, watch: Any, resume: bool) -> None:
+    """On a failed export of ``target`` built in ``work``: raise what the user should see
+    instead of ``exc``, cleaning up what cannot be resumed; return to let ``exc`` go on.
+
+    A full disk: the partial folder removed (it holds the space), one line. Blocks that
+    computed to another dtype or shape: removed too (a resume would fail the same way).
+    A partial folder removed or replaced meanwhile (``watch``): that, in one line, not the
+    ``FileNotFoundError`` of a tile it cut short."""
+    if disk_full(exc):
+        shutil.rmtree(work, ignore_errors=True)
+        raise disk_full_error(target) from None
+    if isinstance(exc, BlockMismatchError) and not resume:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    if isinstance(exc, Exception) and (gone := watch.gone(target)):
+        raise gone from None

@@ -45,15 +45,13 @@ from typing import Any
 import numpy as np
 
 from .._paths import is_url
-from ..errors import BlockMismatchError, OutputError
+from ..errors import OutputError
 from ._atomic import (
     FolderWatch,
     check_not_input,
-    disk_full,
-    disk_full_error,
     output_lock,
 )
-from ._dzi_place import STATE, open_partial, place
+from ._dzi_place import STATE, open_partial, place, replacement_error
 from ._dzi_tiles import SUFFIX, BlockJob, dz_shapes, load_carry, tile_block
 from ._meta import ExportResult, OutputMetadata, checked_blocks, rgb_grid
 from ._progress import Progress
@@ -167,14 +165,7 @@ def write_dzi(
                 raise gone
             place(work, target, files, name)
         except BaseException as exc:
-            if disk_full(exc):  # the partial folder holds the space: remove it; old output kept
-                shutil.rmtree(work, ignore_errors=True)
-                raise disk_full_error(target) from None
-            if isinstance(exc, BlockMismatchError) and not resume:
-                shutil.rmtree(work, ignore_errors=True)  # a resume would fail the same way
-                raise
-            if isinstance(exc, Exception) and (gone := watch.gone(target)):
-                raise gone from None  # not the FileNotFoundError of a tile it cut short
+            replacement_error(exc, work, target, watch, resume)  # the old output is kept
             raise
     size = sum(
         os.path.getsize(os.path.join(folder, f)) for folder, _, fs in os.walk(files) for f in fs

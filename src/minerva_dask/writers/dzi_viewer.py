@@ -30,15 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import is_url
-from ..errors import BlockMismatchError, OutputError
+from ..errors import OutputError
 from ._atomic import (
     FolderWatch,
     check_not_input,
     check_replaceable,
-    disk_full,
-    disk_full_error,
     output_lock,
 )
+from ._dzi_place import replacement_error
 from ._dzi_tiles import dz_shapes
 from ._meta import ExportResult, OutputMetadata, rgb_grid
 from ._runner import Runner
@@ -271,14 +270,7 @@ def write_dzi_groups(
                 raise gone
             finish(StorePlan(target, target, work, None, "", False, exists))
         except BaseException as exc:
-            if disk_full(exc):
-                shutil.rmtree(work, ignore_errors=True)
-                raise disk_full_error(target) from None
-            if isinstance(exc, BlockMismatchError) and not resume:
-                shutil.rmtree(work, ignore_errors=True)  # a resume would fail the same way
-                raise
-            if isinstance(exc, Exception) and (gone := watch.gone(target)):
-                raise gone from None
+            replacement_error(exc, work, target, watch, resume)  # the old output is kept
             raise
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(target) for f in fs)
     data = next(iter(grids.values()))
