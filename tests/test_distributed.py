@@ -87,16 +87,22 @@ def test_a_failed_export_on_a_client_leaves_nothing_on_the_cluster(
     import time
 
     import dask.array as da
+    import distributed
 
+    mine = cluster_client.persist(da.arange(1000, chunks=100) * 2)  # the user's own data
+    cluster_client.gather(distributed.futures_of(mine))  # computed and held
+    held = _tasks_on(cluster_client)  # the user's, and nothing else
     pixels = da.zeros((1024, 1024, 3), dtype=np.uint8, chunks=(256, 256, 3))
     broken = pixels.map_blocks(_broken_block, dtype=np.uint8)
     name = {"to_ome_tiff": "o.ome.tif", "to_ome_zarr": "o.ome.zarr", "to_dzi": "o.dzi"}
     with pytest.raises(OSError, match="block"):
         getattr(md, export)(broken, tmp_path / name.get(export, "o.png"), client=cluster_client)
-    deadline = time.monotonic() + 10  # the scheduler forgets cancelled tasks soon after
-    while _tasks_on(cluster_client) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10  # the scheduler forgets released tasks soon after
+    while _tasks_on(cluster_client) > held and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _tasks_on(cluster_client) == 0
+    assert _tasks_on(cluster_client) == held  # the user's chunks, nothing of the export
+    assert cluster_client.compute(mine.sum()).result() == 999_000  # still there, and usable
+    del mine
 
 
 def _only_on_a_worker(block: np.ndarray) -> np.ndarray:

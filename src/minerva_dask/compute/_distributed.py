@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._order import cancel, compute_in_order
+from ._order import compute_in_order, release
 
 __all__ = ["DistributedRunner", "DistributedStages"]
 
@@ -37,7 +37,7 @@ class DistributedRunner:
         try:
             return list(self.client.gather(futures))
         except BaseException:  # nothing of this export left on the cluster
-            cancel(self.client, [futures, list(self._persisted)])
+            release([futures, list(self._persisted)])
             raise
 
     def persist(self, collection: Any) -> Any:
@@ -87,8 +87,9 @@ class DistributedStages:
 
     def cancel(self, handles: list[Any]) -> None:
         """On the writer's way out: after a failure or a stop (a task failed, or work
-        was left in flight), cancel ``handles`` and every other future of this export
-        still alive (a failed one's traceback holds some, e.g. a node's children).
-        After a complete export there is nothing to cancel, and nothing is sent."""
+        was left in flight), release ``handles`` and every other future of this export
+        still alive (a failed one's traceback holds some, e.g. a node's children): the
+        scheduler stops and forgets what nothing wants. After a complete export there is
+        nothing to release, and nothing is sent."""
         if self._failed or handles:
-            cancel(self.client, [*handles, *self._made])
+            release([*handles, *self._made])

@@ -13,22 +13,22 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["cancel", "compute_in_order"]
+__all__ = ["compute_in_order", "release"]
 
 
-def cancel(client: Any, futures: Iterable[Any]) -> None:
-    """Cancel ``futures`` (lists of them too; ``None`` skipped) on ``client``, so that a
-    failed or stopped export leaves no task or result on the cluster: held futures would
-    otherwise keep them there as long as the error's traceback lives. Best effort."""
-    found: dict[Any, Any] = {}  # one per key: distributed's scheduler asserts on a
-    for item in futures:  # key cancelled twice, and drops the client's connection
+def release(futures: Iterable[Any]) -> None:
+    """Let go of ``futures`` (lists of them too; ``None`` skipped), so that a failed or
+    stopped export leaves no task or result on the cluster: held futures would keep them
+    there as long as the error's traceback lives. The scheduler stops and forgets what no
+    future wants any more; another holder of the same keys (the user's own persisted
+    array) keeps them. Not ``client.cancel``: that cancels every holder's future of a
+    key, and distributed's scheduler asserts, and drops the client's connection, when a
+    cancelled task has a dependent nobody holds."""
+    for item in futures:
         for future in item if isinstance(item, list | tuple) else [item]:
-            if future is not None and not future.cancelled():
-                found.setdefault(future.key, future)
-    flat = list(found.values())
-    if flat:
-        with contextlib.suppress(Exception):  # a cluster gone: nothing to release
-            client.cancel(flat)
+            if future is not None:
+                with contextlib.suppress(Exception):  # a client gone: nothing to release
+                    future.release()
 
 
 def compute_in_order(
@@ -59,7 +59,7 @@ def compute_in_order(
                 current = pending.popleft()
                 yield client.gather(current)
         except BaseException:  # a failure, or the consumer stopped: nothing left behind
-            cancel(client, [current, *pending])
+            release([current, *pending])
             raise
         return
     if compute is None:
