@@ -202,3 +202,27 @@ def test_a_partial_folder_removed_mid_export_is_one_clear_error(tiny_ome_tiff, t
         write(rendering, target)
     assert not target.exists()  # nothing put in place
     assert not (tmp_path / ".t.dzi.lock").exists() and not (tmp_path / ".t.ome.zarr.lock").exists()
+
+
+@pytest.mark.parametrize("planted", ["symlink", "dangling symlink", "hard link", "fifo"])
+def test_a_planted_lock_file_is_refused_and_what_it_names_untouched(tmp_path, planted) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious data")
+    lock = tmp_path / ".out.png.lock"
+    if planted == "symlink":
+        lock.symlink_to(precious)
+    elif planted == "dangling symlink":
+        lock.symlink_to(tmp_path / "created-by-the-attacker")
+    elif planted == "hard link":
+        os.link(precious, lock)
+    else:
+        os.mkfifo(lock)
+    with (
+        pytest.raises(md.OutputError, match="lock file") as info,
+        output_lock(tmp_path / "out.png"),
+    ):
+        pass
+    assert str(info.value).count("\n") == 0
+    assert precious.read_text() == "precious data"
+    assert not (tmp_path / "created-by-the-attacker").exists()
+    assert os.path.lexists(lock)  # left for the user to look at and remove

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -261,9 +262,15 @@ def output_lock(target: str | os.PathLike[str], *, shown: str | None = None) -> 
     path = _hidden(os.fspath(target), ".lock")
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            # never through a link: a planted one would have us truncate its target
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
         except OSError as exc:
             folder = os.path.dirname(path)
+            if exc.errno == errno.ELOOP:
+                raise OutputError(
+                    f"cannot write {shown}: its lock file {path} is a symbolic link, which "
+                    "minerva-dask does not follow: remove it"
+                ) from None
             if not os.path.isdir(folder):
                 raise OutputError(f"cannot write {shown}: folder {folder} does not exist") from None
             if exc.errno in (errno.EACCES, errno.EPERM) and os.path.lexists(path):
@@ -280,6 +287,13 @@ def output_lock(target: str | os.PathLike[str], *, shown: str | None = None) -> 
             raise OutputError(
                 f"cannot write {shown}: cannot create {path} ({exc.strerror})"
             ) from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a pipe, or someone's
+            os.close(fd)  # file hard-linked here: never written to
+            raise OutputError(
+                f"cannot write {shown}: its lock file {path} is not a lock file of ours (a "
+                "link to another file, or not a regular file): remove it"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
