@@ -246,6 +246,31 @@ def test_a_stop_landing_where_python_drops_exceptions_still_stops_the_run(sig, r
     assert reached == []
 
 
+def _dropped_at_the_very_end(sig: int) -> None:
+    with stop_on_signals():
+        _SignalsInDel(sig)  # dropped, and the block ends before the resend can land
+
+
+@pytest.mark.parametrize(
+    ("sig", "raised"), [(signal.SIGTERM, Stopped), (signal.SIGINT, KeyboardInterrupt)]
+)
+def test_a_stop_dropped_as_the_run_ends_is_raised_on_leaving_it(sig, raised) -> None:
+    with pytest.raises(raised):
+        _dropped_at_the_very_end(sig)
+    time.sleep(0.1)  # and nothing lands later, outside the run
+
+
+def test_a_signal_ignored_by_nohup_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_on_signals():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)  # nothing raised: the run goes on
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def _stopped_twice(cleaned: list[str]) -> None:
     with stop_on_signals():
         try:

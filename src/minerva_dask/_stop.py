@@ -45,9 +45,11 @@ class _State:
 def stop_on_signals() -> Iterator[None]:
     """For the duration: SIGTERM and SIGHUP raise :class:`Stopped` once (a second one
     cannot cut the clean-up short); Ctrl-C raises ``KeyboardInterrupt`` as Python's own
-    handler does (not where SIGINT is ignored, as under ``nohup``); and a stop dropped
-    where Python ignores exceptions is delivered again. Previous handlers and hook are
-    restored after. Outside the main thread (where handlers cannot be set) it does nothing.
+    handler does; a signal already ignored (``nohup`` ignores SIGHUP, a background job
+    SIGINT) stays ignored. A stop dropped where Python ignores exceptions is delivered
+    again, and raised on leaving the block if it has not landed by then. Previous
+    handlers and hook are restored after. Outside the main thread (where handlers cannot
+    be set) it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -65,23 +67,38 @@ def stop_on_signals() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous_hook = sys.unraisablehook
+    timers: list[threading.Timer] = []
 
     def on_unraisable(unraisable: Any) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and state.signum is not None:
             state.resend = True  # dropped: deliver it again, once out of here (a handler
             resend = threading.Timer(_RESEND_S, _thread.interrupt_main, (state.signum,))
             resend.daemon = True  # run in this hook would be dropped too)
+            timers.append(resend)
             resend.start()
             return
         previous_hook(unraisable)
 
-    previous = {sig: signal.signal(sig, on_stop) for sig in _STOPPING}
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_interrupt)
+    handlers = {sig: on_stop for sig in _STOPPING}
+    handlers[signal.SIGINT] = on_interrupt
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig, handler in handlers.items()
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     sys.unraisablehook = on_unraisable
     try:
         yield
+        for timer in timers:  # the block ended before a resent stop landed in it
+            timer.cancel()
+        if state.resend and state.signum is not None:
+            state.resend = False
+            if state.signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise Stopped(state.signum)
     finally:
+        for timer in timers:
+            timer.cancel()
         sys.unraisablehook = previous_hook
         for sig, old in previous.items():
             signal.signal(sig, old)
