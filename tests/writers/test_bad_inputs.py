@@ -74,6 +74,12 @@ BAD_IMAGES = [
         OutputError,
         ("not known", ".compute_chunk_sizes()"),
     ),
+    (
+        ("png", "tif", "zarr", "dzi", "groups"),
+        "huge",
+        OutputError,
+        ("10000000 x 10000000 pixels", "2^40"),
+    ),
 ]
 
 
@@ -101,8 +107,12 @@ def _one_line(exc: BaseException, words: tuple[str, ...]) -> None:
 def test_bad_image_is_one_line_and_nothing_is_written(
     tmp_path: Path, writer: str, image: Any, error: type, words: tuple[str, ...]
 ) -> None:
-    if isinstance(image, str):
+    if isinstance(image, str) and image == "unknown":
         image = _unknown_shape()
+    elif isinstance(image, str):  # 10^14 px of zeros: ran away in memory before it was refused
+        import dask.array as da
+
+        image = da.zeros((10**7, 10**7, 3), dtype=np.uint8, chunks=(4096, 4096, 3))
     with pytest.raises(error) as caught:
         WRITERS[writer](image, tmp_path)
     assert type(caught.value) is error
@@ -261,3 +271,10 @@ def test_existing_output_in_read_only_folder_says_exists(
         WRITERS[writer](RGB, tmp_path)
     _one_line(caught.value, ("exists", "overwrite"))
     assert "not writable" not in str(caught.value)
+
+
+def test_the_writers_pixel_budget_is_the_renders() -> None:
+    from minerva_dask.plan import MAX_PIXELS
+    from minerva_dask.writers._meta import MAX_OUTPUT_PIXELS
+
+    assert MAX_OUTPUT_PIXELS == MAX_PIXELS

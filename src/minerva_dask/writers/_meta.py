@@ -31,6 +31,9 @@ __all__ = [
 ]
 
 MAX_CHUNK_SIDE = 2**14  # 805 MB of RGB a chunk; 10**9 was an unexpected MemoryError
+# Pixels an output may have: a render's own budget (plan.MAX_PIXELS, pinned equal by a
+# test), kept for arrays handed to a writer too (a 10^14-px array ran away in memory).
+MAX_OUTPUT_PIXELS = 2**40
 
 
 def chunk_side_problem(side: Any) -> str | None:
@@ -244,6 +247,11 @@ def check_pixels(shape: tuple[Any, ...], dtype: Any, target: Any, layout: str = 
             f"cannot write {target}: the image is empty ({width} x {height} pixels"
             f"{f' x {shape[0]} channels' if layout in ('planes', 'bands') else ''}); "
             "nothing to write"
+        )
+    if height * width > MAX_OUTPUT_PIXELS:
+        raise OutputError(
+            f"cannot write {target}: {width} x {height} pixels is more than the "
+            f"{MAX_OUTPUT_PIXELS:,} (2^40) an output may have"
         )
 
 
