@@ -17,6 +17,7 @@ import numpy as np
 
 from . import compute
 from ._inputs import inputs_of
+from .writers._meta import checked_blocks
 from .writers.png import PNG_LEVEL, write_png
 
 if TYPE_CHECKING:
@@ -92,8 +93,9 @@ def _rows(
     with two in flight; anything else is one block."""
     if hasattr(image, "chunk_task"):
         yield from compute.row_blocks(image, client, compute_kwargs, progress)
-    elif hasattr(image, "chunks"):
-        yield from compute.array_row_blocks(image, client, compute_kwargs, progress)
+    elif hasattr(image, "chunks"):  # someone's array: a block not as declared is named,
+        checked = checked_blocks(image)  # never joined (once the writer has checked it)
+        yield from compute.array_row_blocks(checked, client, compute_kwargs, progress)
     else:
         yield np.asarray(image)
 

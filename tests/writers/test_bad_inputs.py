@@ -26,9 +26,11 @@ def _unknown_shape() -> da.Array:
     return x[x[:, 0, 0] > 0]  # boolean indexing: NaN rows
 
 
-def _blocks_compute(dtype: Any, rows: int | None = None) -> da.Array:
-    """A uint8 array whose blocks compute as ``dtype`` (and ``rows`` rows)."""
+def _blocks_compute(dtype: Any, rows: int | str | None = None) -> da.Array:
+    """A uint8 array whose blocks compute as ``dtype`` (and ``rows`` rows, or 2-D)."""
     x = da.ones((40, 40, 3), dtype=dtype, chunks=(20, 20, 3))
+    if rows == "2-D":
+        return x.map_blocks(lambda b: b[..., 0], dtype=np.uint8)
     return x.map_blocks(lambda b: b[:rows], dtype=np.uint8)
 
 
@@ -163,6 +165,8 @@ BAD_COMPUTE = [
     ({"compute_kwargs": {"num_workers": 0}}, ("num_workers", ">= 1")),
     ({"compute_kwargs": [1]}, ("compute_kwargs must be a mapping",)),
     ({"compute_kwargs": {"scheduler": "nonsense"}}, ("scheduler", "Expected one of")),
+    ({"compute_kwargs": {"scheduler": 5}}, ("scheduler", "Unexpected scheduler: 5")),
+    ({"compute_kwargs": {"pool": 3}}, ("pool must be a concurrent.futures executor", "int")),
     ({"client": "tcp://127.0.0.1:1"}, ("client=", "not an address", "scheduler=")),
     ({"client": 5}, ("client=", "distributed.Client", "int")),
 ]
@@ -215,13 +219,14 @@ def test_closed_client_is_one_line(tmp_path: Path) -> None:
 MISMATCHED_BLOCKS = [
     (("png", "tif", "zarr", "dzi"), np.uint16, None, ("computed as uint16", "declared uint8")),
     (("tif", "zarr", "dzi"), np.uint8, 5, ("block (", "computed as uint8", "declared uint8")),
-    (("png",), np.uint8, 5, ("computed 10 rows, declared 40",)),
+    (("png",), np.uint8, 5, ("block (", "computed as uint8", "declared uint8")),
+    (("png", "tif", "zarr", "dzi"), np.uint8, "2-D", ("computed as uint8", "declared uint8")),
 ]
 
 
 @pytest.mark.parametrize(("writer", "dtype", "rows", "words"), _cases(MISMATCHED_BLOCKS))
 def test_block_not_as_declared_is_named_and_nothing_is_left(
-    tmp_path: Path, writer: str, dtype: Any, rows: int | None, words: tuple[str, ...]
+    tmp_path: Path, writer: str, dtype: Any, rows: int | str | None, words: tuple[str, ...]
 ) -> None:
     with pytest.raises(BlockMismatchError) as caught:
         WRITERS[writer](_blocks_compute(dtype, rows), tmp_path)
@@ -278,3 +283,11 @@ def test_the_writers_pixel_budget_is_the_renders() -> None:
     from minerva_dask.writers._meta import MAX_OUTPUT_PIXELS
 
     assert MAX_OUTPUT_PIXELS == MAX_PIXELS
+
+
+def test_a_grey_png_of_one_sample_per_pixel_is_written(tmp_path: Path) -> None:
+    from PIL import Image
+
+    grey = np.random.default_rng(3).integers(0, 255, (128, 400, 1), dtype=np.uint8)
+    md.to_png(grey, tmp_path / "g.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "g.png")), grey[..., 0])

@@ -166,13 +166,18 @@ def check_compute_options(client: Any, compute_kwargs: Any) -> None:
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise RequestError(f"num_workers must be a number of threads >= 1, got {workers!r}")
-    if isinstance(compute_kwargs.get("scheduler"), str):
+    if "scheduler" in compute_kwargs:
         from dask.base import get_scheduler
 
         try:
             get_scheduler(scheduler=compute_kwargs["scheduler"])
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise RequestError(f"scheduler: {str(exc).splitlines()[0]}") from None
+    pool = compute_kwargs.get("pool")
+    if pool is not None and not hasattr(pool, "submit"):
+        raise RequestError(
+            f"pool must be a concurrent.futures executor, got a {type(pool).__name__}"
+        )
 
 
 _log = logging.getLogger("minerva_dask.cluster")  # shown with -v (see _console)

@@ -173,6 +173,8 @@ def rgb_grid(
     if not isinstance(data, da.Array):
         side = chunk or 1024
         data = da.from_array(data, chunks=(side, side, 3))
+    elif data is image:  # someone's dask array: each block checked before it is joined
+        data = checked_blocks(data)
     return _on_grid(data, chunk, multiple, (0, 1))
 
 

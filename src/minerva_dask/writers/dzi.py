@@ -53,7 +53,7 @@ from ._atomic import (
 )
 from ._dzi_place import STATE, open_partial, place, replacement_error
 from ._dzi_tiles import SUFFIX, BlockJob, dz_shapes, load_carry, tile_block
-from ._meta import ExportResult, OutputMetadata, checked_blocks, rgb_grid
+from ._meta import ExportResult, OutputMetadata, rgb_grid
 from ._progress import Progress
 from ._runner import Runner
 
@@ -193,7 +193,6 @@ def write_pyramid(
     """Write ``data`` (on a grid of ``options.side``) as ``work/NAME_files`` and, last,
     ``work/NAME.dzi``; blocks written and skipped (their markers matched)."""
     height, width = data.shape[:2]
-    data = checked_blocks(data)  # a block not as declared fails, named, never tiled
     shapes = tuple(dz_shapes(height, width))
     side, steps = options.side, options.steps
     files = os.path.join(work, f"{name}_files")

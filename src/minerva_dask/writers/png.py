@@ -344,7 +344,8 @@ def write_png(
             block = np.asarray(block)
             height = min(block.shape[0], shape[0] - top) if block.ndim else 0
             where = f"row block {index} (rows {top}..{top + height})"
-            writer.write(check_block(block, where, (height, *shape[1:]), np.uint8))
+            block = check_block(block, where, (height, *shape[1:]), np.uint8)
+            writer.write(block[..., 0] if block.ndim == 3 and samples == 1 else block)
             top += height
         if top != shape[0]:
             raise BlockMismatchError(
