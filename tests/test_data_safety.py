@@ -576,6 +576,37 @@ def test_a_link_planted_by_another_user_is_not_written_through(
     assert leftovers(tmp_path) == [] and leftovers(victim.parent) == []
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown: root only")
+def test_ones_own_link_to_a_planted_link_is_not_written_through(tmp_path, demo_path) -> None:
+    victim = tmp_path / "victim" / "o.png"
+    victim.parent.mkdir()
+    victim.write_bytes(b"someone's file")
+    planted = tmp_path / "planted.png"
+    planted.symlink_to(victim)
+    os.lchown(planted, 12345, 12345)
+    (tmp_path / "o.png").symlink_to(planted)  # one's own, naming the planted one
+    args = ["crop", SMALL, "--image", str(demo_path), "-o", str(tmp_path / "o.png"), "-q"]
+    assert main(args) == 2
+    assert victim.read_bytes() == b"someone's file"
+
+
+def test_a_deep_zoom_name_too_long_for_its_tiles_folder_is_one_line(tmp_path, capsys) -> None:
+    name = "n" * 250 + ".dzi"  # a valid file name; NAME_files would be 256 bytes
+    args = ["crop", SMALL, "--image", str(md.demo_image_path()), "-o", str(tmp_path / name)]
+    assert main([*args, "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "shorter name" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stopped_runs_new_zarr_store_is_cleared_by_the_next_export(tmp_path, demo_path):
+    stale = tmp_path / ".o.ome.zarr.partial.new-0badf00d"  # zarr's writes outlived a stop
+    stale.mkdir()
+    (stale / "zarr.json").write_text("{}")
+    md.crop(SMALL, tmp_path / "o.ome.zarr", image=demo_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ome.zarr"]
+
+
 def test_an_input_that_is_a_pipe_is_refused_without_blocking(tmp_path, capsys) -> None:
     fifo = tmp_path / "in.ome.tif"
     os.mkfifo(fifo)  # opening it to read would wait for a writer forever

@@ -165,11 +165,17 @@ def _through_link(link: Path) -> Path:
     link is the user's own (or root's). A link someone else planted in a shared folder
     is refused: following it would let them choose which file is replaced or created
     (the kernel's protected_symlinks guard never sees a path resolved here)."""
-    if hasattr(os, "getuid") and link.lstat().st_uid not in (os.getuid(), 0):
-        raise OutputError(
-            f"output {link} is a symbolic link owned by another user; minerva-dask does not "
-            "write through it: remove it or choose another name"
-        )
+    hop = link
+    for _ in range(40):  # every link of a chain: one's own link may name a planted one
+        if hasattr(os, "getuid") and hop.lstat().st_uid not in (os.getuid(), 0):
+            raise OutputError(
+                f"output {link} is, or leads through, a symbolic link owned by another user "
+                f"({hop}); minerva-dask does not write through it: remove it or choose "
+                "another name"
+            )
+        hop = hop.parent / os.readlink(hop)
+        if not hop.is_symlink():
+            break
     return Path(os.path.realpath(link))
 
 
@@ -368,5 +374,5 @@ class FolderWatch:
         return OutputError(
             f"cannot write {os.fspath(target)}: its work folder {self.path} was removed or "
             "replaced during the export (by another program?); nothing was put in place: "
-            "run it again"
+            "remove it if it is back (writes in flight may have made it again) and run it again"
         )

@@ -139,6 +139,11 @@ def write_dzi(
         raise OutputError(f"a Deep Zoom output is a local path ending in .dzi, got {target!r}")
     stem = os.path.abspath(target)[: -len(".dzi")]
     files = stem + "_files"
+    if len(os.path.basename(files).encode()) > 255:  # the limit of a file name's bytes
+        raise OutputError(
+            f"cannot write {target}: its tiles' folder {os.path.basename(files)[:40]}..._files "
+            "would be a longer name than a folder may have (255 bytes): choose a shorter name"
+        )
     meta = OutputMetadata.of(image)
     for out in (target, files):
         check_not_input(out, meta.inputs)

@@ -31,6 +31,7 @@ store at once are not detected.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -266,8 +267,10 @@ def _open_group(
         return zarr.create_group(
             url, zarr_format=zarr_format, attributes={KEY: entry}, storage_options=store_options
         )
-    fresh = f"{url}.new-{os.urandom(4).hex()}"  # made aside, then renamed: the partial
-    try:  # store never exists without its entry
+    for stale in glob.glob(glob.escape(url) + ".new-*"):  # a stopped run's (zarr's writes
+        shutil.rmtree(stale, ignore_errors=True)  # in flight outlive its clean-up); under
+    fresh = f"{url}.new-{os.urandom(4).hex()}"  # the output's lock: nobody else's. Made
+    try:  # aside, then renamed: the partial store never exists without its entry
         zarr.create_group(fresh, zarr_format=zarr_format, attributes={KEY: entry})
         os.rename(fresh, url)
     except BaseException:
