@@ -178,3 +178,16 @@ def independent_pyramid(path, z=0, t=0):
                 )
             )
     return levels, downsamples
+
+
+def expected_levels(rgb: np.ndarray, count: int) -> list[np.ndarray]:
+    """``rgb`` ``(y, x, 3)`` and its 2 x 2 means, ``count`` levels in all, computed here,
+    independently of the writers (odd edges repeated, rounded half up)."""
+    levels = [rgb]
+    for _ in range(count - 1):
+        prev = levels[-1].astype(np.int32)
+        h, w = prev.shape[:2]
+        prev = np.pad(prev, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        quad = prev[0::2, 0::2] + prev[1::2, 0::2] + prev[0::2, 1::2] + prev[1::2, 1::2]
+        levels.append(((quad + 2) // 4).astype(np.uint8))
+    return levels

@@ -91,7 +91,10 @@ def test_a_failed_export_on_a_client_leaves_nothing_on_the_cluster(
 
     mine = cluster_client.persist(da.arange(1000, chunks=100) * 2)  # the user's own data
     cluster_client.gather(distributed.futures_of(mine))  # computed and held
-    held = _tasks_on(cluster_client)  # the user's, and nothing else
+    held, settled = -1, _tasks_on(cluster_client)
+    while held != settled:  # the user's, and what earlier tests let go of, forgotten
+        time.sleep(0.1)
+        held, settled = settled, _tasks_on(cluster_client)
     pixels = da.zeros((1024, 1024, 3), dtype=np.uint8, chunks=(256, 256, 3))
     broken = pixels.map_blocks(_broken_block, dtype=np.uint8)
     name = {"to_ome_tiff": "o.ome.tif", "to_ome_zarr": "o.ome.zarr", "to_dzi": "o.dzi"}

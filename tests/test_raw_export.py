@@ -247,12 +247,12 @@ def test_a_raw_export_never_replaces_its_input(shared_data, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_an_interrupted_raw_export_resumes_skipping_written_chunks(cycif, tmp_path) -> None:
-    from tests.writers.test_export import _FailingSource
+    from tests.failing_source import FailingSource
 
     source = md.open_image(cycif)
     out = tmp_path / "resume.ome.zarr"
     url = f"/0/0/0/?c={C}&region=0,0,100,100"
-    failing = _FailingSource(source, 64)  # the last row of 32 px chunks fails
+    failing = FailingSource(source, 64)  # the last row of 32 px chunks fails
     with pytest.raises(OSError, match="the network went away"):
         md.crop(url, out, image=failing, raw=True, chunk=32, shard=1)  # an object a chunk
     assert not out.exists()

@@ -15,6 +15,7 @@ import pytest
 import minerva_dask as md
 from minerva_dask.cli import main
 from minerva_dask.exports import to_dzi
+from tests.reference import expected_levels
 
 # odd sizes, a region reaching outside the image, more than one block of 1016 across
 DEMO = (
@@ -22,18 +23,6 @@ DEMO = (
     "&region=-37,-11,2501,1333&max_size=1251"
 )
 NS = "{http://schemas.microsoft.com/deepzoom/2008}"
-
-
-def expected_levels(rgb: np.ndarray, count: int) -> list[np.ndarray]:
-    """The image and its 2 x 2 means (odd edges repeated, half up), computed here."""
-    levels = [rgb]
-    for _ in range(count - 1):
-        prev = levels[-1].astype(np.int32)
-        h, w = prev.shape[:2]
-        prev = np.pad(prev, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        quad = prev[0::2, 0::2] + prev[1::2, 0::2] + prev[0::2, 1::2] + prev[1::2, 1::2]
-        levels.append(((quad + 2) // 4).astype(np.uint8))
-    return levels
 
 
 def read_dzi(path: Path) -> dict[str, int | str]:

@@ -16,30 +16,9 @@ import pytest
 
 import minerva_dask as md
 from minerva_dask.exports import to_dzi
+from tests.failing_source import FailingSource
 
 from .test_dzi import read_dzi, tiles
-
-
-class _FailingSource:
-    """Wraps a source; reads at y >= fail_from_y fail (an export interrupted part-way)."""
-
-    def __init__(self, source, fail_from_y: int) -> None:
-        self.inner, self.fail_from_y = source, fail_from_y
-        self.info = source.info
-
-    def __dask_tokenize__(self):
-        return self.inner.__dask_tokenize__()  # the same render: resume may reuse its blocks
-
-    def channels_per_read(self, level):
-        return self.inner.channels_per_read(level)
-
-    def read_region(self, level, rect, channels, *, z=0, t=0):
-        if rect.y >= self.fail_from_y:
-            raise OSError("the network went away")
-        return self.inner.read_region(level, rect, channels, z=z, t=t)
-
-    def close(self) -> None:
-        pass
 
 
 def test_an_interrupted_dzi_export_leaves_the_old_pyramid_and_resumes(tiny_ome_tiff, tmp_path):
@@ -47,7 +26,7 @@ def test_an_interrupted_dzi_export_leaves_the_old_pyramid_and_resumes(tiny_ome_t
     request = md.parse_request("/0/0/0/?c=1|500:20000$0000FF&region=0,0,1100,700&max_size=5000")
     target = tmp_path / "t.dzi"
     target.write_text("old")
-    failing = md.render(_FailingSource(source, 500), request, align="output", chunk_size=256)
+    failing = md.render(FailingSource(source, 500), request, align="output", chunk_size=256)
     with pytest.raises(md.OutputError, match="exists"):
         to_dzi(failing, target)  # never replaced unasked
     with pytest.raises(OSError, match="the network went away"):

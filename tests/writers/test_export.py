@@ -15,8 +15,9 @@ import minerva_dask as md
 from minerva_dask._demo import SyntheticSource
 from minerva_dask.cli import main
 from minerva_dask.exports import to_ome_tiff, to_ome_zarr
-from minerva_dask.sources.base import SourceBase
 from minerva_dask.writers._pyramid import downsample_2x
+from tests.failing_source import FailingSource
+from tests.reference import expected_levels
 
 REQUEST = (
     "/0/0/0/?c=1|500:20000$0000FF,-2|0:8000$00FF00,3|300:9000$FF8000"
@@ -29,18 +30,6 @@ def rendering(tiny_ome_tiff):
     return md.render(
         md.open_image(tiny_ome_tiff), md.parse_request(REQUEST), align="output", chunk_size=256
     )
-
-
-def expected_levels(rgb: np.ndarray, count: int) -> list[np.ndarray]:
-    """The in-memory render and its 2 x 2 means, computed independently of the writers."""
-    levels = [rgb]
-    for _ in range(count - 1):
-        prev = levels[-1].astype(np.int32)
-        h, w = prev.shape[:2]
-        prev = np.pad(prev, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        quad = prev[0::2, 0::2] + prev[1::2, 0::2] + prev[0::2, 1::2] + prev[1::2, 1::2]
-        levels.append(((quad + 2) // 4).astype(np.uint8))
-    return levels
 
 
 def zarr_levels(path) -> list[np.ndarray]:
@@ -161,34 +150,12 @@ def test_ome_tiff_describes_how_it_was_made(rendering, tmp_path) -> None:
     assert x_res[0] / x_res[1] == pytest.approx(1e4 / 1.3)  # level 1: 1.3 µm pixels
 
 
-class _FailingSource(SourceBase):
-    """Wraps a source; reads at y >= fail_from_y fail (an export interrupted part-way)."""
-
-    def __init__(self, source, fail_from_y: int) -> None:
-        self.inner, self.fail_from_y = source, fail_from_y
-        self.info = source.info
-
-    def __dask_tokenize__(self):
-        return self.inner.__dask_tokenize__()  # the same render: resume may reuse its chunks
-
-    def channels_per_read(self, level):  # reads as the wrapped source does
-        return self.inner.channels_per_read(level)
-
-    def read_region(self, level, rect, channels, *, z=0, t=0):
-        if rect.y >= self.fail_from_y:
-            raise OSError("the network went away")
-        return self.inner.read_region(level, rect, channels, z=z, t=t)
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.slow
 def test_an_interrupted_zarr_export_resumes_skipping_written_chunks(tiny_ome_tiff, tmp_path):
     source = md.open_image(tiny_ome_tiff)
     request = md.parse_request(REQUEST)
     # chunk rows start at y = -80, 176, 432, 688: the last row fails, one row at a time
-    failing = md.render(_FailingSource(source, 600), request, align="output", chunk_size=256)
+    failing = md.render(FailingSource(source, 600), request, align="output", chunk_size=256)
     target = tmp_path / "r.ome.zarr"
     partial = tmp_path / ".r.ome.zarr.partial"  # the target appears only when complete
     with pytest.raises(OSError, match="the network went away"):
@@ -226,7 +193,7 @@ def test_a_marker_from_another_render_is_not_trusted(tiny_ome_tiff, tmp_path) ->
         chunk_size=256,
     )
     failing = md.render(
-        _FailingSource(source, 0), md.parse_request(REQUEST), align="output", chunk_size=256
+        FailingSource(source, 0), md.parse_request(REQUEST), align="output", chunk_size=256
     )
     with pytest.raises(OSError, match="the network went away"):
         to_ome_zarr(failing, target)
@@ -365,7 +332,7 @@ def test_output_errors_are_clear_and_leave_nothing_behind(rendering, tmp_path, m
             storage_options={"client_kwargs": {"endpoint_url": moto_server}},
         )
     failing = md.render(
-        _FailingSource(rendering.source, 0), rendering.request, align="output", chunk_size=256
+        FailingSource(rendering.source, 0), rendering.request, align="output", chunk_size=256
     )
     with pytest.raises(OSError, match="the network went away"):
         to_ome_tiff(failing, tmp_path / "f.ome.tif")

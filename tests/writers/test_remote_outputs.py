@@ -9,7 +9,8 @@ import tifffile
 
 import minerva_dask as md
 from minerva_dask.cli import main
-from tests.writers.test_export import REQUEST, _FailingSource
+from tests.failing_source import FailingSource
+from tests.writers.test_export import REQUEST
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_an_ome_tiff_to_s3_is_uploaded_whole_and_replaced_only_when_asked(
     before = fs.cat_file(url)
     with pytest.raises(md.OutputError, match="exists"):
         md.crop(REQUEST, url, image=tiny_ome_tiff, output_storage_options=options)
-    failing = _FailingSource(md.open_image(tiny_ome_tiff), 600)
+    failing = FailingSource(md.open_image(tiny_ome_tiff), 600)
     with pytest.raises(OSError, match="the network went away"):
         md.crop(
             REQUEST, url, image=failing, chunk=256, overwrite=True, output_storage_options=options

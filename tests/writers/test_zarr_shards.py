@@ -12,7 +12,9 @@ import zarr
 import minerva_dask as md
 from minerva_dask.exports import to_ome_zarr
 from minerva_dask.writers._progress import Progress
-from tests.writers.test_export import REQUEST, _FailingSource, expected_levels, zarr_levels
+from tests.failing_source import FailingSource
+from tests.reference import expected_levels
+from tests.writers.test_export import REQUEST, zarr_levels
 
 
 def _objects(store) -> dict[str, int]:
@@ -51,7 +53,7 @@ def test_an_interrupted_sharded_export_resumes_per_shard(tiny_ome_tiff, tmp_path
     request = md.parse_request(REQUEST)
     # 256-px chunks, 2 x 2 per shard: shard rows start at y = -80 and 432; reads from
     # y >= 600 fail, so the second row of shards fails and the first is complete
-    failing = md.render(_FailingSource(source, 600), request, align="output", chunk_size=256)
+    failing = md.render(FailingSource(source, 600), request, align="output", chunk_size=256)
     target = tmp_path / "r.ome.zarr"
     with pytest.raises(OSError, match="the network went away"):
         to_ome_zarr(failing, target, shard=2, prefetch=1)
@@ -175,7 +177,7 @@ def test_an_interrupted_export_to_s3_is_no_image_until_resumed_shard_by_shard(
     url = "s3://resume-out/r.ome.zarr"
     source = md.open_image(tiny_ome_tiff)
     request = md.parse_request(REQUEST)
-    failing = md.render(_FailingSource(source, 600), request, align="output", chunk_size=256)
+    failing = md.render(FailingSource(source, 600), request, align="output", chunk_size=256)
     with pytest.raises(OSError, match="the network went away"):
         to_ome_zarr(failing, url, shard=2, prefetch=1, storage_options=options)
     attrs = dict(zarr.open_group(url, mode="r", storage_options=options).attrs)
